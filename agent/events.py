@@ -1,0 +1,139 @@
+"""What the sources hand to the pipeline: plain, immutable values.
+
+This module owns the vocabulary shared by ``agent.sources`` (which produce
+these values from the OS) and ``agent.pipeline`` (which gates, minimises and
+batches them). It holds no behaviour beyond small geometry helpers and imports
+nothing from the OS.
+
+Times are wall-clock seconds since the epoch (float), read from the clock the
+agent was built with, so that tests can inject their own.
+Coordinates are screen pixels (physical), origin at the top left of the
+virtual screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class AppIdentity:
+    """Who a window belongs to, as far as the platform can tell."""
+
+    process_name: str = ""  # /proc/PID/comm, or the image name on Windows
+    wm_instance: str = ""  # first part of WM_CLASS
+    wm_class: str = ""  # second part of WM_CLASS
+    exe_name: str = ""  # base name of the executable
+    bundle_id: str = ""  # macOS bundle identifier
+
+
+@dataclass(frozen=True, slots=True)
+class Rect:
+    x: int
+    y: int
+    width: int
+    height: int
+
+    def contains(self, px: float, py: float) -> bool:
+        return self.x <= px < self.x + self.width and self.y <= py < self.y + self.height
+
+    def intersect(self, other: Rect) -> Rect | None:
+        left, top = max(self.x, other.x), max(self.y, other.y)
+        right = min(self.x + self.width, other.x + other.width)
+        bottom = min(self.y + self.height, other.y + other.height)
+        if right <= left or bottom <= top:
+            return None
+        return Rect(left, top, right - left, bottom - top)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowInfo:
+    """A top-level window: identity, title and client rectangle on screen."""
+
+    window_id: int
+    app: AppIdentity
+    title: str
+    rect: Rect
+    pid: int | None = None
+    scale: float = 1.0  # device pixel ratio of the monitor it is on
+
+
+@dataclass(frozen=True, slots=True)
+class MouseMove:
+    t: float
+    x: int
+    y: int
+
+
+@dataclass(frozen=True, slots=True)
+class MouseButton:
+    t: float
+    x: int
+    y: int
+    button: str  # "left", "middle", "right", "x1", ...
+    pressed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MouseScroll:
+    t: float
+    x: int
+    y: int
+    dx: int
+    dy: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEvent:
+    """A key press or release.
+
+    ``key`` is a normalised name: for printable keys the character itself
+    (``"a"``, ``"A"``, ``"1"``); otherwise a side-less name such as ``"ctrl"``,
+    ``"shift"``, ``"alt"``, ``"cmd"``, ``"enter"``, ``"backspace"``, ``"tab"``,
+    ``"space"``, ``"left"``, ``"f5"``. ``char`` is the text the key types, if
+    any (``" "`` for space).
+    """
+
+    t: float
+    key: str
+    pressed: bool
+    char: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FocusChange:
+    """The active window changed (``window`` is None when nothing has focus)."""
+
+    t: float
+    window: WindowInfo | None
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Events were lost or not recorded: queue overflow, spool full, crash."""
+
+    t: float
+    reason: str
+    count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """Pixels of one window's client rectangle, grabbed from the screen.
+
+    ``rgb`` holds ``width * height * 3`` bytes, row-major, no padding.
+    ``rect`` is where the pixels came from, in screen coordinates (already
+    clipped to the monitors).
+    """
+
+    t: float
+    window_id: int
+    rect: Rect
+    width: int
+    height: int
+    rgb: bytes = field(repr=False)
+    scale: float = 1.0
+
+
+InputEvent = MouseMove | MouseButton | MouseScroll | KeyEvent
+SourceEvent = InputEvent | FocusChange | Gap

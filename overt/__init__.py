@@ -1,0 +1,1 @@
+"""The ``overt`` command: one entry point that dispatches to each package's CLI."""

@@ -1,0 +1,389 @@
+"""The policy and exemption-grant models: what IT allows, expressed as data.
+
+This module owns the shape of a policy (payload type
+``application/vnd.overt.policy+json; version=1``) and of an exemption grant
+(``application/vnd.overt.grant+json; version=1``), their validation rules and
+their JSON Schema. It does not own signatures or trust (see ``envelope`` and
+``verify``): a model here is only ever built from bytes that were verified
+first.
+
+Every model forbids unknown fields, so a typo in a policy file is an error and
+not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+POLICY_PAYLOAD_TYPE = "application/vnd.overt.policy+json; version=1"
+GRANT_PAYLOAD_TYPE = "application/vnd.overt.grant+json; version=1"
+
+#: Every device group of the tenant, in ``Scope.device_groups``.
+ALL_GROUPS = "*"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamps must carry a time zone, e.g. 2026-01-31T09:00:00Z")
+    return value
+
+
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@+-]+$")]
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from exc
+    return value
+
+
+Regex = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_regex)]
+
+
+def key_id(raw_public_key: bytes) -> str:
+    """The id of a public key: hex SHA-256 of its raw bytes."""
+    return hashlib.sha256(raw_public_key).hexdigest()
+
+
+def _b64_32(value: str) -> str:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("public key must be base64") from exc
+    if len(raw) != 32:
+        raise ValueError("public key must be 32 raw bytes, base64-encoded")
+    return value
+
+
+Base64Key = Annotated[str, AfterValidator(_b64_32)]
+
+
+class KeyMode(StrEnum):
+    """How keystrokes are captured, from least to most revealing."""
+
+    NONE = "none"
+    TIMING = "timing"
+    SHORTCUTS = "shortcuts"
+    TEXT = "text"
+
+    @property
+    def rank(self) -> int:
+        return _KEY_MODE_ORDER.index(self)
+
+
+_KEY_MODE_ORDER = [KeyMode.NONE, KeyMode.TIMING, KeyMode.SHORTCUTS, KeyMode.TEXT]
+
+
+def weaker_key_mode(a: KeyMode, b: KeyMode) -> KeyMode:
+    return a if a.rank <= b.rank else b
+
+
+class Category(StrEnum):
+    """Why an employee may be exempted."""
+
+    BANDWIDTH = "bandwidth"
+    SENSITIVE = "sensitive"
+    BATTERY = "battery"
+    OTHER = "other"
+
+
+class TitleAction(StrEnum):
+    KEEP = "keep"
+    MASK = "mask"  # the matching part is replaced by a placeholder
+    DROP = "drop"  # events are captured, the title is not
+
+
+class PublicKey(_Model):
+    """An Ed25519 public key and its id (hex SHA-256 of the raw key)."""
+
+    keyid: str = Field(pattern=r"^[0-9a-f]{64}$")
+    public_key: Base64Key
+    name: str = Field(default="", max_length=128)
+
+    @model_validator(mode="after")
+    def _keyid_matches(self) -> PublicKey:
+        if key_id(base64.b64decode(self.public_key)) != self.keyid:
+            raise ValueError("keyid is not the SHA-256 of public_key")
+        return self
+
+
+class SignerSet(_Model):
+    """Keys trusted to sign policies, and how many distinct ones must sign."""
+
+    keys: tuple[PublicKey, ...] = Field(min_length=1)
+    threshold: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _sane(self) -> SignerSet:
+        ids = [k.keyid for k in self.keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a key is listed twice in the signer set")
+        if self.threshold > len(ids):
+            raise ValueError("threshold is larger than the number of keys")
+        return self
+
+    @property
+    def keyids(self) -> frozenset[str]:
+        return frozenset(k.keyid for k in self.keys)
+
+
+class AdminKey(PublicKey):
+    """An admin's key and the exemption categories it may grant."""
+
+    categories: tuple[Category, ...] = Field(min_length=1)
+
+
+class Scope(_Model):
+    """Which devices a policy is for."""
+
+    tenant: Name
+    device_groups: tuple[Name | Literal["*"], ...] = Field(min_length=1)
+
+    def covers(self, tenant: str, group: str) -> bool:
+        if tenant != self.tenant:
+            return False
+        return ALL_GROUPS in self.device_groups or group in self.device_groups
+
+
+class DatasetKey(_Model):
+    """The data team's X25519 public key that batches are sealed to."""
+
+    key_id: Name
+    public_key: Base64Key
+    suite: Literal["hpke-x25519-hkdfsha256-chacha20poly1305"] = (
+        "hpke-x25519-hkdfsha256-chacha20poly1305"
+    )
+
+
+class AppMatch(_Model):
+    """How an app is recognised. Any listed value matching is a match.
+
+    Values are compared case-insensitively; ``exe_names`` match the base name of
+    the executable. ``wm_classes`` match either part of WM_CLASS (instance or
+    class).
+    """
+
+    process_names: tuple[str, ...] = ()
+    wm_classes: tuple[str, ...] = ()
+    exe_names: tuple[str, ...] = ()
+    bundle_ids: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> AppMatch:
+        if not (self.process_names or self.wm_classes or self.exe_names or self.bundle_ids):
+            raise ValueError("an app match needs at least one identity value")
+        return self
+
+
+class TitleRule(_Model):
+    """A window-title rule: titles matching ``pattern`` are masked or dropped,
+    or (``skip``) the window is not captured at all."""
+
+    pattern: Regex
+    action: Literal["mask", "drop", "skip"]
+
+
+class Screenshots(_Model):
+    enabled: bool = True
+    min_interval_seconds: float = Field(default=2.0, ge=0.2, le=3600)
+    max_per_minute: int = Field(default=12, ge=1, le=120)
+    max_width: int = Field(default=1280, ge=160, le=7680)
+    quality: int = Field(default=50, ge=10, le=95)
+
+
+class CaptureSettings(_Model):
+    """What is captured inside one allow-listed app."""
+
+    keystrokes: KeyMode = KeyMode.SHORTCUTS
+    mouse: bool = True
+    screenshots: Screenshots = Screenshots()
+    titles: TitleAction = TitleAction.KEEP
+    #: Communication apps: the user's own clicks and keys only; no titles, no
+    #: screenshots, nothing received from other people.
+    actions_only: bool = False
+
+
+class AppRule(_Model):
+    id: Name
+    name: str = Field(min_length=1, max_length=128)
+    match: AppMatch
+    capture: CaptureSettings = CaptureSettings()
+    title_rules: tuple[TitleRule, ...] = ()
+
+
+class DeniedApp(_Model):
+    """An app never captured, even if an allow rule would match it."""
+
+    name: str = Field(min_length=1, max_length=128)
+    match: AppMatch
+
+
+class RedactionPattern(_Model):
+    name: Name
+    pattern: Regex
+
+
+BuiltinRedaction = Literal["card", "national_id", "email", "phone", "secret"]
+
+
+class Redaction(_Model):
+    builtin: tuple[BuiltinRedaction, ...] = ("card", "national_id", "email", "phone", "secret")
+    patterns: tuple[RedactionPattern, ...] = ()
+
+
+class PauseRules(_Model):
+    max_minutes: int = Field(default=30, ge=1, le=24 * 60)
+
+
+class ExemptionEffect(_Model):
+    """What an approved exemption of one category changes."""
+
+    stop_capture: bool = False
+    screenshots: bool = True
+    max_keystrokes: KeyMode = KeyMode.TEXT
+    upload_ac_only: bool = False
+    upload_unmetered_only: bool = False
+    daily_upload_bytes: int | None = Field(default=None, ge=0)
+
+
+def _default_exemptions() -> dict[Category, ExemptionEffect]:
+    return {
+        Category.BANDWIDTH: ExemptionEffect(
+            screenshots=False, upload_unmetered_only=True, daily_upload_bytes=5 * 2**20
+        ),
+        Category.SENSITIVE: ExemptionEffect(stop_capture=True),
+        Category.BATTERY: ExemptionEffect(screenshots=False, upload_ac_only=True),
+        Category.OTHER: ExemptionEffect(stop_capture=True),
+    }
+
+
+class UploadRules(_Model):
+    ac_only: bool = False
+    unmetered_only: bool = True
+    daily_bytes: int = Field(default=50 * 2**20, ge=0)
+
+
+class BatteryRules(_Model):
+    """Lighter capture while the device runs on battery."""
+
+    screenshots: bool = False
+
+
+class Retention(_Model):
+    days: int = Field(ge=1, le=3650)
+    #: Who can decrypt and read the data, in words shown in the consent notice.
+    readers: tuple[str, ...] = Field(min_length=1)
+
+
+class Notice(_Model):
+    organisation: str = Field(min_length=1, max_length=200)
+    contact: str = Field(min_length=1, max_length=200)
+    purpose: str = Field(
+        default="training computer-use AI agents on how work applications are used",
+        max_length=1000,
+    )
+
+
+class Policy(_Model):
+    """A capture policy as IT writes it, before signing."""
+
+    version: int = Field(ge=1)
+    issued_at: AwareDatetime
+    expires: AwareDatetime
+    scope: Scope
+    notice: Notice
+    #: When set, the signer set that takes over from the current one. The
+    #: switch needs a threshold of the current set and of this one.
+    next_signers: SignerSet | None = None
+    grant_signers: tuple[AdminKey, ...] = ()
+    dataset_key: DatasetKey
+    apps: tuple[AppRule, ...] = Field(min_length=1)
+    never_capture: tuple[DeniedApp, ...] = ()
+    redaction: Redaction = Redaction()
+    pause: PauseRules = PauseRules()
+    review_window_minutes: int = Field(default=15, ge=0, le=7 * 24 * 60)
+    exemptions: dict[Category, ExemptionEffect] = Field(default_factory=_default_exemptions)
+    upload: UploadRules = UploadRules()
+    battery: BatteryRules = BatteryRules()
+    spool_max_bytes: int = Field(default=256 * 2**20, ge=2**20)
+    retention: Retention
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        if self.expires <= self.issued_at:
+            raise ValueError("expires must be after issued_at")
+        ids = [a.id for a in self.apps]
+        if len(set(ids)) != len(ids):
+            raise ValueError("two apps share an id")
+        admin_ids = [k.keyid for k in self.grant_signers]
+        if len(set(admin_ids)) != len(admin_ids):
+            raise ValueError("an admin key is listed twice")
+        return self
+
+    @field_validator("exemptions")
+    @classmethod
+    def _all_categories(cls, value: dict[Category, ExemptionEffect]) -> dict[Category, ExemptionEffect]:
+        missing = set(Category) - set(value)
+        if missing:
+            raise ValueError(f"exemptions must define every category; missing {sorted(missing)}")
+        return value
+
+    @property
+    def lifetime(self) -> timedelta:
+        return self.expires - self.issued_at
+
+    def admin_key(self, keyid: str) -> AdminKey | None:
+        for key in self.grant_signers:
+            if key.keyid == keyid:
+                return key
+        return None
+
+
+class Grant(_Model):
+    """An exemption granted by an admin to one device (and optionally user)."""
+
+    grant_id: Name
+    request_id: Name
+    tenant: Name
+    device_id: Name
+    user: str | None = Field(default=None, max_length=128)
+    category: Category
+    issued_at: AwareDatetime
+    expires: AwareDatetime
+    reason: str = Field(default="", max_length=2000)
+
+    @model_validator(mode="after")
+    def _window(self) -> Grant:
+        if self.expires <= self.issued_at:
+            raise ValueError("expires must be after issued_at")
+        return self
+
+
+def policy_json_schema() -> dict[str, object]:
+    """The JSON Schema of the policy payload, for editors and validators."""
+    schema = Policy.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = POLICY_PAYLOAD_TYPE
+    return schema
