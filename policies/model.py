@@ -344,7 +344,9 @@ class Policy(_Model):
 
     @field_validator("exemptions")
     @classmethod
-    def _all_categories(cls, value: dict[Category, ExemptionEffect]) -> dict[Category, ExemptionEffect]:
+    def _all_categories(
+        cls, value: dict[Category, ExemptionEffect]
+    ) -> dict[Category, ExemptionEffect]:
         missing = set(Category) - set(value)
         if missing:
             raise ValueError(f"exemptions must define every category; missing {sorted(missing)}")
