@@ -65,7 +65,7 @@ def app_rule(
             titles=titles,
             actions_only=actions_only,
         ),
-        title_rules=tuple(TitleRule(pattern=p, action=a) for p, a in title_rules),  # type: ignore[arg-type]
+        title_rules=tuple(TitleRule(pattern=p, action=a) for p, a in title_rules),
     )
 
 
