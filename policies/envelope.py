@@ -1,9 +1,9 @@
 """The signed-file envelope (DSSE v1 style): encode, decode, sign, check signatures.
 
-Wire format, UTF-8 JSON::
+Wire format, UTF-8 JSON, written compactly on one line (shown spread out here)::
 
     {"payloadType": "<media type>",
-     "payload": "<standard base64 of the payload bytes>",
+     "payload": "<standard, canonical base64 of the payload bytes>",
      "signatures": [{"keyid": "<hex sha-256 of the raw key>", "sig": "<base64>"}]}
 
 Each signature is Ed25519 over ``PAE(payloadType, payload)`` exactly as DSSE v1
@@ -74,7 +74,9 @@ class Envelope:
                 for s in self.signatures
             ],
         }
-        return (json.dumps(document, indent=2) + "\n").encode("utf-8")
+        # Compact, no trailing newline: every byte of a signed file carries
+        # meaning, so any single changed byte is detected (see the tests).
+        return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -143,9 +145,13 @@ def _b64(value: object, what: str) -> bytes:
     if not isinstance(value, str):
         raise MalformedError(f"envelope {what} must be a base64 string")
     try:
-        return base64.b64decode(value, validate=True)
+        decoded = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise MalformedError(f"envelope {what} is not valid base64") from exc
+    # Refuse non-canonical encodings (set padding bits, say): one value, one text.
+    if base64.b64encode(decoded).decode("ascii") != value:
+        raise MalformedError(f"envelope {what} is not canonical base64")
+    return decoded
 
 
 def parse_envelope(data: bytes, limit: int) -> Envelope:
