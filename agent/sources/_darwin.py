@@ -1,0 +1,149 @@
+"""Window probe for macOS, on pyobjc (AppKit + Quartz).
+
+UNTESTED HERE: written against the documented APIs
+(``NSWorkspace.sharedWorkspace().frontmostApplication()``,
+``CGWindowListCopyWindowInfo`` with ``kCGWindowListOptionOnScreenOnly``);
+this project's tests run on X11 only. pyobjc is an optional dependency,
+imported in the constructor, never at module import.
+
+Identity: ``bundle_id`` from the running application, ``process_name`` its
+localized name, ``exe_name`` the executable's base name. The window is the
+frontmost layer-0 window of the frontmost application in the on-screen window
+list (front to back). ``rect`` is ``kCGWindowBounds`` — in points, and it
+includes the title bar (Quartz does not expose the content rectangle without
+accessibility permission); ``scale`` is the backing scale factor of the main
+screen. Reading window titles needs the Screen Recording permission on macOS
+10.15+; without it titles are empty.
+
+Focus watching polls every ``poll_interval`` seconds on a thread
+(NSWorkspace notifications need a run loop).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from agent.events import AppIdentity, Rect, WindowInfo
+from agent.sources.errors import BackendUnavailableError
+from agent.sources.window import FocusCallback, FocusNotifier, Unsubscribe, WindowProbe
+
+
+class DarwinWindowProbe(WindowProbe):
+    """:class:`agent.sources.window.WindowProbe` on macOS (untested here)."""
+
+    def __init__(self, poll_interval: float = 0.25) -> None:
+        try:
+            import AppKit
+            import Quartz
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                "the macOS window backend needs pyobjc: "
+                "pip install pyobjc-framework-Quartz pyobjc-framework-Cocoa"
+            ) from exc
+        self._appkit: Any = AppKit
+        self._quartz: Any = Quartz
+        self._notifier = FocusNotifier()
+        self._poll_interval = poll_interval
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _scale(self) -> float:
+        screen = self._appkit.NSScreen.mainScreen()
+        return float(screen.backingScaleFactor()) if screen is not None else 1.0
+
+    def _windows(self) -> list[Any]:
+        q = self._quartz
+        options = q.kCGWindowListOptionOnScreenOnly | q.kCGWindowListExcludeDesktopElements
+        return list(q.CGWindowListCopyWindowInfo(options, q.kCGNullWindowID) or [])
+
+    def _app_for(self, pid: int) -> AppIdentity:
+        app = self._appkit.NSRunningApplication.runningApplicationWithProcessIdentifier_(pid)
+        if app is None:
+            return AppIdentity()
+        url = app.executableURL()
+        return AppIdentity(
+            process_name=str(app.localizedName() or ""),
+            exe_name=os.path.basename(str(url.path())) if url is not None else "",
+            bundle_id=str(app.bundleIdentifier() or ""),
+        )
+
+    def _info(self, entry: Any, scale: float) -> WindowInfo:
+        q = self._quartz
+        bounds = entry[q.kCGWindowBounds]
+        pid = int(entry[q.kCGWindowOwnerPID])
+        return WindowInfo(
+            window_id=int(entry[q.kCGWindowNumber]),
+            app=self._app_for(pid),
+            title=str(entry.get(q.kCGWindowName, "") or ""),
+            rect=Rect(
+                int(bounds["X"]), int(bounds["Y"]), int(bounds["Width"]), int(bounds["Height"])
+            ),
+            pid=pid,
+            scale=scale,
+        )
+
+    def active(self) -> WindowInfo | None:
+        front = self._appkit.NSWorkspace.sharedWorkspace().frontmostApplication()
+        if front is None:
+            return None
+        pid = int(front.processIdentifier())
+        q = self._quartz
+        for entry in self._windows():
+            if int(entry[q.kCGWindowOwnerPID]) == pid and int(entry[q.kCGWindowLayer]) == 0:
+                return self._info(entry, self._scale())
+        return None
+
+    def window_at(self, x: int, y: int) -> WindowInfo | None:
+        q = self._quartz
+        for entry in self._windows():  # front to back
+            if int(entry[q.kCGWindowLayer]) != 0:
+                continue
+            b = entry[q.kCGWindowBounds]
+            rect = Rect(int(b["X"]), int(b["Y"]), int(b["Width"]), int(b["Height"]))
+            if rect.contains(x, y):
+                return self._info(entry, self._scale())
+        return None
+
+    def covering(self, window: WindowInfo) -> list[Rect]:
+        q = self._quartz
+        rects: list[Rect] = []
+        for entry in self._windows():  # front to back: everything before ours is above it
+            if int(entry[q.kCGWindowNumber]) == window.window_id:
+                break
+            if int(entry[q.kCGWindowOwnerPID]) == window.pid:
+                continue
+            b = entry[q.kCGWindowBounds]
+            overlap = Rect(int(b["X"]), int(b["Y"]), int(b["Width"]), int(b["Height"])).intersect(
+                window.rect
+            )
+            if overlap is not None:
+                rects.append(overlap)
+        return rects
+
+    def subscribe(self, callback: FocusCallback) -> Unsubscribe:
+        unsubscribe = self._notifier.add(callback)
+        with self._lock:
+            if self._watcher is None:
+                self._watcher = threading.Thread(
+                    target=self._poll, name="overt-focus-watch", daemon=True
+                )
+                self._watcher.start()
+        return unsubscribe
+
+    def _poll(self) -> None:
+        last: tuple[int, str] | None = None
+        while not self._stop.is_set():
+            info = self.active()
+            key = (info.window_id, info.title) if info else (0, "")
+            if key != last:
+                last = key
+                self._notifier.notify(info)
+            self._stop.wait(self._poll_interval)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(5.0)

@@ -1,0 +1,105 @@
+"""Screen grabber on mss (XShm/XGetImage on X11, GDI on Windows, CoreGraphics on macOS).
+
+Owns the mss instances; imports mss (and Pillow) only when a grabber first
+grabs. mss instances must not be shared between threads, so each thread that
+grabs gets its own, made lazily on first use; :meth:`MssScreenGrabber.close`
+closes them all and must only be called once grabbing has stopped.
+
+The monitor list is read once per thread-local instance (mss caches it); a
+monitor plugged in later is seen by a new grabber.
+
+BGRA → RGB goes through Pillow's C ``raw``/``BGRX`` decoder; without Pillow,
+mss's own ``.rgb`` (byte slicing, about as fast). Measured on a 2-vCPU test
+machine: grab of an 800×600 window 0.15 ms, conversion 2.7 ms (full 1080p:
+0.7 ms + 11 ms) — the conversion, not the grab, is the cost.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from agent.events import Frame, Rect, WindowInfo
+from agent.sources.errors import NO_X_DISPLAY, BackendUnavailableError, NoDisplayError, SourceError
+from agent.sources.screen import ScreenGrabber, grab_region
+
+
+def _to_rgb(shot: Any) -> bytes:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is in the capture extra
+        return bytes(shot.rgb)
+    raw = getattr(shot, "raw", None)
+    if raw is None:  # pragma: no cover - older mss
+        raw = shot.bgra
+    # frombuffer reads mss's buffer in place (no copy of the BGRA bytes).
+    return Image.frombuffer("RGB", shot.size, raw, "raw", "BGRX", 0, 1).tobytes()
+
+
+class MssScreenGrabber(ScreenGrabber):
+    """:class:`agent.sources.screen.ScreenGrabber` on mss, one mss instance per thread."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._instances: list[Any] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _sct(self) -> Any:
+        sct = getattr(self._local, "sct", None)
+        if sct is not None:
+            return sct
+        if self._closed:
+            raise SourceError("screen grabber is closed")
+        try:
+            import mss
+        except ImportError as exc:  # pragma: no cover - dependency of the capture extra
+            raise BackendUnavailableError(
+                "mss is not installed (pip install overt[capture])"
+            ) from exc
+        factory = getattr(mss, "MSS", None) or mss.mss
+        try:
+            sct = factory()
+        except mss.ScreenShotError as exc:
+            raise NoDisplayError(f"{NO_X_DISPLAY} ({exc})") from exc
+        self._local.sct = sct
+        with self._lock:
+            self._instances.append(sct)
+        return sct
+
+    def monitors(self) -> list[Rect]:
+        return [
+            Rect(int(m["left"]), int(m["top"]), int(m["width"]), int(m["height"]))
+            for m in self._sct().monitors[1:]
+        ]
+
+    def grab(self, window: WindowInfo, t: float) -> Frame | None:
+        region = grab_region(window.rect, self.monitors())
+        if region is None:
+            return None
+        import mss
+
+        box = {"left": region.x, "top": region.y, "width": region.width, "height": region.height}
+        try:
+            shot = self._sct().grab(box)
+        except mss.ScreenShotError as exc:
+            raise SourceError(f"screen grab failed: {exc}") from exc
+        width, height = shot.size
+        scale = width / region.width if width != region.width else window.scale
+        return Frame(
+            t=t,
+            window_id=window.window_id,
+            rect=region,
+            width=width,
+            height=height,
+            rgb=_to_rgb(shot),
+            scale=scale,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            instances, self._instances = self._instances, []
+        for sct in instances:
+            sct.close()
+        self._local = threading.local()

@@ -1,0 +1,150 @@
+"""Window probe: which top-level window is active, which is under a point.
+
+This module owns the :class:`WindowProbe` interface and the choice of its
+backend (:func:`select_window_probe`). Backends:
+
+- ``xorg`` (:mod:`agent.sources._xorg`, python-xlib) — X11 with an EWMH
+  window manager; tested on Xvfb + openbox.
+- ``win32`` (:mod:`agent.sources._win32`, ctypes/user32) and ``darwin``
+  (:mod:`agent.sources._darwin`, pyobjc) — written against their documented
+  APIs, not exercised by this project's tests.
+- ``fake`` (:mod:`agent.sources._fake`) — a scriptable desktop for unit tests.
+
+It does not decide what may be recorded about a window (the pipeline does) and
+it imports no OS library.
+
+Every query returns a :class:`agent.events.WindowInfo` or None. None means "no
+such window": nothing focused, nothing at that point, or the window vanished
+while it was being read. A vanishing window is normal on a desktop and never
+raises.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+from collections.abc import Callable, Mapping
+
+from agent.events import Rect, WindowInfo
+from agent.sources._platform import choose_backend
+from agent.sources.errors import BackendUnavailableError
+
+log = logging.getLogger(__name__)
+
+#: Called with the new active window (None: nothing has focus). Runs on the
+#: probe's watcher thread: hand the value over, do not block.
+FocusCallback = Callable[[WindowInfo | None], None]
+Unsubscribe = Callable[[], None]
+
+
+class FocusNotifier:
+    """The subscriber list a probe's watcher calls; shared by the backends.
+
+    ``notify`` calls every callback in subscription order; an exception from
+    one is logged (with no window content) and does not reach the others or
+    the watcher.
+    """
+
+    def __init__(self) -> None:
+        self._callbacks: list[FocusCallback] = []
+        self._lock = threading.Lock()
+
+    def add(self, callback: FocusCallback) -> Unsubscribe:
+        with self._lock:
+            self._callbacks.append(callback)
+
+        def remove() -> None:
+            with self._lock:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+
+        return remove
+
+    def notify(self, window: WindowInfo | None) -> None:
+        with self._lock:
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            try:
+                callback(window)
+            except Exception:
+                log.exception("focus callback %r failed", callback)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._callbacks)
+
+
+class WindowProbe(abc.ABC):
+    """Read-only view of the desktop's top-level windows."""
+
+    @abc.abstractmethod
+    def active(self) -> WindowInfo | None:
+        """The window with keyboard focus."""
+
+    @abc.abstractmethod
+    def window_at(self, x: int, y: int) -> WindowInfo | None:
+        """The topmost visible top-level window whose frame holds screen point (x, y).
+
+        For attributing clicks: a click on a window's title bar belongs to
+        that window, so hit-testing uses the frame while the returned
+        ``rect`` is the client area.
+        """
+
+    @abc.abstractmethod
+    def covering(self, window: WindowInfo) -> list[Rect]:
+        """Screen rectangles of visible windows stacked above ``window`` that overlap it.
+
+        Each is clipped to ``window.rect``. A screen grab of ``window.rect``
+        shows those windows' pixels in these rectangles; callers that must
+        not keep other windows' pixels blank them out.
+        """
+
+    @abc.abstractmethod
+    def subscribe(self, callback: FocusCallback) -> Unsubscribe:
+        """Call ``callback`` whenever the active window or its title changes.
+
+        Starts the probe's watcher on first use. Returns a function that
+        removes the callback. Exceptions from callbacks are logged and
+        swallowed so one bad subscriber cannot stop the watcher.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop the watcher and release OS resources. Safe to call twice."""
+
+    def __enter__(self) -> WindowProbe:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+_WINDOW_BACKENDS = ("xorg", "win32", "darwin", "fake")
+
+
+def select_window_probe(env: Mapping[str, str] | None = None) -> WindowProbe:
+    """The window probe for this machine (``OVERT_WINDOW_BACKEND`` overrides).
+
+    On Linux without DISPLAY this raises
+    :class:`agent.sources.errors.NoDisplayError`: "no X display: set DISPLAY,
+    or run under Xvfb; Wayland sessions are not supported yet".
+    """
+    name = choose_backend("window", _WINDOW_BACKENDS, env=env)
+    if name == "xorg":
+        from agent.sources._xorg import XorgWindowProbe
+
+        return XorgWindowProbe()
+    if name == "win32":
+        from agent.sources._win32 import Win32WindowProbe
+
+        return Win32WindowProbe()
+    if name == "darwin":
+        from agent.sources._darwin import DarwinWindowProbe
+
+        return DarwinWindowProbe()
+    if name == "fake":
+        from agent.sources._fake import FakeWindowProbe
+
+        return FakeWindowProbe()
+    raise BackendUnavailableError(f"unknown window backend {name!r}")  # pragma: no cover
