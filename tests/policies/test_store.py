@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from policies import store as store_module
 from policies.envelope import MAX_POLICY_BYTES
 from policies.errors import (
     CorruptStateError,
@@ -143,7 +142,7 @@ def test_crash_before_the_state_commit_keeps_the_old_state(
             raise OSError(28, "No space left on device")
         real_replace(src, dst)
 
-    monkeypatch.setattr(store_module.os, "replace", crash_on_state)
+    monkeypatch.setattr(os, "replace", crash_on_state)
     v2 = _write(tmp_path, "v2.json", sign(policy_doc(2), ["A"]))
     with pytest.raises(StoreError, match="No space left"):
         accept_policy_file(v2, store, PINNED, DEVICE, NOW)
