@@ -1,0 +1,338 @@
+"""Screenshots: when to grab a window, and how little of it to keep.
+
+This module owns two things:
+
+- ``ScreenshotScheduler`` decides *when* the captured window should be
+  grabbed. Triggers: a mouse press and a focus change (at once), a typing
+  pause (``typing_pause_s`` after the last key, 0.5 s) and a scroll stop
+  (``scroll_stop_s`` after the last scroll, 0.3 s). Rate limits come from the
+  decision's ``Screenshots``: at least ``min_interval_seconds`` between grabs
+  and at most ``max_per_minute`` in any 60 s. A trigger that arrives while
+  rate-limited is deferred to the earliest allowed time; one request is
+  pending at most (a later trigger replaces it), so a burst of clicks yields
+  one grab of the state after the burst. It returns ``GrabRequest`` values;
+  grabbing is the app's job (off the input thread).
+
+- ``FrameEncoder`` turns grabbed ``Frame``s into screenshot records and image
+  blobs. It downscales to ``max_width``, skips a frame identical to the
+  previous one, and otherwise emits a keyframe or a delta.
+
+Image formats (``ScreenshotRecord`` explains the record fields):
+
+- keyframe: the whole downscaled window as one WebP image (lossy, method 2,
+  ``quality`` from the settings), or JPEG at the same quality when this
+  Pillow has no WebP support. Readers detect the format from the magic bytes.
+- delta: the changed ``tile`` x ``tile`` (64 px) cells, compared against the
+  previous frame, packed left to right and top to bottom into one image of
+  ``columns`` (≤ 16) cells per row, same codec and quality. Edge cells are
+  cropped to the frame. Apply deltas in order to the keyframe (``reassemble``).
+- a keyframe (not a delta) is emitted for the first frame, after
+  ``force_keyframe`` (focus change, new batch), when the window or its size
+  changed, when more than ``max_changed`` (half) of the tiles changed, and
+  after ``keyframe_every`` (30) deltas.
+
+Neither class reads a clock or starts a thread. ``FrameEncoder`` is a plain
+object; the app calls it from a worker thread, never from an input hook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from PIL import Image, ImageChops, features
+
+from agent.events import Frame, WindowInfo
+from policies.model import Screenshots
+
+from .records import PipelineError, ScreenshotKind, ScreenshotRecord, to_ms
+
+
+class FrameError(PipelineError):
+    """A frame whose pixel buffer does not match its declared size."""
+
+
+class Trigger(StrEnum):
+    PRESS = "press"
+    FOCUS = "focus"
+    TYPING_PAUSE = "typing_pause"
+    SCROLL_STOP = "scroll_stop"
+
+
+@dataclass(frozen=True, slots=True)
+class GrabRequest:
+    """Grab this window's client rectangle now."""
+
+    window: WindowInfo
+    trigger: Trigger
+    t: float
+
+
+@dataclass(slots=True)
+class _Pending:
+    due: float
+    trigger: Trigger
+    window: WindowInfo
+    settings: Screenshots
+
+
+class ScreenshotScheduler:
+    """Decides when to grab; holds at most one pending request."""
+
+    __slots__ = ("_grabs", "_pending", "_scroll_stop", "_typing_pause")
+
+    def __init__(self, *, typing_pause_s: float = 0.5, scroll_stop_s: float = 0.3) -> None:
+        self._typing_pause = typing_pause_s
+        self._scroll_stop = scroll_stop_s
+        self._grabs: deque[float] = deque()
+        self._pending: _Pending | None = None
+
+    @property
+    def next_due(self) -> float | None:
+        return None if self._pending is None else self._pending.due
+
+    def trigger(
+        self, trigger: Trigger, window: WindowInfo, settings: Screenshots | None, now: float
+    ) -> GrabRequest | None:
+        """An immediate trigger (press, focus change): grab now, or defer if rate-limited."""
+        return self._schedule(trigger, window, settings, now, now)
+
+    def typing(
+        self, window: WindowInfo, settings: Screenshots | None, now: float
+    ) -> GrabRequest | None:
+        """A key was typed: grab when typing pauses."""
+        return self._schedule(Trigger.TYPING_PAUSE, window, settings, now, now + self._typing_pause)
+
+    def scrolled(
+        self, window: WindowInfo, settings: Screenshots | None, now: float
+    ) -> GrabRequest | None:
+        """A scroll happened: grab when scrolling stops."""
+        return self._schedule(Trigger.SCROLL_STOP, window, settings, now, now + self._scroll_stop)
+
+    def poll(self, now: float) -> GrabRequest | None:
+        """A pending request that is due at ``now``."""
+        p = self._pending
+        if p is None or now < p.due:
+            return None
+        allowed = self._allowed_at(p.settings, now)
+        if now < allowed:
+            p.due = allowed
+            return None
+        self._pending = None
+        return self._grant(p.trigger, p.window, now)
+
+    def cancel(self) -> None:
+        """Forget a pending request (capture stopped, focus moved, pause)."""
+        self._pending = None
+
+    def _schedule(
+        self,
+        trigger: Trigger,
+        window: WindowInfo,
+        settings: Screenshots | None,
+        now: float,
+        due: float,
+    ) -> GrabRequest | None:
+        if settings is None or not settings.enabled:
+            self._pending = None
+            return None
+        due = max(due, self._allowed_at(settings, now))
+        if due <= now:
+            self._pending = None
+            return self._grant(trigger, window, now)
+        self._pending = _Pending(due, trigger, window, settings)
+        return None
+
+    def _allowed_at(self, settings: Screenshots, now: float) -> float:
+        grabs = self._grabs
+        while grabs and grabs[0] <= now - 60.0:
+            grabs.popleft()
+        if not grabs:
+            return now
+        allowed = grabs[-1] + settings.min_interval_seconds
+        if len(grabs) >= settings.max_per_minute:
+            allowed = max(allowed, grabs[-settings.max_per_minute] + 60.0)
+        return allowed
+
+    def _grant(self, trigger: Trigger, window: WindowInfo, now: float) -> GrabRequest:
+        self._grabs.append(now)
+        return GrabRequest(window, trigger, now)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    """A screenshot record and the image blob it names."""
+
+    record: ScreenshotRecord
+    image: bytes
+
+
+WEBP = features.check("webp")
+
+
+def encode_image(img: Image.Image, quality: int) -> bytes:
+    """WebP (method 2) when available, else JPEG."""
+    buf = io.BytesIO()
+    if WEBP:
+        img.save(buf, format="WEBP", quality=quality, method=2)
+    else:
+        img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def image_id(data: bytes) -> str:
+    """Content address of an image blob: the first 24 hex digits of its SHA-256."""
+    return hashlib.sha256(data).hexdigest()[:24]
+
+
+class FrameEncoder:
+    """Downscales, skips unchanged frames, emits keyframes and tile deltas.
+
+    Not thread-safe: one worker thread uses it at a time. ``force_keyframe``
+    only sets a flag and may be called from another thread.
+    """
+
+    def __init__(
+        self, *, tile: int = 64, max_changed: float = 0.5, keyframe_every: int = 30
+    ) -> None:
+        self.tile = tile
+        self.max_changed = max_changed
+        self.keyframe_every = keyframe_every
+        self._prev: Image.Image | None = None
+        self._window = -1
+        self._source = (0, 0)
+        self._key_id = ""
+        self._deltas = 0
+        self._force = True
+        self.skipped = 0
+
+    def force_keyframe(self) -> None:
+        self._force = True
+
+    def encode(self, frame: Frame, settings: Screenshots) -> EncodedFrame | None:
+        """The record and blob for a frame, or None when it is unchanged."""
+        if (
+            frame.width <= 0
+            or frame.height <= 0
+            or len(frame.rgb) != frame.width * frame.height * 3
+        ):
+            raise FrameError(
+                f"frame of {frame.width}x{frame.height} has {len(frame.rgb)} bytes of pixels"
+            )
+        img = Image.frombytes("RGB", (frame.width, frame.height), frame.rgb)
+        if frame.width > settings.max_width:
+            h = max(1, round(frame.height * settings.max_width / frame.width))
+            img = img.resize((settings.max_width, h), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        prev = self._prev
+        source = (frame.width, frame.height)
+        if (
+            self._force
+            or prev is None
+            or prev.size != img.size
+            or self._window != frame.window_id
+            or self._source != source
+            or self._deltas >= self.keyframe_every
+        ):
+            return self._keyframe(frame, img, settings)
+        diff = ImageChops.difference(prev, img)
+        bbox = diff.getbbox()
+        if bbox is None:
+            self.skipped += 1
+            return None
+        tiles = self._changed_tiles(diff, bbox)
+        total = math.ceil(img.width / self.tile) * math.ceil(img.height / self.tile)
+        if len(tiles) > self.max_changed * total:
+            return self._keyframe(frame, img, settings)
+        return self._delta(frame, img, settings, tiles)
+
+    def _changed_tiles(
+        self, diff: Image.Image, bbox: tuple[int, int, int, int]
+    ) -> list[tuple[int, int]]:
+        t = self.tile
+        left, top, right, bottom = bbox
+        w, h = diff.size
+        out = []
+        for row in range(top // t, (bottom - 1) // t + 1):
+            for col in range(left // t, (right - 1) // t + 1):
+                box = (col * t, row * t, min(w, col * t + t), min(h, row * t + t))
+                if diff.crop(box).getbbox() is not None:
+                    out.append((col, row))
+        return out
+
+    def _keyframe(self, frame: Frame, img: Image.Image, settings: Screenshots) -> EncodedFrame:
+        data = encode_image(img, settings.quality)
+        key = image_id(data)
+        self._prev, self._window, self._source = img, frame.window_id, (frame.width, frame.height)
+        self._key_id, self._deltas, self._force = key, 0, False
+        rec = ScreenshotRecord(
+            to_ms(frame.t),
+            ScreenshotKind.KEYFRAME,
+            key,
+            img.width,
+            img.height,
+            frame.width,
+            frame.height,
+        )
+        return EncodedFrame(rec, data)
+
+    def _delta(
+        self,
+        frame: Frame,
+        img: Image.Image,
+        settings: Screenshots,
+        tiles: list[tuple[int, int]],
+    ) -> EncodedFrame:
+        t = self.tile
+        cols = min(len(tiles), 16)
+        rows = math.ceil(len(tiles) / cols)
+        packed = Image.new("RGB", (cols * t, rows * t))
+        w, h = img.size
+        for i, (col, row) in enumerate(tiles):
+            box = (col * t, row * t, min(w, col * t + t), min(h, row * t + t))
+            packed.paste(img.crop(box), ((i % cols) * t, (i // cols) * t))
+        data = encode_image(packed, settings.quality)
+        self._prev = img
+        self._deltas += 1
+        rec = ScreenshotRecord(
+            to_ms(frame.t),
+            ScreenshotKind.DELTA,
+            image_id(data),
+            w,
+            h,
+            frame.width,
+            frame.height,
+            base=self._key_id,
+            tile=t,
+            columns=cols,
+            tiles=tuple(tiles),
+        )
+        return EncodedFrame(rec, data)
+
+
+def reassemble(
+    keyframe: bytes, deltas: Iterable[tuple[ScreenshotRecord, bytes]] = ()
+) -> Image.Image:
+    """The frame shown after applying ``deltas`` (in order) to ``keyframe``."""
+    try:
+        with Image.open(io.BytesIO(keyframe)) as opened:
+            img = opened.convert("RGB")
+        for rec, blob in deltas:
+            if rec.kind is not ScreenshotKind.DELTA or rec.tile <= 0 or rec.columns <= 0:
+                raise PipelineError("reassemble takes delta records after the keyframe")
+            if (rec.width, rec.height) != img.size:
+                raise PipelineError("a delta does not match the keyframe's size")
+            with Image.open(io.BytesIO(blob)) as opened:
+                packed = opened.convert("RGB")
+            t, w, h = rec.tile, rec.width, rec.height
+            for i, (col, row) in enumerate(rec.tiles):
+                cw, ch = min(t, w - col * t), min(t, h - row * t)
+                sx, sy = (i % rec.columns) * t, (i // rec.columns) * t
+                img.paste(packed.crop((sx, sy, sx + cw, sy + ch)), (col * t, row * t))
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"cannot reassemble screenshot: {exc}") from exc
+    return img

@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image, ImageChops, ImageDraw, ImageStat
+
+from agent.events import AppIdentity, Frame, Rect, WindowInfo
+from agent.pipeline import screens
+from agent.pipeline.records import ScreenshotKind, ScreenshotRecord
+from agent.pipeline.screens import (
+    FrameEncoder,
+    FrameError,
+    GrabRequest,
+    ScreenshotScheduler,
+    Trigger,
+    reassemble,
+)
+from policies.model import Screenshots
+
+T = 1_800_000_000.0
+WIN = WindowInfo(7, AppIdentity(process_name="editor"), "doc", Rect(100, 50, 640, 480))
+SHOTS = Screenshots(min_interval_seconds=2.0, max_per_minute=12, max_width=1280, quality=95)
+
+
+# ------------------------------------------------------------------ scheduler
+
+
+def test_press_grabs_at_once() -> None:
+    s = ScreenshotScheduler()
+    assert s.trigger(Trigger.PRESS, WIN, SHOTS, T) == GrabRequest(WIN, Trigger.PRESS, T)
+
+
+def test_trigger_within_min_interval_is_deferred_to_the_allowed_time() -> None:
+    s = ScreenshotScheduler()
+    assert s.trigger(Trigger.PRESS, WIN, SHOTS, T) is not None
+    assert s.trigger(Trigger.PRESS, WIN, SHOTS, T + 0.5) is None
+    assert s.trigger(Trigger.FOCUS, WIN, SHOTS, T + 1.0) is None  # replaces the pending one
+    assert s.next_due == pytest.approx(T + 2.0)
+    assert s.poll(T + 1.9) is None
+    assert s.poll(T + 2.0) == GrabRequest(WIN, Trigger.FOCUS, T + 2.0)
+    assert s.poll(T + 10) is None
+
+
+def test_max_per_minute_holds_over_a_sliding_minute() -> None:
+    shots = Screenshots(min_interval_seconds=0.2, max_per_minute=3)
+    s = ScreenshotScheduler()
+    granted = [s.trigger(Trigger.PRESS, WIN, shots, T + i) for i in range(3)]
+    assert all(g is not None for g in granted)
+    assert s.trigger(Trigger.PRESS, WIN, shots, T + 3) is None
+    assert s.next_due == pytest.approx(T + 60)
+    assert s.poll(T + 59.9) is None
+    assert s.poll(T + 60) is not None
+
+
+def test_typing_pause_triggers_half_a_second_after_the_last_key() -> None:
+    s = ScreenshotScheduler()
+    assert s.typing(WIN, SHOTS, T) is None
+    assert s.typing(WIN, SHOTS, T + 0.3) is None
+    assert s.poll(T + 0.7) is None
+    assert s.poll(T + 0.8) == GrabRequest(WIN, Trigger.TYPING_PAUSE, T + 0.8)
+
+
+def test_scroll_stop_triggers_after_the_last_scroll() -> None:
+    s = ScreenshotScheduler()
+    assert s.scrolled(WIN, SHOTS, T) is None
+    assert s.scrolled(WIN, SHOTS, T + 0.1) is None
+    assert s.poll(T + 0.39) is None
+    assert s.poll(T + 0.4) == GrabRequest(WIN, Trigger.SCROLL_STOP, T + 0.4)
+
+
+@pytest.mark.parametrize("settings", [None, Screenshots(enabled=False)])
+def test_no_grab_without_screenshot_settings(settings: Screenshots | None) -> None:
+    s = ScreenshotScheduler()
+    assert s.trigger(Trigger.PRESS, WIN, settings, T) is None
+    assert s.typing(WIN, settings, T) is None
+    assert s.next_due is None
+    assert s.poll(T + 100) is None
+
+
+def test_cancel_forgets_the_pending_request() -> None:
+    s = ScreenshotScheduler()
+    s.typing(WIN, SHOTS, T)
+    s.cancel()
+    assert s.poll(T + 5) is None
+
+
+# ------------------------------------------------------------------ encoder
+
+
+def base_image(w: int = 640, h: int = 480) -> Image.Image:
+    img = Image.new("RGB", (w, h), (245, 245, 240))
+    d = ImageDraw.Draw(img)
+    for i in range(0, h, 18):  # lines of "text"
+        for j in range(10, w - 40, 37):
+            d.rectangle((j, i + 4, j + 25, i + 12), fill=((i * 3) % 200, (j * 5) % 200, 90))
+    d.rectangle((0, 0, w, 30), fill=(40, 60, 120))
+    return img
+
+
+def frame(img: Image.Image, t: float = T, window_id: int = 7) -> Frame:
+    w, h = img.size
+    return Frame(t, window_id, Rect(100, 50, w, h), w, h, img.tobytes())
+
+
+def close(a: Image.Image, b: Image.Image, tolerance: float = 4.0) -> bool:
+    assert a.size == b.size
+    diff = ImageStat.Stat(ImageChops.difference(a, b)).mean
+    return max(diff) <= tolerance
+
+
+def test_first_frame_is_a_keyframe_and_an_unchanged_frame_is_skipped() -> None:
+    enc = FrameEncoder()
+    img = base_image()
+    first = enc.encode(frame(img), SHOTS)
+    assert first is not None
+    assert first.record.kind is ScreenshotKind.KEYFRAME
+    assert first.record.image == screens.image_id(first.image)
+    assert enc.encode(frame(img, T + 1), SHOTS) is None
+    assert enc.skipped == 1
+
+
+def test_small_change_is_a_delta_with_few_tiles_and_reassembles() -> None:
+    enc = FrameEncoder()
+    img = base_image()
+    key = enc.encode(frame(img), SHOTS)
+    assert key is not None
+    changed = img.copy()
+    ImageDraw.Draw(changed).rectangle((200, 200, 230, 215), fill=(255, 0, 0))
+    delta = enc.encode(frame(changed, T + 1), SHOTS)
+    assert delta is not None
+    rec = delta.record
+    assert rec.kind is ScreenshotKind.DELTA
+    assert rec.base == key.record.image
+    assert 1 <= len(rec.tiles) <= 2
+    assert set(rec.tiles) <= {(3, 3), (3, 2)}
+    again = changed.copy()
+    ImageDraw.Draw(again).rectangle((600, 440, 639, 479), fill=(0, 200, 0))  # an edge tile
+    delta2 = enc.encode(frame(again, T + 2), SHOTS)
+    assert delta2 is not None
+    assert delta2.record.kind is ScreenshotKind.DELTA
+    out = reassemble(key.image, [(rec, delta.image), (delta2.record, delta2.image)])
+    assert close(out, again)
+    assert out.getpixel((215, 207)) == pytest.approx((255, 0, 0), abs=40)
+    assert not close(reassemble(key.image), again, tolerance=0.05)
+
+
+def test_frames_are_downscaled_to_max_width() -> None:
+    enc = FrameEncoder()
+    img = base_image(1600, 900)
+    out = enc.encode(frame(img), Screenshots(max_width=800, quality=90))
+    assert out is not None
+    assert (out.record.width, out.record.height) == (800, 450)
+    assert (out.record.source_width, out.record.source_height) == (1600, 900)
+    with Image.open(io.BytesIO(out.image)) as decoded:
+        assert decoded.size == (800, 450)
+
+
+@pytest.mark.parametrize("why", ["size", "window", "forced", "large change", "every n"])
+def test_keyframe_reasons(why: str) -> None:
+    enc = FrameEncoder(keyframe_every=3)
+    img = base_image()
+    assert enc.encode(frame(img), SHOTS) is not None
+    nxt = img.copy()
+    ImageDraw.Draw(nxt).rectangle((5, 100, 20, 110), fill=(0, 0, 0))
+    window_id = 7
+    if why == "size":
+        nxt = base_image(600, 480)
+    elif why == "window":
+        window_id = 8
+    elif why == "forced":
+        enc.force_keyframe()
+    elif why == "large change":
+        nxt = nxt.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    elif why == "every n":
+        for i in range(3):
+            step = img.copy()
+            ImageDraw.Draw(step).rectangle((5, 100 + i * 70, 20, 110 + i * 70), fill=(0, 0, 0))
+            d = enc.encode(frame(step, T + i + 1), SHOTS)
+            assert d is not None
+            assert d.record.kind is ScreenshotKind.DELTA
+    out = enc.encode(frame(nxt, T + 10, window_id), SHOTS)
+    assert out is not None
+    assert out.record.kind is ScreenshotKind.KEYFRAME
+
+
+def test_frame_with_wrong_pixel_count_is_rejected() -> None:
+    bad = Frame(T, 7, Rect(0, 0, 10, 10), 10, 10, b"\x00" * 299)
+    with pytest.raises(FrameError):
+        FrameEncoder().encode(bad, SHOTS)
+
+
+def test_jpeg_is_the_fallback_without_webp(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(screens, "WEBP", False)
+    enc = FrameEncoder()
+    img = base_image()
+    key = enc.encode(frame(img), SHOTS)
+    assert key is not None
+    assert key.image[:2] == b"\xff\xd8"
+    changed = img.copy()
+    ImageDraw.Draw(changed).rectangle((300, 300, 310, 310), fill=(0, 0, 255))
+    delta = enc.encode(frame(changed, T + 1), SHOTS)
+    assert delta is not None
+    assert close(reassemble(key.image, [(delta.record, delta.image)]), changed, tolerance=6)
+
+
+def test_webp_is_used_when_available() -> None:
+    if not screens.WEBP:
+        pytest.skip("this Pillow has no WebP")
+    out = FrameEncoder().encode(frame(base_image()), SHOTS)
+    assert out is not None
+    assert out.image[:4] == b"RIFF"
+    assert out.image[8:12] == b"WEBP"
+
+
+def test_reassemble_rejects_garbage() -> None:
+    with pytest.raises(screens.PipelineError):
+        reassemble(b"not an image")
+    key = FrameEncoder().encode(frame(base_image()), SHOTS)
+    assert key is not None
+    wrong: ScreenshotRecord = key.record  # a keyframe is not a delta
+    with pytest.raises(screens.PipelineError):
+        reassemble(key.image, [(wrong, key.image)])
