@@ -1,0 +1,685 @@
+"""Batches: grouping records by age and size, and the batch formats.
+
+This module owns the batch header (format 1), the batch body container
+(format 1) and ``Batcher``, which cuts the record stream into batches. It
+does not seal, sign, spool or upload (``agent.sinks`` and later stages do),
+reads no clock and does no I/O.
+
+Header, format 1 (plaintext; canonical JSON: UTF-8, keys sorted, no spaces,
+ASCII only, integers only)::
+
+    {"app_ids": [...], "batch_id": "<32 hex>", "body_size": <int>,
+     "counts": {"clicks", "contexts", "key_timings", "markers", "path_samples",
+                "paths", "redactions", "screenshots", "scrolls", "shortcuts",
+                "text_spans": <int>},
+     "dataset_key_id": "...", "device_id": "...", "end_ms": <int>, "format": 1,
+     "policy_version": <int>, "seq": <int>, "start_ms": <int>}
+
+``clicks`` counts presses; ``paths`` and ``path_samples`` count mouse paths
+and the samples they keep; ``redactions`` counts redacted matches in text
+spans; times are epoch milliseconds covering every record of the body.
+
+Body, format 1::
+
+    "OVTB"  u8 version (1)  u32le N  <N bytes: one zstd frame>  <image blobs>
+
+The zstd frame holds ``u32le M``, an M-byte JSON manifest and the columns.
+The manifest lists the string table, the record kinds, the columns in the
+order they follow (``[name, width, count]``) and the image blobs in the order
+they follow the frame (``[id, length]``; stored as encoded, WebP or JPEG, not
+recompressed). Every column is a little-endian signed int array of width 1,
+2, 4 or 8 bytes with its bytes shuffled (all first bytes, then all second
+bytes...), which zstd compresses well; width 8 columns named ``*.scale`` hold
+IEEE-754 doubles. Column ``order`` gives each record's kind in body order;
+``<kind>.<field>`` columns hold that kind's fields: ``t`` as differences from
+the previous record of the kind, strings and enums as indexes into the
+string table (optional strings: 0 for None, else index + 1), tuples as a
+``<field>.n`` length column plus flattened values.
+
+Batcher semantics: a record is appended to the open batch, then the batch is
+emitted — including that record — once it holds ``max_bytes`` of estimated
+raw size or has been open ``max_age_s``. ``flush(now)`` emits an open batch
+that is old enough (or any, with ``force``). A new batch that does not start
+with a context record starts with the carried ``context`` (the window the
+records happen in), re-timed to its first record, so every batch reads on
+its own.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import uuid
+from array import array
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import zstandard
+
+from .records import (
+    BodyFormatError,
+    ClickRecord,
+    ContextRecord,
+    HeaderFormatError,
+    KeyTimingRecord,
+    MarkerKind,
+    MarkerRecord,
+    MousePathRecord,
+    PathKind,
+    PipelineError,
+    Record,
+    ScreenshotKind,
+    ScreenshotRecord,
+    ScrollRecord,
+    ShortcutRecord,
+    TextSpanRecord,
+    TitleState,
+)
+
+HEADER_FORMAT = 1
+BODY_FORMAT = 1
+BODY_MAGIC = b"OVTB"
+MAX_BODY_RECORDS_BYTES = 256 * 2**20  # decompressed record section, a sanity bound
+ZSTD_LEVEL = 9
+
+
+@dataclass(frozen=True, slots=True)
+class SignalCounts:
+    clicks: int = 0
+    scrolls: int = 0
+    paths: int = 0
+    path_samples: int = 0
+    text_spans: int = 0
+    redactions: int = 0
+    shortcuts: int = 0
+    key_timings: int = 0
+    contexts: int = 0
+    screenshots: int = 0
+    markers: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    """The plaintext header of a batch (format 1)."""
+
+    device_id: str
+    batch_id: str
+    seq: int
+    start_ms: int
+    end_ms: int
+    policy_version: int
+    dataset_key_id: str
+    counts: SignalCounts
+    app_ids: tuple[str, ...]
+    body_size: int
+    format: int = HEADER_FORMAT
+
+    def to_json(self) -> bytes:
+        """Canonical JSON bytes (sorted keys, no whitespace, ASCII)."""
+        doc: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
+        doc["counts"] = {f.name: getattr(self.counts, f.name) for f in fields(self.counts)}
+        doc["app_ids"] = list(self.app_ids)
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> BatchHeader:
+        try:
+            doc = json.loads(data)
+            if not isinstance(doc, dict):
+                raise TypeError("not an object")
+            if doc.get("format") != HEADER_FORMAT:
+                raise HeaderFormatError(f"unknown batch header format {doc.get('format')!r}")
+            counts = doc.pop("counts")
+            if not isinstance(counts, dict) or set(counts) != {
+                f.name for f in fields(SignalCounts)
+            }:
+                raise TypeError("counts has unexpected fields")
+            doc["counts"] = SignalCounts(**{k: _int(v) for k, v in counts.items()})
+            doc["app_ids"] = tuple(_str(a) for a in doc["app_ids"])
+            if set(doc) != {f.name for f in fields(cls)}:
+                raise TypeError("header has unexpected or missing fields")
+            for name in ("seq", "start_ms", "end_ms", "policy_version", "body_size"):
+                _int(doc[name])
+            for name in ("device_id", "batch_id", "dataset_key_id"):
+                _str(doc[name])
+            return cls(**doc)
+        except HeaderFormatError:
+            raise
+        except (ValueError, TypeError, KeyError) as exc:
+            raise HeaderFormatError(f"not a valid batch header: {exc}") from exc
+
+
+def _int(v: object) -> int:
+    if type(v) is not int:
+        raise TypeError(f"expected an integer, got {type(v).__name__}")
+    return v
+
+
+def _str(v: object) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"expected a string, got {type(v).__name__}")
+    return v
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    header: BatchHeader
+    body: bytes = field(repr=False)
+
+
+# ---------------------------------------------------------------- body codec
+
+# Field types: t (int, delta-coded), i (int), b (bool), s (str), o (str|None),
+# e (enum via string table), f (float64), I (tuple[int, ...]),
+# P (tuple[tuple[int, int], ...]).
+_Schema = tuple[str, type[Any], tuple[tuple[str, str, type[Any] | None], ...]]
+
+_SCHEMAS: tuple[_Schema, ...] = (
+    (
+        "context",
+        ContextRecord,
+        (
+            ("t", "t", None),
+            ("app_id", "s", None),
+            ("title", "o", None),
+            ("title_state", "e", TitleState),
+            ("x", "i", None),
+            ("y", "i", None),
+            ("width", "i", None),
+            ("height", "i", None),
+            ("scale", "f", None),
+        ),
+    ),
+    (
+        "click",
+        ClickRecord,
+        (
+            ("t", "t", None),
+            ("button", "s", None),
+            ("pressed", "b", None),
+            ("x", "i", None),
+            ("y", "i", None),
+        ),
+    ),
+    (
+        "scroll",
+        ScrollRecord,
+        (
+            ("t", "t", None),
+            ("x", "i", None),
+            ("y", "i", None),
+            ("dx", "i", None),
+            ("dy", "i", None),
+        ),
+    ),
+    (
+        "path",
+        MousePathRecord,
+        (
+            ("t", "t", None),
+            ("kind", "e", PathKind),
+            ("x", "i", None),
+            ("y", "i", None),
+            ("dt", "I", None),
+            ("dx", "I", None),
+            ("dy", "I", None),
+            ("dwell_ms", "i", None),
+        ),
+    ),
+    (
+        "text",
+        TextSpanRecord,
+        (("t", "t", None), ("end", "i", None), ("text", "s", None), ("redactions", "i", None)),
+    ),
+    ("shortcut", ShortcutRecord, (("t", "t", None), ("key", "s", None))),
+    ("timing", KeyTimingRecord, (("t", "t", None), ("pressed", "b", None))),
+    (
+        "screenshot",
+        ScreenshotRecord,
+        (
+            ("t", "t", None),
+            ("kind", "e", ScreenshotKind),
+            ("image", "s", None),
+            ("width", "i", None),
+            ("height", "i", None),
+            ("source_width", "i", None),
+            ("source_height", "i", None),
+            ("base", "o", None),
+            ("tile", "i", None),
+            ("columns", "i", None),
+            ("tiles", "P", None),
+        ),
+    ),
+    (
+        "marker",
+        MarkerRecord,
+        (("t", "t", None), ("kind", "e", MarkerKind), ("detail", "s", None), ("count", "i", None)),
+    ),
+)
+for _kind, _cls, _fields in _SCHEMAS:  # the codec builds records positionally
+    if tuple(f[0] for f in _fields) != tuple(f.name for f in fields(_cls)):
+        raise AssertionError(f"body schema of {_kind!r} does not match {_cls.__name__}")
+_KIND_OF: dict[type[Any], int] = {s[1]: i for i, s in enumerate(_SCHEMAS)}
+_TYPECODES = {1: "b", 2: "h", 4: "i", 8: "q"}
+_LITTLE = sys.byteorder == "little"
+_I64 = 2**63
+
+
+def _width(values: Sequence[int]) -> int:
+    if not values:
+        return 1
+    lo, hi = min(values), max(values)
+    for w in (1, 2, 4, 8):
+        bound = 1 << (8 * w - 1)
+        if -bound <= lo and hi < bound:
+            return w
+    raise PipelineError("an integer in a record does not fit in 64 bits")
+
+
+def _pack(values: Sequence[int], width: int) -> bytes:
+    arr = array(_TYPECODES[width], values)
+    if arr.itemsize != width:  # pragma: no cover - platforms with odd C int sizes
+        raise PipelineError("unsupported platform integer sizes")
+    if not _LITTLE:  # pragma: no cover
+        arr.byteswap()
+    raw = arr.tobytes()
+    if width == 1:
+        return raw
+    return b"".join(raw[i::width] for i in range(width))
+
+
+def _unpack(data: bytes, width: int, count: int) -> list[int]:
+    if len(data) != width * count:
+        raise BodyFormatError("column length does not match its manifest entry")
+    if width > 1:
+        raw = bytearray(len(data))
+        for i in range(width):
+            raw[i::width] = data[i * count : (i + 1) * count]
+        data = bytes(raw)
+    arr = array(_TYPECODES[width])
+    arr.frombytes(data)
+    if not _LITTLE:  # pragma: no cover
+        arr.byteswap()
+    return arr.tolist()
+
+
+class _Strings:
+    def __init__(self) -> None:
+        self.table: list[str] = []
+        self.index: dict[str, int] = {}
+
+    def ref(self, s: str) -> int:
+        i = self.index.get(s)
+        if i is None:
+            i = self.index[s] = len(self.table)
+            self.table.append(s)
+        return i
+
+
+def encode_body(records: Sequence[Record], images: Mapping[str, bytes]) -> bytes:
+    """Pack records and image blobs into a body (format 1)."""
+    strings = _Strings()
+    columns: list[tuple[str, list[int]]] = []
+    by_kind: list[list[Any]] = [[] for _ in _SCHEMAS]
+    order: list[int] = []
+    for rec in records:
+        k = _KIND_OF.get(type(rec))
+        if k is None:
+            raise PipelineError(f"not a record: {type(rec).__name__}")
+        order.append(k)
+        by_kind[k].append(rec)
+    columns.append(("order", order))
+    for (kind, _, schema), recs in zip(_SCHEMAS, by_kind, strict=True):
+        if not recs:
+            continue
+        for name, ftype, _enum in schema:
+            col = f"{kind}.{name}"
+            values = [getattr(r, name) for r in recs]
+            if ftype == "t":
+                prev, deltas = 0, []
+                for v in values:
+                    deltas.append(v - prev)
+                    prev = v
+                columns.append((col, deltas))
+            elif ftype in "ib":
+                columns.append((col, [int(v) for v in values]))
+            elif ftype in "se":
+                columns.append((col, [strings.ref(str(v)) for v in values]))
+            elif ftype == "o":
+                columns.append((col, [0 if v is None else strings.ref(v) + 1 for v in values]))
+            elif ftype == "f":
+                packed = struct.pack(f"<{len(values)}d", *values)
+                columns.append((col, list(struct.unpack(f"<{len(values)}q", packed))))
+            elif ftype == "I":
+                columns.append((col + ".n", [len(v) for v in values]))
+                columns.append((col, [x for v in values for x in v]))
+            else:  # "P"
+                columns.append((col + ".n", [len(v) for v in values]))
+                columns.append((col + ".a", [p[0] for v in values for p in v]))
+                columns.append((col + ".b", [p[1] for v in values for p in v]))
+    manifest_cols = []
+    chunks = []
+    for name, values in columns:
+        w = 8 if name.endswith(".scale") else _width(values)
+        manifest_cols.append([name, w, len(values)])
+        chunks.append(_pack(values, w))
+    blobs = list(images.items())
+    manifest = {
+        "strings": strings.table,
+        "kinds": [s[0] for s in _SCHEMAS],
+        "columns": manifest_cols,
+        "images": [[k, len(v)] for k, v in blobs],
+    }
+    mbytes = json.dumps(manifest, separators=(",", ":"), ensure_ascii=True).encode()
+    section = struct.pack("<I", len(mbytes)) + mbytes + b"".join(chunks)
+    frame = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(section)
+    return b"".join(
+        [BODY_MAGIC, bytes([BODY_FORMAT]), struct.pack("<I", len(frame)), frame]
+        + [v for _, v in blobs]
+    )
+
+
+def decode_body(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
+    """Unpack a body; raises ``BodyFormatError`` when it is not a valid format-1 body."""
+    if len(data) < 9 or data[:4] != BODY_MAGIC:
+        raise BodyFormatError("not a batch body (bad magic)")
+    if data[4] != BODY_FORMAT:
+        raise BodyFormatError(f"unknown batch body format {data[4]}")
+    try:
+        return _decode(data)
+    except BodyFormatError:
+        raise
+    except (
+        zstandard.ZstdError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        struct.error,
+        OverflowError,
+        RecursionError,
+    ) as exc:
+        raise BodyFormatError(f"corrupt batch body: {exc}") from exc
+
+
+def _decode(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
+    (n,) = struct.unpack_from("<I", data, 5)
+    if 9 + n > len(data):
+        raise BodyFormatError("truncated batch body")
+    section = zstandard.ZstdDecompressor().decompress(
+        data[9 : 9 + n], max_output_size=MAX_BODY_RECORDS_BYTES
+    )
+    (m,) = struct.unpack_from("<I", section, 0)
+    manifest = json.loads(section[4 : 4 + m])
+    strings: list[str] = manifest["strings"]
+    if manifest["kinds"] != [s[0] for s in _SCHEMAS]:
+        raise BodyFormatError("unknown record kinds")
+    if not all(isinstance(s, str) for s in strings):
+        raise BodyFormatError("string table holds a non-string")
+    cols: dict[str, list[int]] = {}
+    pos = 4 + m
+    for name, width, count in manifest["columns"]:
+        if width not in _TYPECODES or not isinstance(count, int) or count < 0:
+            raise BodyFormatError(f"bad column entry {name!r}")
+        end = pos + width * count
+        if end > len(section):
+            raise BodyFormatError("truncated column data")
+        cols[name] = _unpack(section[pos:end], width, count)
+        pos = end
+    if pos != len(section):
+        raise BodyFormatError("trailing bytes after the columns")
+    images: dict[str, bytes] = {}
+    ipos = 9 + n
+    for image_id, length in manifest["images"]:
+        if not isinstance(image_id, str) or not isinstance(length, int) or length < 0:
+            raise BodyFormatError("bad image entry")
+        if ipos + length > len(data):
+            raise BodyFormatError("truncated image blob")
+        images[image_id] = data[ipos : ipos + length]
+        ipos += length
+    if ipos != len(data):
+        raise BodyFormatError("trailing bytes after the image blobs")
+
+    order = cols["order"]
+    per_kind: list[list[Record]] = []
+    for k, (kind, cls, schema) in enumerate(_SCHEMAS):
+        count = order.count(k)
+        if count == 0:
+            per_kind.append([])
+            continue
+        field_values: list[list[Any]] = []
+        for name, ftype, enum in schema:
+            col = f"{kind}.{name}"
+            if ftype == "t":
+                acc, out = 0, []
+                for d in cols[col]:
+                    acc += d
+                    out.append(acc)
+                field_values.append(out)
+            elif ftype == "i":
+                field_values.append(cols[col])
+            elif ftype == "b":
+                field_values.append([_bool(v) for v in cols[col]])
+            elif ftype == "s":
+                field_values.append([strings[_index(i)] for i in cols[col]])
+            elif ftype == "e":
+                assert enum is not None
+                field_values.append([enum(strings[_index(i)]) for i in cols[col]])
+            elif ftype == "o":
+                field_values.append([None if i == 0 else strings[_index(i - 1)] for i in cols[col]])
+            elif ftype == "f":
+                raw = cols[col]
+                packed = struct.pack(f"<{len(raw)}q", *raw)
+                field_values.append(list(struct.unpack(f"<{len(raw)}d", packed)))
+            elif ftype == "I":
+                field_values.append(_split(cols[col + ".n"], [cols[col]]))
+            else:
+                field_values.append(_split(cols[col + ".n"], [cols[col + ".a"], cols[col + ".b"]]))
+        for values in field_values:
+            if len(values) != count:
+                raise BodyFormatError(f"column lengths of {kind} records disagree")
+        per_kind.append([cls(*row) for row in zip(*field_values, strict=True)])
+    cursors = [0] * len(_SCHEMAS)
+    records: list[Record] = []
+    for k in order:
+        records.append(per_kind[k][cursors[k]])
+        cursors[k] += 1
+    return records, images
+
+
+def _index(i: int) -> int:
+    if i < 0:
+        raise BodyFormatError("negative string index")
+    return i
+
+
+def _bool(v: int) -> bool:
+    if v not in (0, 1):
+        raise BodyFormatError("boolean column holds a value other than 0 or 1")
+    return v == 1
+
+
+def _split(lengths: list[int], flat: list[list[int]]) -> list[Any]:
+    out: list[Any] = []
+    pos = 0
+    for n in lengths:
+        if n < 0:
+            raise BodyFormatError("negative tuple length")
+        if len(flat) == 1:
+            out.append(tuple(flat[0][pos : pos + n]))
+        else:
+            out.append(tuple(zip(flat[0][pos : pos + n], flat[1][pos : pos + n], strict=True)))
+        pos += n
+    if any(len(f) != pos for f in flat):
+        raise BodyFormatError("tuple column lengths disagree")
+    return out
+
+
+# ---------------------------------------------------------------- batcher
+
+
+def count_signals(records: Sequence[Record]) -> SignalCounts:
+    c: dict[str, int] = dict.fromkeys((f.name for f in fields(SignalCounts)), 0)
+    for r in records:
+        if isinstance(r, MousePathRecord):
+            c["paths"] += 1
+            c["path_samples"] += r.samples
+        elif isinstance(r, ClickRecord):
+            c["clicks"] += r.pressed
+        elif isinstance(r, KeyTimingRecord):
+            c["key_timings"] += 1
+        elif isinstance(r, ShortcutRecord):
+            c["shortcuts"] += 1
+        elif isinstance(r, TextSpanRecord):
+            c["text_spans"] += 1
+            c["redactions"] += r.redactions
+        elif isinstance(r, ScrollRecord):
+            c["scrolls"] += 1
+        elif isinstance(r, ContextRecord):
+            c["contexts"] += 1
+        elif isinstance(r, ScreenshotRecord):
+            c["screenshots"] += 1
+        else:
+            c["markers"] += 1
+    return SignalCounts(**c)
+
+
+def _end_ms(r: Record) -> int:
+    if isinstance(r, TextSpanRecord):
+        return max(r.t, r.end)
+    if isinstance(r, MousePathRecord):
+        return r.t + sum(r.dt)
+    return r.t
+
+
+def _raw_size(r: Record) -> int:
+    """A cheap estimate of a record's share of the uncompressed body."""
+    if isinstance(r, MousePathRecord):
+        return 16 + 6 * len(r.dt)
+    if isinstance(r, TextSpanRecord):
+        return 16 + len(r.text)
+    if isinstance(r, ContextRecord):
+        return 40 + len(r.app_id) + len(r.title or "")
+    if isinstance(r, ScreenshotRecord):
+        return 48 + 4 * len(r.tiles)
+    return 12
+
+
+def _new_batch_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Batcher:
+    """Cuts records into batches by age and size. Pure apart from ``new_id``.
+
+    ``next_seq`` is the sequence number the next batch gets; the caller
+    persists it (it must survive restarts) and passes it back in.
+    """
+
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        policy_version: int,
+        dataset_key_id: str,
+        next_seq: int = 0,
+        max_age_s: float = 60.0,
+        max_bytes: int = 512 * 1024,
+        new_id: Callable[[], str] = _new_batch_id,
+    ) -> None:
+        self.device_id = device_id
+        self.policy_version = policy_version
+        self.dataset_key_id = dataset_key_id
+        self.max_age_s = max_age_s
+        self.max_bytes = max_bytes
+        self._next_seq = next_seq
+        self._new_id = new_id
+        self._records: list[Record] = []
+        self._images: dict[str, bytes] = {}
+        self._size = 0
+        self._opened = 0.0
+        #: The context carried into a new batch (set by the pipeline).
+        self.context: ContextRecord | None = None
+
+    @property
+    def next_seq(self) -> int:
+        return self._next_seq
+
+    @property
+    def pending(self) -> int:
+        return len(self._records)
+
+    @property
+    def due(self) -> float | None:
+        """When the open batch becomes old enough to emit, or None."""
+        return self._opened + self.max_age_s if self._records else None
+
+    def has_image(self, image_id: str) -> bool:
+        return image_id in self._images
+
+    def add(self, record: Record, now: float, image: bytes | None = None) -> Batch | None:
+        """Append a record (and its image blob); returns a batch when one is due."""
+        records = self._records
+        if not records:
+            self._opened = now
+            ctx = self.context
+            if ctx is not None and not isinstance(record, ContextRecord):
+                records.append(replace(ctx, t=record.t))
+                self._size += _raw_size(ctx)
+        records.append(record)
+        self._size += _raw_size(record)
+        if (
+            image is not None
+            and isinstance(record, ScreenshotRecord)
+            and record.image not in self._images
+        ):
+            self._images[record.image] = image
+            self._size += len(image)
+        if self._size >= self.max_bytes or now - self._opened >= self.max_age_s:
+            return self._finish()
+        return None
+
+    def flush(self, now: float, *, force: bool = False) -> Batch | None:
+        """Emit the open batch if it is old enough at ``now`` (any open batch with ``force``)."""
+        if not self._records:
+            return None
+        if force or now - self._opened >= self.max_age_s:
+            return self._finish()
+        return None
+
+    def drop(self) -> int:
+        """Discard the open batch; returns how many records were dropped."""
+        n = len(self._records)
+        self._records = []
+        self._images = {}
+        self._size = 0
+        return n
+
+    def set_policy(self, policy_version: int, dataset_key_id: str) -> Batch | None:
+        """Adopt a new policy; records so far are emitted under the old one."""
+        out = self._finish() if self._records else None
+        self.policy_version = policy_version
+        self.dataset_key_id = dataset_key_id
+        return out
+
+    def _finish(self) -> Batch:
+        records, images = self._records, self._images
+        self._records, self._images, self._size = [], {}, 0
+        body = encode_body(records, images)
+        app_ids = sorted({r.app_id for r in records if isinstance(r, ContextRecord)})
+        header = BatchHeader(
+            device_id=self.device_id,
+            batch_id=self._new_id(),
+            seq=self._next_seq,
+            start_ms=min(r.t for r in records),
+            end_ms=max(_end_ms(r) for r in records),
+            policy_version=self.policy_version,
+            dataset_key_id=self.dataset_key_id,
+            counts=count_signals(records),
+            app_ids=tuple(app_ids),
+            body_size=len(body),
+        )
+        self._next_seq += 1
+        return Batch(header, body)
