@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from policies.envelope import MAX_POLICY_BYTES, parse_envelope, strict_json
@@ -122,6 +122,24 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     show.add_argument("signed", metavar="SIGNED.json")
     _add_trust_arguments(show, required=False)
 
+    stamp = commands.add_parser(
+        "stamp",
+        help="set a draft's version, issued_at and expires, ready to sign",
+        description="Copy an unsigned policy draft to OUT with issued_at set to now, expires "
+        "--valid-days later and, with --version, a new version. The rest of the document is "
+        "kept as written. The result is validated before it is written.",
+    )
+    stamp.add_argument("policy", metavar="POLICY.json")
+    stamp.add_argument("--version", type=int, metavar="N", help="the new policy version")
+    stamp.add_argument(
+        "--valid-days",
+        type=float,
+        required=True,
+        metavar="DAYS",
+        help="how long the policy stays valid; keep it short (days to weeks)",
+    )
+    stamp.add_argument("--out", required=True, metavar="OUT.json")
+
     commands.add_parser("schema", help="print the policy JSON Schema")
     return parser
 
@@ -207,6 +225,33 @@ def _sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stamp(args: argparse.Namespace) -> int:
+    source, out = Path(args.policy), Path(args.out)
+    if out.exists() and source.exists() and out.samefile(source):
+        raise _UsageError("--out must not be the policy file itself")
+    if not 0 < args.valid_days <= 3650:
+        raise _UsageError("--valid-days must be more than 0 and at most 3650")
+    if args.version is not None and args.version < 1:
+        raise _UsageError("--version must be at least 1")
+    data = read_file_limited(source, MAX_POLICY_BYTES)
+    document = strict_json(data, str(source))
+    if not isinstance(document, dict) or "payloadType" in document:
+        raise PolicyError(f"{source} is not an unsigned policy draft")
+    now = datetime.now(UTC).replace(microsecond=0)
+    document["issued_at"] = _when(now)
+    document["expires"] = _when(now + timedelta(days=args.valid_days))
+    if args.version is not None:
+        document["version"] = args.version
+    stamped = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
+    try:
+        policy = parse_policy_payload(stamped)
+    except PolicyError as exc:
+        raise PolicyError(f"{source} is not a valid policy once stamped: {exc}") from exc
+    atomic_write(out, stamped)
+    print(f"policy version {policy.version}, valid until {_when(policy.expires)} → {out}")
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     trusted = _trusted(args.trust, args.threshold)
     device = DeviceScope(tenant=args.tenant, group=args.device_group)
@@ -284,6 +329,7 @@ def _schema(args: argparse.Namespace) -> int:
 _HANDLERS = {
     "keygen": _keygen,
     "pubkey": _pubkey,
+    "stamp": _stamp,
     "sign": _sign,
     "verify": _verify,
     "show": _show,
@@ -310,7 +356,7 @@ def main(argv: Sequence[str], prog: str = "overt policy") -> int:
         return 2
     except PolicyError as exc:
         outcome = "rejected" if args.command in {"verify", "show"} else "error"
-        print(f"{command}: {outcome}: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"{command}: {outcome} ({exc.label}): {_one_line(str(exc))}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"{command}: error: {_one_line(str(exc))}", file=sys.stderr)

@@ -26,6 +26,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -59,7 +60,12 @@ def _regex(value: str) -> str:
     return value
 
 
-Regex = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_regex)]
+#: Regular expressions are used exactly as signed: no whitespace stripping.
+Regex = Annotated[
+    str,
+    StringConstraints(strip_whitespace=False, min_length=1, max_length=512),
+    AfterValidator(_regex),
+]
 
 
 def key_id(raw_public_key: bytes) -> str:
