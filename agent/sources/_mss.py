@@ -10,7 +10,7 @@ monitor plugged in later is seen by a new grabber.
 
 BGRA → RGB goes through Pillow's C ``raw``/``BGRX`` decoder; without Pillow,
 mss's own ``.rgb`` (byte slicing, about as fast). Measured on a 2-vCPU test
-machine: grab of an 800×600 window 0.15 ms, conversion 2.7 ms (full 1080p:
+machine: grab of an 800x600 window 0.15 ms, conversion 2.7 ms (full 1080p:
 0.7 ms + 11 ms) — the conversion, not the grab, is the cost.
 """
 

@@ -249,6 +249,10 @@ class XorgWindowProbe(WindowProbe):
         reader = self._reader
         return self._query(lambda: reader.describe(reader.active_id()))  # type: ignore[no-any-return]
 
+    def describe(self, window_id: int) -> WindowInfo | None:
+        """One client window by X id (X11 only); None if it does not exist (any more)."""
+        return self._query(self._reader.describe, window_id)  # type: ignore[no-any-return]
+
     def window_at(self, x: int, y: int) -> WindowInfo | None:
         reader = self._reader
 
