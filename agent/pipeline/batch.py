@@ -25,12 +25,13 @@ Body, format 1::
 
 The zstd frame holds ``u32le M``, an M-byte JSON manifest and the columns.
 The manifest lists the string table, the record kinds, the columns in the
-order they follow (``[name, width, count]``) and the image blobs in the order
-they follow the frame (``[id, length]``; stored as encoded, WebP or JPEG, not
-recompressed). Every column is a little-endian signed int array of width 1,
-2, 4 or 8 bytes with its bytes shuffled (all first bytes, then all second
-bytes...), which zstd compresses well; width 8 columns named ``*.scale`` hold
-IEEE-754 doubles. Column ``order`` gives each record's kind in body order;
+order they follow (``[name, encoding, count, bytes]``) and the image blobs in
+the order they follow the frame (``[id, length]``; stored as encoded, WebP or
+JPEG, not recompressed). Column encodings: ``varint`` — signed 64-bit
+integers, zigzag then LEB128 (small values take one byte, which zstd then
+compresses well); ``f64`` — IEEE-754 doubles, little-endian, bytes shuffled
+(all first bytes, then all second bytes...). Column ``order`` gives each
+record's kind in body order;
 ``<kind>.<field>`` columns hold that kind's fields: ``t`` as differences from
 the previous record of the kind, strings and enums as indexes into the
 string table (optional strings: 0 for None, else index + 1), tuples as a
@@ -263,19 +264,9 @@ for _kind, _cls, _fields in _SCHEMAS:  # the codec builds records positionally
         raise AssertionError(f"body schema of {_kind!r} does not match {_cls.__name__}")
 _KIND_OF: dict[type[Any], int] = {s[1]: i for i, s in enumerate(_SCHEMAS)}
 _TYPECODES = {1: "b", 2: "h", 4: "i", 8: "q"}
+_VARINT, _F64 = "varint", "f64"
 _LITTLE = sys.byteorder == "little"
 _I64 = 2**63
-
-
-def _width(values: Sequence[int]) -> int:
-    if not values:
-        return 1
-    lo, hi = min(values), max(values)
-    for w in (1, 2, 4, 8):
-        bound = 1 << (8 * w - 1)
-        if -bound <= lo and hi < bound:
-            return w
-    raise PipelineError("an integer in a record does not fit in 64 bits")
 
 
 def _pack(values: Sequence[int], width: int) -> bytes:
@@ -288,6 +279,38 @@ def _pack(values: Sequence[int], width: int) -> bytes:
     if width == 1:
         return raw
     return b"".join(raw[i::width] for i in range(width))
+
+
+def _varint(values: Sequence[int]) -> bytes:
+    out = bytearray()
+    append = out.append
+    for v in values:
+        if not -_I64 <= v < _I64:
+            raise PipelineError("an integer in a record does not fit in 64 bits")
+        u = (v << 1) ^ (v >> 63)
+        while u >= 0x80:
+            append((u & 0x7F) | 0x80)
+            u >>= 7
+        append(u)
+    return bytes(out)
+
+
+def _unvarint(data: bytes, count: int) -> list[int]:
+    out: list[int] = []
+    append = out.append
+    acc = shift = 0
+    for b in data:
+        acc |= (b & 0x7F) << shift
+        if b & 0x80:
+            shift += 7
+            if shift > 63:
+                raise BodyFormatError("varint longer than 64 bits")
+        else:
+            append((acc >> 1) ^ -(acc & 1))
+            acc = shift = 0
+    if shift or len(out) != count:
+        raise BodyFormatError("column length does not match its manifest entry")
+    return out
 
 
 def _unpack(data: bytes, width: int, count: int) -> list[int]:
@@ -362,9 +385,12 @@ def encode_body(records: Sequence[Record], images: Mapping[str, bytes]) -> bytes
     manifest_cols = []
     chunks = []
     for name, values in columns:
-        w = 8 if name.endswith(".scale") else _width(values)
-        manifest_cols.append([name, w, len(values)])
-        chunks.append(_pack(values, w))
+        if name.endswith(".scale"):
+            encoding, chunk = _F64, _pack(values, 8)
+        else:
+            encoding, chunk = _VARINT, _varint(values)
+        manifest_cols.append([name, encoding, len(values), len(chunk)])
+        chunks.append(chunk)
     blobs = list(images.items())
     manifest = {
         "strings": strings.table,
@@ -420,13 +446,18 @@ def _decode(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
         raise BodyFormatError("string table holds a non-string")
     cols: dict[str, list[int]] = {}
     pos = 4 + m
-    for name, width, count in manifest["columns"]:
-        if width not in _TYPECODES or not isinstance(count, int) or count < 0:
+    for name, encoding, count, nbytes in manifest["columns"]:
+        if not isinstance(count, int) or not isinstance(nbytes, int) or count < 0 or nbytes < 0:
             raise BodyFormatError(f"bad column entry {name!r}")
-        end = pos + width * count
+        end = pos + nbytes
         if end > len(section):
             raise BodyFormatError("truncated column data")
-        cols[name] = _unpack(section[pos:end], width, count)
+        if encoding == _VARINT:
+            cols[name] = _unvarint(section[pos:end], count)
+        elif encoding == _F64:
+            cols[name] = _unpack(section[pos:end], 8, count)
+        else:
+            raise BodyFormatError(f"unknown column encoding {encoding!r}")
         pos = end
     if pos != len(section):
         raise BodyFormatError("trailing bytes after the columns")

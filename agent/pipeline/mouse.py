@@ -32,7 +32,9 @@ Point = tuple[float, int, int]  # (t seconds, x, y)
 
 
 def simplify(points: list[Point], tolerance: float) -> list[Point]:
-    """Ramer-Douglas-Peucker on (x, y); the first and last points are always kept."""
+    """Ramer-Douglas-Peucker on (x, y), by distance to the segment; the first and
+    last points are always kept, and every dropped point lies within
+    ``tolerance`` of the kept polyline."""
     n = len(points)
     if n < 3:
         return list(points)
@@ -49,8 +51,13 @@ def simplify(points: list[Point], tolerance: float) -> list[Point]:
         worst, worst_d = -1, float(tol2)
         for i in range(first + 1, last):
             _, px, py = points[i]
-            if norm == 0:
+            # Distance to the segment, not the line: a path that doubles back
+            # along itself (a slider dragged back) must keep its turning point.
+            dot = (px - x1) * dx + (py - y1) * dy
+            if norm == 0 or dot <= 0:
                 d: float = (px - x1) ** 2 + (py - y1) ** 2
+            elif dot >= norm:
+                d = (px - x2) ** 2 + (py - y2) ** 2
             else:
                 cross = dx * (py - y1) - dy * (px - x1)
                 d = cross * cross / norm
