@@ -9,11 +9,13 @@ screens, read a clock, start threads or write anything: it returns actions
 
 Rules:
 
-- An event whose decision has ``capture`` False produces nothing, and stops
-  what was in progress: a text span is dropped (not flushed), the mouse
+- An event whose decision has ``capture`` False produces nothing of its own,
+  and ends what was in progress: a text span typed in the captured window is
+  flushed (it was captured under a decision that allowed it), the mouse
   coalescer and any pending screenshot are forgotten, and the next captured
   event starts with a new context record. Only modifier key state is taken
-  from such events (see ``keys``).
+  from such events (see ``keys``). Dropping, not flushing, is for pauses
+  (``drop_buffered``).
 - Coordinates in records are window-relative: event x minus ``window.rect.x``.
 - A context record (app id, title per the decision, window rectangle and
   scale) is emitted when the window an event happened in differs from the
@@ -125,7 +127,7 @@ class Pipeline:
             if type(event) is KeyEvent:
                 self._keys.track(event)
             if self._capturing:
-                self._stop()
+                self._stop(now, out)
             return out
         self._capturing = True
         if type(event) is MouseMove:
@@ -251,8 +253,9 @@ class Pipeline:
 
     # ------------------------------------------------------------ internals
 
-    def _stop(self) -> None:
-        self._keys.drop()
+    def _stop(self, now: float, out: list[Action]) -> None:
+        for rec in self._keys.boundary():
+            self._add(rec, now, out)
         self._mouse.reset()
         self._scheduler.cancel()
         self._encoder.force_keyframe()

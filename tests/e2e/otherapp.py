@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--y", type=int, default=300)
     parser.add_argument("--width", type=int, default=600)
     parser.add_argument("--height", type=int, default=400)
+    parser.add_argument(
+        "--on-top", action="store_true", help="stay above other windows, even focused ones"
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -49,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     label.setPalette(palette)
     label.setAutoFillBackground(True)
     label.setGeometry(args.x, args.y, args.width, args.height)
+    if args.on_top:
+        label.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
     label.show()
     return app.exec()
 

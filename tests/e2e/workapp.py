@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication([WM_CLASS])
     app.setApplicationName(WM_CLASS)
     app.setDesktopFileName(WM_CLASS)
+    # A blinking text cursor would change the window's pixels twice a second;
+    # tests that check "unchanged window, no new screenshot" need it still.
+    app.setCursorFlashTime(0)
 
     window = QMainWindow()
     window.setWindowTitle(args.title)

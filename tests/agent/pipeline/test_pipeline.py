@@ -181,10 +181,20 @@ def test_hello_world_then_copy_per_key_mode() -> None:
     assert results[KeyMode.NONE] == []
 
 
-def test_capture_stopping_drops_the_text_span_in_progress() -> None:
+def test_moving_to_a_window_not_captured_ends_the_span_without_joining_its_keys() -> None:
     p = pipeline()
     feed_all(p, typed("half a sec", T), CAPTURE, WIN)
-    p.feed(FocusChange(T + 1.1, OTHER), NOT_ALLOWED, OTHER, T + 1.1)
+    p.feed(FocusChange(T + 0.8, OTHER), NOT_ALLOWED, OTHER, T + 0.8)
+    feed_all(p, typed("not yours", T + 0.9), NOT_ALLOWED, OTHER)
+    p.feed(FocusChange(T + 3, WIN), CAPTURE, WIN, T + 3)
+    spans = [r.text for r in records_of(p.flush(T + 4)) if isinstance(r, TextSpanRecord)]
+    assert spans == ["half a sec"]
+
+
+def test_pausing_drops_the_text_span_in_progress() -> None:
+    p = pipeline()
+    feed_all(p, typed("half a sec", T), CAPTURE, WIN)
+    p.drop_buffered()
     p.feed(FocusChange(T + 3, WIN), CAPTURE, WIN, T + 3)
     recs = records_of(p.flush(T + 4))
     assert not any(isinstance(r, TextSpanRecord) for r in recs)

@@ -1,0 +1,472 @@
+"""The capture agent: wires sources, the gate, the pipeline and a sink together.
+
+This module owns the agent's threads and the capture lifecycle; every rule
+about *what* may be captured lives in ``agent.pipeline`` (pure) and every OS
+call in ``agent.sources``. Threads:
+
+- **hook threads** (pynput's listeners) and the **focus watcher** (the window
+  probe's) only put events on the bounded :class:`EventQueue`;
+- the **pipeline thread** (``overt-capture``) takes events off the queue,
+  finds the window each happened in (the focused window for keys, the window
+  under the pointer for clicks and scrolls), asks the decision engine, feeds
+  the pipeline and writes finished batches to the sink. It alone touches the
+  engine and the pipeline;
+- the **grab thread** (``overt-grab``) carries out screenshot requests: it
+  re-reads the window, grabs its client rectangle, blanks every part covered
+  by another window, and hands the frame back to the pipeline thread, which
+  decides again (the title may have changed) and encodes it.
+
+Hooks are installed only while capture may happen at all: with a valid
+policy, consent, a passed filter self-test, and neither a pause nor a
+capture-stopping exemption in force. Pausing removes the hooks and the focus
+watcher and drops everything buffered but not yet batched; the pause ends by
+itself at its deadline, and the hooks come back.
+
+Public methods (``pause``, ``resume``, ``status``, ``stop``) may be called
+from any thread; they take the agent's lock, which the pipeline thread holds
+while it handles events.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent.config import AgentConfig
+from agent.events import (
+    FocusChange,
+    Frame,
+    Gap,
+    KeyEvent,
+    MouseButton,
+    MouseMove,
+    MouseScroll,
+    Rect,
+    SourceEvent,
+    WindowInfo,
+)
+from agent.local_state import LocalState
+from agent.pipeline.batch import Batch, Batcher
+from agent.pipeline.decision import (
+    CaptureState,
+    DecisionEngine,
+    Reason,
+    capture_status,
+    next_change,
+)
+from agent.pipeline.occlusion import blank_covered
+from agent.pipeline.pause import PauseState
+from agent.pipeline.pipeline import Action, BatchReady, Pipeline
+from agent.pipeline.records import MarkerKind
+from agent.pipeline.screens import GrabRequest
+from agent.policy_source import load_policy
+from agent.selftest import SelfTestResult, run_self_test
+from agent.sinks.base import Sink
+from agent.sources.canary import Canary, open_canary
+from agent.sources.errors import SourceError
+from agent.sources.input import EventQueue, InputHooks
+from agent.sources.screen import ScreenGrabber
+from agent.sources.window import Unsubscribe, WindowProbe
+from policies.model import Policy
+
+log = logging.getLogger(__name__)
+
+#: How often the pipeline thread wakes up with nothing to do, at most.
+_IDLE_WAKE_S = 0.5
+#: ... and while a screenshot is being grabbed, to pick the frame up promptly.
+_GRAB_WAKE_S = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatus:
+    """What the agent is doing and why, for people and for tests."""
+
+    capturing: bool
+    reason: Reason
+    policy_version: int | None
+    #: Why the policy or the self-test is not good, in words; None if all is well.
+    problem: str | None
+    hooks_installed: bool
+    paused_until: float | None
+    batches_written: int
+    events_seen: int
+    #: Events lost before they reached the pipeline (queue overflow).
+    events_lost: int
+
+
+class Agent:
+    """One desktop user's capture agent."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        probe: WindowProbe,
+        hooks: InputHooks,
+        grabber: ScreenGrabber,
+        sink: Sink,
+        canary: Callable[[], Canary] = open_canary,
+        queue_size: int = 10_000,
+    ) -> None:
+        self._config = config
+        self._clock = config.clock
+        self._probe = probe
+        self._hooks = hooks
+        self._grabber = grabber
+        self._sink = sink
+        self._canary = canary
+        self._local = LocalState(config.state_dir)
+        self._queue = EventQueue(maxsize=queue_size, clock=self._clock)
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._policy: Policy | None = None
+        self._problem: str | None = None
+        self._engine = DecisionEngine(CaptureState.build(None))
+        self._pipeline: Pipeline | None = None
+        self._unsubscribe: Unsubscribe | None = None
+        self._active: WindowInfo | None = None
+        self._covering: list[Rect] = []
+        self._grabs = _GrabWorker(probe, grabber, self._clock)
+        self._thread: threading.Thread | None = None
+        self._batches_written = 0
+        self._events_seen = 0
+        self._events_lost = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Load the policy and consent, run the self-test, start capturing if allowed."""
+        now = self._clock()
+        with self._lock:
+            self._load(now)
+            self._thread = threading.Thread(target=self._run, name="overt-capture", daemon=True)
+            self._thread.start()
+            self._grabs.start()
+
+    def stop(self) -> None:
+        """Remove the hooks, write what was captured, stop the threads."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        with self._lock:
+            self._remove_hooks()
+            if self._pipeline is not None:
+                for batch in self._pipeline.flush(self._clock()):
+                    self._write(batch)
+        self._grabs.stop()
+
+    def __enter__(self) -> Agent:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ controls
+
+    def pause(self, minutes: float | None = None) -> PauseState:
+        """Pause capture for ``minutes`` (the policy's maximum by default, and at most)."""
+        with self._lock:
+            now = self._clock()
+            state = self._engine.state.paused(now, minutes)
+            self._engine.set_state(state)
+            self._remove_hooks()
+            if self._pipeline is not None:
+                dropped = self._pipeline.drop_buffered()
+                log.info("paused; %d buffered records dropped", dropped)
+                self._handle(self._pipeline.marker(MarkerKind.PAUSE_START, now))
+            return state.pause
+
+    def resume(self) -> None:
+        """End a pause now."""
+        with self._lock:
+            self._end_pause(self._clock())
+
+    def status(self) -> AgentStatus:
+        with self._lock:
+            now = self._clock()
+            state = self._engine.state
+            reason = capture_status(state, now)
+            return AgentStatus(
+                capturing=reason is Reason.CAPTURING,
+                reason=reason,
+                policy_version=None if self._policy is None else self._policy.version,
+                problem=self._problem,
+                hooks_installed=self._hooks.installed,
+                paused_until=state.pause.resumes_at if state.pause.is_paused(now) else None,
+                batches_written=self._batches_written,
+                events_seen=self._events_seen,
+                events_lost=self._events_lost,
+            )
+
+    def flush(self) -> None:
+        """Write everything captured so far as batches now (tests, shutdown)."""
+        self._drain()
+        with self._lock:
+            if self._pipeline is not None:
+                for batch in self._pipeline.flush(self._clock()):
+                    self._write(batch)
+
+    # ------------------------------------------------------------ internals
+
+    def _load(self, now: float) -> None:
+        config = self._config
+        loaded = load_policy(
+            self._local.trust, config.trusted, config.device, now, config.policy_file
+        )
+        self._policy, self._problem = loaded.policy, loaded.problem
+        if loaded.problem:
+            log.warning("policy problem: %s", loaded.problem)
+        consent = self._local.consent()
+        self_test = SelfTestResult(False, "no policy, so no self-test")
+        if self._policy is not None:
+            self_test = run_self_test(self._probe, self._policy, now, opener=self._canary)
+            if not self_test.passed:
+                self._problem = f"filter self-test failed: {self_test.detail}"
+                log.error("filter self-test failed")
+        state = CaptureState.build(self._policy, consent=consent, self_test_passed=self_test.passed)
+        self._engine.set_state(state)
+        if self._policy is not None:
+            batcher = Batcher(
+                device_id=self._local.device_id(),
+                policy_version=self._policy.version,
+                dataset_key_id=self._policy.dataset_key.key_id,
+                next_seq=self._local.next_sequence(),
+                max_age_s=config.batch_max_age_seconds,
+                max_bytes=config.batch_max_bytes,
+            )
+            self._pipeline = Pipeline(redaction=self._policy.redaction, batcher=batcher)
+        self._sync_hooks(now)
+
+    def _sync_hooks(self, now: float) -> None:
+        """Install the hooks when capture may happen at all, remove them when not."""
+        allowed = capture_status(self._engine.state, now) is Reason.CAPTURING
+        if allowed and not self._hooks.installed:
+            self._install_hooks(now)
+        elif not allowed and self._hooks.installed:
+            self._remove_hooks()
+            if self._pipeline is not None:
+                for batch in self._pipeline.flush(now):
+                    self._write(batch)
+
+    def _install_hooks(self, now: float) -> None:
+        self._hooks.start(self._queue)
+        queue, clock = self._queue, self._clock
+
+        def on_focus(window: WindowInfo | None) -> None:
+            queue.put(FocusChange(clock(), window))
+
+        self._unsubscribe = self._probe.subscribe(on_focus)
+        # Start from the window that has focus now, as if focus had just moved there.
+        self._queue.put(FocusChange(now, self._probe.active()))
+        log.info("input hooks installed")
+
+    def _remove_hooks(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._hooks.installed:
+            self._hooks.stop()
+            log.info("input hooks removed")
+        self._grabs.cancel()
+        # Whatever the hooks queued before they went is not captured either.
+        self._queue.drain()
+
+    def _end_pause(self, now: float) -> None:
+        state = self._engine.state
+        if state.pause.resumes_at is None:
+            return
+        self._engine.set_state(state.resumed())
+        if self._pipeline is not None:
+            self._handle(self._pipeline.marker(MarkerKind.PAUSE_END, now))
+        self._sync_hooks(now)
+        log.info("capture resumed")
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            timeout = _GRAB_WAKE_S if self._grabs.busy else _IDLE_WAKE_S
+            event = self._queue.get(timeout=timeout)
+            with self._lock:
+                now = self._clock()
+                self._on_tick(now)
+                if event is not None:
+                    self._on_event(event, now)
+                    for more in self._queue.drain():
+                        self._on_event(more, self._clock())
+                for frame, window in self._grabs.take():
+                    self._on_frame(frame, window, self._clock())
+
+    def _drain(self) -> None:
+        """Handle everything queued now (used by ``flush``)."""
+        with self._lock:
+            now = self._clock()
+            for event in self._queue.drain():
+                self._on_event(event, now)
+            for frame, window in self._grabs.take():
+                self._on_frame(frame, window, now)
+
+    def _on_tick(self, now: float) -> None:
+        state = self._engine.state
+        if state.pause.resumes_at is not None and not state.pause.is_paused(now):
+            self._end_pause(now)
+        change = next_change(state, now)
+        if change is not None and change <= now:
+            self._engine.set_state(state)  # re-evaluate the period
+        self._sync_hooks(now)
+        if self._pipeline is not None:
+            self._handle(self._pipeline.tick(now))
+
+    def _on_event(self, event: SourceEvent, now: float) -> None:
+        pipeline = self._pipeline
+        if pipeline is None or not self._hooks.installed:
+            return
+        self._events_seen += 1
+        window: WindowInfo | None
+        if isinstance(event, FocusChange):
+            self._active = event.window
+            self._covering = [] if event.window is None else self._probe.covering(event.window)
+            window = event.window
+        elif isinstance(event, MouseMove):
+            window = self._window_under_move(event)
+            if window is None:
+                return  # outside the focused window: not captured, and not an interruption
+        elif isinstance(event, MouseButton | MouseScroll):
+            window = self._probe.window_at(event.x, event.y)
+            if isinstance(event, MouseButton) and event.pressed:
+                self._covering = [] if window is None else self._probe.covering(window)
+        elif isinstance(event, Gap):
+            self._events_lost += event.count
+            self._handle(pipeline.marker(MarkerKind.GAP, now, event.reason, event.count))
+            return
+        else:
+            assert isinstance(event, KeyEvent)
+            window = self._active
+        decision = self._engine.decide_window(window, now)
+        self._handle(pipeline.feed(event, decision, window, now))
+
+    def _window_under_move(self, event: MouseMove) -> WindowInfo | None:
+        """The focused window if the pointer is on a visible part of it, else None.
+
+        Moves arrive at up to 1 kHz, too often to ask the X server each time;
+        the focused window and what covers it are refreshed on focus changes
+        and clicks.
+        """
+        active = self._active
+        if active is None or not active.rect.contains(event.x, event.y):
+            return None
+        for rect in self._covering:
+            if rect.contains(event.x, event.y):
+                return None
+        return active
+
+    def _on_frame(self, frame: Frame, window: WindowInfo, now: float) -> None:
+        if self._pipeline is None or not self._hooks.installed:
+            return
+        decision = self._engine.decide_window(window, now)
+        self._handle(self._pipeline.feed_frame(frame, decision, now))
+
+    def _handle(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, BatchReady):
+                self._write(action.batch)
+            elif isinstance(action, GrabRequest):
+                self._grabs.request(action.window)
+
+    def _write(self, batch: Batch) -> None:
+        # Reserve the number first: a crash may skip a sequence number, never reuse one.
+        self._local.advance_sequence(batch.header.seq)
+        try:
+            self._sink.write(batch)
+        except Exception:
+            log.exception(
+                "batch %s (seq %d) could not be written", batch.header.batch_id, batch.header.seq
+            )
+            raise
+        self._batches_written += 1
+        log.info("batch seq %d written: %d bytes", batch.header.seq, batch.header.body_size)
+
+
+class _GrabWorker:
+    """Carries out screenshot requests off the pipeline thread; the latest request wins."""
+
+    def __init__(self, probe: WindowProbe, grabber: ScreenGrabber, clock: Callable[[], float]):
+        self._probe = probe
+        self._grabber = grabber
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._request: WindowInfo | None = None
+        self._in_flight = False
+        self._done: deque[tuple[Frame, WindowInfo]] = deque()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="overt-grab", daemon=True)
+        self.failures = 0
+
+    @property
+    def busy(self) -> bool:
+        return self._request is not None or self._in_flight or bool(self._done)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def request(self, window: WindowInfo) -> None:
+        with self._cond:
+            self._request = window
+            self._cond.notify()
+
+    def cancel(self) -> None:
+        """Forget pending requests and grabbed frames (pause, hooks removed)."""
+        with self._cond:
+            self._request = None
+            self._done.clear()
+
+    def take(self) -> list[tuple[Frame, WindowInfo]]:
+        with self._cond:
+            out = list(self._done)
+            self._done.clear()
+            return out
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._request is None and not self._stopping:
+                    self._cond.wait()
+                wanted = self._request
+                if self._stopping or wanted is None:
+                    return
+                self._request = None
+                self._in_flight = True
+            try:
+                result = self._grab(wanted)
+            finally:
+                with self._cond:
+                    self._in_flight = False
+            if result is not None:
+                with self._cond:
+                    self._done.append(result)
+
+    def _grab(self, wanted: WindowInfo) -> tuple[Frame, WindowInfo] | None:
+        try:
+            # Only the focused window is grabbed, as it is now: if focus moved on
+            # or the window went away, the request is stale.
+            window = self._probe.active()
+            if window is None or window.window_id != wanted.window_id:
+                return None
+            covered = self._probe.covering(window)
+            frame = self._grabber.grab(window, self._clock())
+        except SourceError:
+            self.failures += 1
+            log.warning("screen grab failed (%d so far)", self.failures)
+            return None
+        if frame is None:
+            return None
+        return blank_covered(frame, covered), window
