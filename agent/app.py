@@ -245,14 +245,14 @@ class Agent:
         """Install the hooks when capture may happen at all, remove them when not."""
         allowed = capture_status(self._engine.state, now) is Reason.CAPTURING
         if allowed and not self._hooks.installed:
-            self._install_hooks(now)
+            self._install_hooks()
         elif not allowed and self._hooks.installed:
             self._remove_hooks()
             if self._pipeline is not None:
                 for batch in self._pipeline.flush(now):
                     self._write(batch)
 
-    def _install_hooks(self, now: float) -> None:
+    def _install_hooks(self) -> None:
         self._hooks.start(self._queue)
         queue, clock = self._queue, self._clock
 
@@ -261,7 +261,8 @@ class Agent:
 
         self._unsubscribe = self._probe.subscribe(on_focus)
         # Start from the window that has focus now, as if focus had just moved there.
-        self._queue.put(FocusChange(now, self._probe.active()))
+        self._active = None
+        self._queue.put(FocusChange(self._clock(), self._probe.active()))
         log.info("input hooks installed")
 
     def _remove_hooks(self) -> None:
@@ -326,6 +327,8 @@ class Agent:
         self._events_seen += 1
         window: WindowInfo | None
         if isinstance(event, FocusChange):
+            if event.window is not None and event.window == self._active:
+                return  # the watcher reporting the window we already know: no change
             self._active = event.window
             self._covering = [] if event.window is None else self._probe.covering(event.window)
             window = event.window

@@ -44,7 +44,7 @@ def load_policy(
         try:
             policy, _ = accept_policy_file(offered, store, trusted, device, when)
         except PolicyError as exc:
-            problem = f"policy file {offered.name} rejected: {exc}"
+            problem = f"policy file {offered.name} rejected ({exc.label}): {exc}"
             log.warning("policy file rejected (%s)", type(exc).__name__)
         else:
             log.info("policy version %d in force", policy.version)
@@ -55,6 +55,6 @@ def load_policy(
             return PolicyInForce(None, problem or "no policy has been installed")
         policy, _ = verify_policy(held.signed_policy, trusted, held.state, device, when)
     except PolicyError as exc:
-        last = f"the last good policy cannot be used: {exc}"
+        last = f"the last good policy cannot be used ({exc.label}): {exc}"
         return PolicyInForce(None, f"{problem}; {last}" if problem else last)
     return PolicyInForce(policy, problem)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 #: command -> (module with ``main(argv, prog) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "policy": ("policies.cli", "IT tooling: keys, signing, verifying and showing policies"),
-    "agent": ("agent.cli", "run the capture agent"),
+    "agent": ("agent.cli", "run the capture agent, give consent, inspect batches"),
 }
 
 USAGE = "usage: overt <command> [options]\n\ncommands:\n" + "".join(
