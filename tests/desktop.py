@@ -282,24 +282,37 @@ class Desktop:
         *args: str | int,
         timeout: float = 15.0,
     ) -> AppWindow:
-        """Run ``python -m <module> <args>`` and wait for its window to be mapped."""
-        before = set(self._client_list())
+        """Run ``python -m <module> <args>`` and wait for its window to be mapped.
+
+        The window is recognised by its ``_NET_WM_PID``, not by being new: the X
+        server reuses a departed client's id range, so a fresh app's window can
+        carry the very id of one that was just killed and is still listed.
+        """
         proc = self.spawn(
             [sys.executable, "-m", module, *map(str, args)],
             env={**os.environ, "QT_QPA_PLATFORM": "xcb", "PYTHONPATH": str(REPO_ROOT)},
         )
 
+        from Xlib import X
+
         def appeared() -> int | None:
             if proc.poll() is not None:
                 err = self.log_of(proc)
                 raise DesktopError(f"{module} exited with {proc.returncode}: {err[-2000:]}")
+            d = self.x()
+            pid_atom = d.intern_atom("_NET_WM_PID")
             for wid in self._client_list():
-                if wid in before:
-                    continue
-                win = self.x().create_resource_object("window", wid)
+                win = d.create_resource_object("window", wid)
                 with contextlib.suppress(Exception):
                     cls = win.get_wm_class()
-                    if cls and wm_class in cls and self._viewable(wid):
+                    pid = win.get_full_property(pid_atom, X.AnyPropertyType)
+                    if (
+                        cls
+                        and wm_class in cls
+                        and pid is not None
+                        and int(pid.value[0]) == proc.pid
+                        and self._viewable(wid)
+                    ):
                         return wid
             return None
 
