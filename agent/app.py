@@ -55,7 +55,6 @@ from agent.pipeline.decision import (
     DecisionEngine,
     Reason,
     capture_status,
-    next_change,
 )
 from agent.pipeline.occlusion import blank_covered
 from agent.pipeline.pause import PauseState
@@ -64,7 +63,7 @@ from agent.pipeline.records import MarkerKind
 from agent.pipeline.screens import GrabRequest
 from agent.policy_source import load_policy
 from agent.selftest import SelfTestResult, run_self_test
-from agent.sinks.base import Sink
+from agent.sinks.base import Sink, SinkError
 from agent.sources.canary import Canary, open_canary
 from agent.sources.errors import SourceError
 from agent.sources.input import EventQueue, InputHooks
@@ -78,6 +77,8 @@ log = logging.getLogger(__name__)
 _IDLE_WAKE_S = 0.5
 #: ... and while a screenshot is being grabbed, to pick the frame up promptly.
 _GRAB_WAKE_S = 0.02
+#: How long to wait before trying again to write batches the sink refused.
+_WRITE_RETRY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,8 @@ class AgentStatus:
     events_seen: int
     #: Events lost before they reached the pipeline (queue overflow).
     events_lost: int
+    #: Finished batches waiting because the sink refused them.
+    batches_held: int
 
 
 class Agent:
@@ -134,6 +137,11 @@ class Agent:
         self._batches_written = 0
         self._events_seen = 0
         self._events_lost = 0
+        self._errors = 0
+        #: Finished batches the sink has not taken yet, oldest first.
+        self._unwritten: deque[Batch] = deque()
+        self._next_write_retry = 0.0
+        self._write_problem: str | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -156,6 +164,9 @@ class Agent:
             if self._pipeline is not None:
                 for batch in self._pipeline.flush(self._clock()):
                     self._write(batch)
+            if self._unwritten:
+                # The directory sink is a stand-in; the spool will make these durable.
+                log.error("%d batches could not be written before exit", len(self._unwritten))
         self._grabs.stop()
 
     def __enter__(self) -> Agent:
@@ -194,12 +205,13 @@ class Agent:
                 capturing=reason is Reason.CAPTURING,
                 reason=reason,
                 policy_version=None if self._policy is None else self._policy.version,
-                problem=self._problem,
+                problem=self._write_problem or self._problem,
                 hooks_installed=self._hooks.installed,
                 paused_until=state.pause.resumes_at if state.pause.is_paused(now) else None,
                 batches_written=self._batches_written,
                 events_seen=self._events_seen,
                 events_lost=self._events_lost,
+                batches_held=len(self._unwritten),
             )
 
     def flush(self) -> None:
@@ -243,7 +255,10 @@ class Agent:
 
     def _sync_hooks(self, now: float) -> None:
         """Install the hooks when capture may happen at all, remove them when not."""
-        allowed = capture_status(self._engine.state, now) is Reason.CAPTURING
+        allowed = (
+            capture_status(self._engine.state, now) is Reason.CAPTURING
+            and not self._stopping.is_set()
+        )
         if allowed and not self._hooks.installed:
             self._install_hooks()
         elif not allowed and self._hooks.installed:
@@ -291,14 +306,23 @@ class Agent:
             timeout = _GRAB_WAKE_S if self._grabs.busy else _IDLE_WAKE_S
             event = self._queue.get(timeout=timeout)
             with self._lock:
-                now = self._clock()
-                self._on_tick(now)
-                if event is not None:
-                    self._on_event(event, now)
-                    for more in self._queue.drain():
-                        self._on_event(more, self._clock())
-                for frame, window in self._grabs.take():
-                    self._on_frame(frame, window, self._clock())
+                try:
+                    self._step(event)
+                except Exception:
+                    # A bug in handling one event must not stop capture control
+                    # (pause, expiry) for the rest of the session.
+                    self._errors += 1
+                    log.exception("error while handling an event (%d so far)", self._errors)
+
+    def _step(self, event: SourceEvent | None) -> None:
+        now = self._clock()
+        self._on_tick(now)
+        if event is not None:
+            self._on_event(event, now)
+            for more in self._queue.drain():
+                self._on_event(more, self._clock())
+        for frame, window in self._grabs.take():
+            self._on_frame(frame, window, self._clock())
 
     def _drain(self) -> None:
         """Handle everything queued now (used by ``flush``)."""
@@ -313,9 +337,8 @@ class Agent:
         state = self._engine.state
         if state.pause.resumes_at is not None and not state.pause.is_paused(now):
             self._end_pause(now)
-        change = next_change(state, now)
-        if change is not None and change <= now:
-            self._engine.set_state(state)  # re-evaluate the period
+        if self._unwritten and now >= self._next_write_retry:
+            self._write_held(now)
         self._sync_hooks(now)
         if self._pipeline is not None:
             self._handle(self._pipeline.tick(now))
@@ -379,17 +402,34 @@ class Agent:
                 self._grabs.request(action.window)
 
     def _write(self, batch: Batch) -> None:
-        # Reserve the number first: a crash may skip a sequence number, never reuse one.
+        # Record the number as used first: a crash may skip one, never reuse one.
         self._local.advance_sequence(batch.header.seq)
-        try:
-            self._sink.write(batch)
-        except Exception:
-            log.exception(
-                "batch %s (seq %d) could not be written", batch.header.batch_id, batch.header.seq
-            )
-            raise
-        self._batches_written += 1
-        log.info("batch seq %d written: %d bytes", batch.header.seq, batch.header.body_size)
+        self._unwritten.append(batch)
+        self._write_held(self._clock())
+
+    def _write_held(self, now: float) -> None:
+        """Write held batches in order. On failure keep them, and stop capturing
+        (as with a full spool) until a retry succeeds: nothing is dropped."""
+        while self._unwritten:
+            batch = self._unwritten[0]
+            try:
+                self._sink.write(batch)
+            except (SinkError, OSError) as exc:
+                self._next_write_retry = now + _WRITE_RETRY_S
+                if not self._engine.state.spool_full:
+                    log.error("batch seq %d could not be written; capture stops", batch.header.seq)
+                    self._write_problem = f"batches cannot be written: {exc}"
+                    self._engine.set_state(self._engine.state.with_spool_full(full=True))
+                    self._sync_hooks(now)
+                return
+            self._unwritten.popleft()
+            self._batches_written += 1
+            log.info("batch seq %d written: %d bytes", batch.header.seq, batch.header.body_size)
+        if self._engine.state.spool_full:
+            log.info("batches can be written again; capture resumes")
+            self._write_problem = None
+            self._engine.set_state(self._engine.state.with_spool_full(full=False))
+            self._sync_hooks(now)
 
 
 class _GrabWorker:

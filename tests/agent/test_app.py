@@ -1,0 +1,172 @@
+"""The agent's wiring on the fake desktop: no display needed.
+
+Real-desktop behaviour is proven in tests/e2e/test_capture.py; these tests
+cover what is hard to provoke there, such as a sink that refuses batches.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent.app import Agent
+from agent.config import AgentConfig
+from agent.events import AppIdentity, Rect, WindowInfo
+from agent.local_state import LocalState
+from agent.pipeline.batch import Batch, decode_body
+from agent.pipeline.consent import ConsentRecord
+from agent.pipeline.decision import Reason
+from agent.pipeline.records import TextSpanRecord
+from agent.sinks.base import SinkError
+from agent.sources._fake import FakeCanary, FakeInputHooks, FakeScreenGrabber, FakeWindowProbe
+from agent.sources.canary import CANARY_CLASS, Canary
+from policies.keys import generate_private_key, public_key_model
+from policies.model import SignerSet
+from policies.verify import parse_policy_payload, sign_policy
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKAPP = WindowInfo(
+    window_id=1,
+    app=AppIdentity(wm_instance="overt-workapp", wm_class="overt-workapp"),
+    title="Work",
+    rect=Rect(100, 100, 800, 600),
+    pid=10,
+)
+
+
+@dataclass
+class Clock:
+    offset: float = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+class FlakySink:
+    """Refuses batches while ``broken`` is set, like a full disk."""
+
+    def __init__(self) -> None:
+        self.broken = False
+        self.batches: list[Batch] = []
+
+    def write(self, batch: Batch) -> None:
+        if self.broken:
+            raise SinkError("No space left on device")
+        self.batches.append(batch)
+
+
+@dataclass
+class Rig:
+    agent: Agent
+    probe: FakeWindowProbe
+    hooks: FakeInputHooks
+    sink: FlakySink
+    clock: Clock
+
+
+def wait(predicate: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    key = generate_private_key()
+    doc = json.loads((ROOT / "policies/examples/test-workapp.json").read_text(encoding="utf-8"))
+    now = datetime.now(UTC)
+    doc["issued_at"] = (now - timedelta(hours=1)).isoformat()
+    doc["expires"] = (now + timedelta(days=1)).isoformat()
+    payload = json.dumps(doc).encode()
+    (tmp_path / "p.signed.json").write_bytes(sign_policy(payload, [key]))
+    clock = Clock()
+    LocalState(tmp_path / "state").save_consent(
+        ConsentRecord.accept(parse_policy_payload(payload), clock())
+    )
+    probe = FakeWindowProbe()
+    probe.add(WORKAPP, focus=True)
+
+    def canary() -> Canary:
+        opened = FakeCanary(Rect(1500, 50, 160, 90))
+        probe.add(
+            WindowInfo(
+                opened.window_id,
+                AppIdentity(wm_instance=CANARY_CLASS, wm_class=CANARY_CLASS),
+                "Overt filter self-test",
+                Rect(1500, 50, 160, 90),
+            )
+        )
+        return opened
+
+    hooks = FakeInputHooks(clock)
+    sink = FlakySink()
+    config = AgentConfig(
+        trusted=SignerSet(keys=(public_key_model(key.public_key()),), threshold=1),
+        tenant="example-corp",
+        device_group="office",
+        state_dir=tmp_path / "state",
+        sink_dir=tmp_path / "unused",
+        policy_file=tmp_path / "p.signed.json",
+        clock=clock,
+    )
+    agent = Agent(
+        config, probe=probe, hooks=hooks, grabber=FakeScreenGrabber(), sink=sink, canary=canary
+    )
+    agent.start()
+    probe.focus(WORKAPP.window_id)
+    yield Rig(agent, probe, hooks, sink, clock)
+    agent.stop()
+
+
+def spans(batches: list[Batch]) -> list[str]:
+    return [
+        r.text for b in batches for r in decode_body(b.body)[0] if isinstance(r, TextSpanRecord)
+    ]
+
+
+def test_a_refusing_sink_stops_capture_visibly_and_loses_no_batch(rig: Rig) -> None:
+    assert rig.agent.status().reason is Reason.CAPTURING
+    rig.sink.broken = True
+    rig.hooks.type("first")
+    wait(lambda: rig.agent.status().events_seen >= 10)
+    rig.agent.flush()
+
+    status = rig.agent.status()
+    assert status.reason is Reason.SPOOL_FULL
+    assert status.problem is not None
+    assert "No space left on device" in status.problem
+    assert not status.hooks_installed
+    assert status.batches_held == 1
+
+    rig.sink.broken = False
+    rig.clock.offset += 6  # past the retry delay
+    wait(lambda: rig.agent.status().hooks_installed)
+    assert rig.agent.status().reason is Reason.CAPTURING
+    assert rig.agent.status().batches_held == 0
+    assert spans(rig.sink.batches) == ["first"]
+    # The sequence numbers stay in order across the failure.
+    rig.probe.focus(WORKAPP.window_id)
+    rig.hooks.type("second")
+    wait(lambda: rig.agent.status().events_seen >= 22)
+    rig.agent.flush()
+    assert spans(rig.sink.batches) == ["first", "second"]
+    seqs = [b.header.seq for b in rig.sink.batches]
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
+
+
+def test_the_next_sequence_number_is_persisted_with_each_batch(rig: Rig, tmp_path: Path) -> None:
+    rig.hooks.type("one")
+    wait(lambda: rig.agent.status().events_seen >= 6)
+    rig.agent.flush()
+    first = rig.sink.batches[-1].header.seq
+    assert LocalState(tmp_path / "state").next_sequence() == first + 1
