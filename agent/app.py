@@ -16,6 +16,11 @@ call in ``agent.sources``. Threads:
   by another window, and hands the frame back to the pipeline thread, which
   decides again (the title may have changed) and encodes it.
 
+The policy comes from the trust store (the last good one) or from a signed
+file that device management drops in place; the file is checked every few
+seconds, and a new policy is verified, self-tested and held against the
+recorded consent before anything is captured under it.
+
 Hooks are installed only while capture may happen at all: with a valid
 policy, consent, a passed filter self-test, and neither a pause nor a
 capture-stopping exemption in force. Pausing removes the hooks and the focus
@@ -61,8 +66,8 @@ from agent.pipeline.pause import PauseState
 from agent.pipeline.pipeline import Action, BatchReady, Pipeline
 from agent.pipeline.records import MarkerKind
 from agent.pipeline.screens import GrabRequest
-from agent.policy_source import load_policy
-from agent.selftest import SelfTestResult, run_self_test
+from agent.policy_source import PolicyInForce, load_policy
+from agent.selftest import run_self_test
 from agent.sinks.base import Sink, SinkError
 from agent.sources.canary import Canary, open_canary
 from agent.sources.errors import SourceError
@@ -79,6 +84,8 @@ _IDLE_WAKE_S = 0.5
 _GRAB_WAKE_S = 0.02
 #: How long to wait before trying again to write batches the sink refused.
 _WRITE_RETRY_S = 5.0
+#: How often to look whether the policy file was replaced.
+_POLICY_CHECK_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +149,8 @@ class Agent:
         self._unwritten: deque[Batch] = deque()
         self._next_write_retry = 0.0
         self._write_problem: str | None = None
+        self._policy_file_seen: tuple[int, int] | None = None
+        self._next_policy_check = 0.0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -225,32 +234,77 @@ class Agent:
     # ------------------------------------------------------------ internals
 
     def _load(self, now: float) -> None:
+        self._engine.set_state(CaptureState.build(None, consent=self._local.consent()))
+        self._policy_file_seen = self._policy_file_signature()
+        self._apply_policy(self._load_policy(now), now)
+
+    def _load_policy(self, now: float) -> PolicyInForce:
         config = self._config
         loaded = load_policy(
             self._local.trust, config.trusted, config.device, now, config.policy_file
         )
-        self._policy, self._problem = loaded.policy, loaded.problem
         if loaded.problem:
             log.warning("policy problem: %s", loaded.problem)
-        consent = self._local.consent()
-        self_test = SelfTestResult(False, "no policy, so no self-test")
-        if self._policy is not None:
-            self_test = run_self_test(self._probe, self._policy, now, opener=self._canary)
-            if not self_test.passed:
-                self._problem = f"filter self-test failed: {self_test.detail}"
-                log.error("filter self-test failed")
-        state = CaptureState.build(self._policy, consent=consent, self_test_passed=self_test.passed)
-        self._engine.set_state(state)
-        if self._policy is not None:
+        return loaded
+
+    def _policy_file_signature(self) -> tuple[int, int] | None:
+        path = self._config.policy_file
+        if path is None:
+            return None
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _check_policy_file(self, now: float) -> None:
+        """Take up a policy file that device management replaced in place."""
+        if now < self._next_policy_check:
+            return
+        self._next_policy_check = now + _POLICY_CHECK_S
+        seen = self._policy_file_signature()
+        if seen is None or seen == self._policy_file_seen:
+            return
+        self._policy_file_seen = seen
+        log.info("policy file changed; verifying it")
+        self._apply_policy(self._load_policy(now), now)
+
+    def _apply_policy(self, loaded: PolicyInForce, now: float) -> None:
+        """Put a (verified) policy in force: self-test it, re-check consent, adapt."""
+        policy, self._problem = loaded.policy, loaded.problem
+        state = self._engine.state
+        if policy is None:
+            self._policy = None
+            self._engine.set_state(state.with_policy(None))
+            self._sync_hooks(now)
+            return
+        if self._policy is not None and policy.version == self._policy.version:
+            self._sync_hooks(now)
+            return
+        # Every new policy is self-tested before anything is captured under it.
+        result = run_self_test(self._probe, policy, now, opener=self._canary)
+        if not result.passed:
+            self._problem = f"filter self-test failed: {result.detail}"
+            log.error("filter self-test failed for policy version %d", policy.version)
+        self._engine.set_state(state.with_policy(policy).with_self_test(passed=result.passed))
+        if self._pipeline is None:
             batcher = Batcher(
                 device_id=self._local.device_id(),
-                policy_version=self._policy.version,
-                dataset_key_id=self._policy.dataset_key.key_id,
+                policy_version=policy.version,
+                dataset_key_id=policy.dataset_key.key_id,
                 next_seq=self._local.next_sequence(),
-                max_age_s=config.batch_max_age_seconds,
-                max_bytes=config.batch_max_bytes,
+                max_age_s=self._config.batch_max_age_seconds,
+                max_bytes=self._config.batch_max_bytes,
             )
-            self._pipeline = Pipeline(redaction=self._policy.redaction, batcher=batcher)
+            self._pipeline = Pipeline(redaction=policy.redaction, batcher=batcher)
+        else:
+            self._handle(
+                self._pipeline.policy_changed(
+                    policy.redaction, policy.version, policy.dataset_key.key_id, now
+                )
+            )
+        self._policy = policy
+        log.info("policy version %d in force", policy.version)
         self._sync_hooks(now)
 
     def _sync_hooks(self, now: float) -> None:
@@ -339,6 +393,7 @@ class Agent:
             self._end_pause(now)
         if self._unwritten and now >= self._next_write_retry:
             self._write_held(now)
+        self._check_policy_file(now)
         self._sync_hooks(now)
         if self._pipeline is not None:
             self._handle(self._pipeline.tick(now))

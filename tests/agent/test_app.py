@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.app import Agent
 from agent.config import AgentConfig
@@ -68,6 +70,18 @@ class Rig:
     hooks: FakeInputHooks
     sink: FlakySink
     clock: Clock
+    policy_file: Path
+    key: Ed25519PrivateKey
+    doc: dict[str, Any]
+    canaries: list[FakeCanary]
+
+    def drop_policy(self, *, tamper: bool = False, **changes: Any) -> None:
+        """Replace the policy file, as device management would (or an attacker)."""
+        signed = sign_policy(json.dumps({**self.doc, **changes}).encode(), [self.key])
+        if tamper:
+            signed = signed.replace(b'"payload":"e', b'"payload":"f')
+        self.policy_file.write_bytes(signed)
+        self.clock.offset += 6  # the agent looks at the file every few seconds
 
 
 def wait(predicate: object, timeout: float = 5.0) -> None:
@@ -95,8 +109,11 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     probe = FakeWindowProbe()
     probe.add(WORKAPP, focus=True)
 
+    canaries: list[FakeCanary] = []
+
     def canary() -> Canary:
         opened = FakeCanary(Rect(1500, 50, 160, 90))
+        canaries.append(opened)
         probe.add(
             WindowInfo(
                 opened.window_id,
@@ -123,7 +140,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     )
     agent.start()
     probe.focus(WORKAPP.window_id)
-    yield Rig(agent, probe, hooks, sink, clock)
+    yield Rig(agent, probe, hooks, sink, clock, tmp_path / "p.signed.json", key, doc, canaries)
     agent.stop()
 
 
@@ -170,3 +187,49 @@ def test_the_next_sequence_number_is_persisted_with_each_batch(rig: Rig, tmp_pat
     rig.agent.flush()
     first = rig.sink.batches[-1].header.seq
     assert LocalState(tmp_path / "state").next_sequence() == first + 1
+
+
+def test_a_wider_policy_dropped_in_place_stops_capture_until_consent_is_renewed(
+    rig: Rig,
+) -> None:
+    chat = {
+        "id": "chat",
+        "name": "Chat",
+        "match": {"wm_classes": ["chat"]},
+        "capture": {"actions_only": True},
+    }
+    rig.drop_policy(version=2, apps=[*rig.doc["apps"], chat])
+    wait(lambda: rig.agent.status().policy_version == 2)
+    status = rig.agent.status()
+    assert status.reason is Reason.CONSENT_OUTDATED
+    assert not status.hooks_installed
+    assert len(rig.canaries) == 2  # the new policy was self-tested too
+
+
+def test_a_narrower_policy_is_self_tested_and_capture_goes_on(rig: Rig) -> None:
+    apps = [dict(rig.doc["apps"][0], capture={"keystrokes": "timing"})]
+    rig.drop_policy(version=2, apps=apps)
+    wait(lambda: rig.agent.status().policy_version == 2)
+    wait(lambda: rig.agent.status().hooks_installed)
+    assert rig.agent.status().reason is Reason.CAPTURING
+    assert len(rig.canaries) == 2
+    rig.probe.focus(WORKAPP.window_id)
+    rig.hooks.type("quiet")
+    wait(lambda: rig.agent.status().events_seen >= 11)
+    rig.agent.flush()
+    assert spans(rig.sink.batches) == []  # timing only now
+    typed = [b for b in rig.sink.batches if b.header.counts.key_timings]
+    assert typed
+    assert {b.header.policy_version for b in typed} == {2}
+
+
+def test_a_tampered_policy_dropped_in_place_is_refused_and_the_last_good_stays(
+    rig: Rig,
+) -> None:
+    rig.drop_policy(version=2, tamper=True)
+    wait(lambda: rig.agent.status().problem is not None)
+    status = rig.agent.status()
+    assert status.problem is not None
+    assert "bad signature" in status.problem
+    assert status.policy_version == 1
+    assert status.reason is Reason.CAPTURING
