@@ -289,8 +289,8 @@ def shimmed_hooks(real: bool, per_name: dict[str, array[int]]) -> Iterator[None]
 
         return make
 
-    _pynput._mouse_callbacks = wrap(mouse)  # type: ignore[assignment]
-    _pynput._key_callbacks = wrap(keys)  # type: ignore[assignment]
+    _pynput._mouse_callbacks = wrap(mouse)
+    _pynput._key_callbacks = wrap(keys)
     try:
         yield
     finally:

@@ -385,6 +385,7 @@ def open_window(
         return active if active is not None and active.window_id == app.window_id else None
 
     info = harness.wait_for(focused, what="the work app to have focus")
+    assert info is not None
     settle(grabber, info)
     return app, Window(desktop, app.window_id, probe, grabber, info)
 
