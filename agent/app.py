@@ -80,8 +80,6 @@ log = logging.getLogger(__name__)
 
 #: How often the pipeline thread wakes up with nothing to do, at most.
 _IDLE_WAKE_S = 0.5
-#: ... and while a screenshot is being grabbed, to pick the frame up promptly.
-_GRAB_WAKE_S = 0.02
 #: How long to wait before trying again to write batches the sink refused.
 _WRITE_RETRY_S = 5.0
 #: How often to look whether the policy file was replaced.
@@ -139,7 +137,7 @@ class Agent:
         self._unsubscribe: Unsubscribe | None = None
         self._active: WindowInfo | None = None
         self._covering: list[Rect] = []
-        self._grabs = _GrabWorker(probe, grabber, self._clock)
+        self._grabs = _GrabWorker(probe, grabber, self._clock, ready=self._queue.wake)
         self._thread: threading.Thread | None = None
         self._batches_written = 0
         self._events_seen = 0
@@ -357,8 +355,7 @@ class Agent:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            timeout = _GRAB_WAKE_S if self._grabs.busy else _IDLE_WAKE_S
-            event = self._queue.get(timeout=timeout)
+            event = self._queue.get(timeout=_IDLE_WAKE_S)
             with self._lock:
                 try:
                     self._step(event)
@@ -490,21 +487,24 @@ class Agent:
 class _GrabWorker:
     """Carries out screenshot requests off the pipeline thread; the latest request wins."""
 
-    def __init__(self, probe: WindowProbe, grabber: ScreenGrabber, clock: Callable[[], float]):
+    def __init__(
+        self,
+        probe: WindowProbe,
+        grabber: ScreenGrabber,
+        clock: Callable[[], float],
+        ready: Callable[[], None],
+    ):
         self._probe = probe
         self._grabber = grabber
         self._clock = clock
+        #: Called when a frame is ready, to wake the pipeline thread.
+        self._ready = ready
         self._cond = threading.Condition()
         self._request: WindowInfo | None = None
-        self._in_flight = False
         self._done: deque[tuple[Frame, WindowInfo]] = deque()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="overt-grab", daemon=True)
         self.failures = 0
-
-    @property
-    def busy(self) -> bool:
-        return self._request is not None or self._in_flight or bool(self._done)
 
     def start(self) -> None:
         self._thread.start()
@@ -542,15 +542,11 @@ class _GrabWorker:
                 if self._stopping or wanted is None:
                     return
                 self._request = None
-                self._in_flight = True
-            try:
-                result = self._grab(wanted)
-            finally:
-                with self._cond:
-                    self._in_flight = False
+            result = self._grab(wanted)
             if result is not None:
                 with self._cond:
                     self._done.append(result)
+                self._ready()
 
     def _grab(self, wanted: WindowInfo) -> tuple[Frame, WindowInfo] | None:
         try:

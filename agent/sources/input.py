@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -63,6 +64,11 @@ class EventQueue:
     exception, and the hook thread never ran the code).
     """
 
+    #: A consumer that received an event this recently polls instead of sleeping.
+    ACTIVE_S = 0.25
+    #: How often a polling consumer looks for new events.
+    POLL_S = 0.005
+
     def __init__(self, maxsize: int = 10_000, clock: Clock = time.time) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
@@ -73,6 +79,9 @@ class EventQueue:
         self._dropped = 0
         self._dropped_t = 0.0
         self._dropped_total = 0
+        self._idle = False
+        self._woken = False
+        self._last_item = -math.inf
 
     # -- producer side (hook threads) --------------------------------------
 
@@ -105,21 +114,49 @@ class EventQueue:
                 self._items.append(Gap(self._dropped_t, OVERFLOW, self._dropped))
                 self._dropped = 0
             self._items.append(item)
-            self._cond.notify()
+            if self._idle:
+                # Only an idle consumer is woken; a busy one polls (see ``get``).
+                self._idle = False
+                self._cond.notify()
         return True
+
+    def wake(self) -> None:
+        """Wake the consumer now, with or without an event (e.g. a frame is ready)."""
+        with self._cond:
+            self._woken = True
+            self._idle = False
+            self._cond.notify()
 
     # -- consumer side ---------------------------------------------------------
 
     def get(self, timeout: float | None = None) -> SourceEvent | None:
-        """The next event, waiting up to ``timeout`` seconds; None if none came."""
+        """The next event, waiting up to ``timeout`` seconds; None if none came
+        (or ``wake`` was called).
+
+        Waking a thread costs the hook thread tens of microseconds at the tail,
+        so producers wake the consumer only when it is idle. While events keep
+        coming (the last one less than ``ACTIVE_S`` ago) the consumer polls
+        every ``POLL_S`` instead; an idle agent sleeps until the next event.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._cond:
                 while not self._items and not self._dropped:
-                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if self._woken:
+                        self._woken = False
+                        return None
+                    now = time.monotonic()
+                    remaining = None if deadline is None else deadline - now
                     if remaining is not None and remaining <= 0:
                         return None
-                    self._cond.wait(remaining)
+                    wait: float | None = remaining
+                    if now - self._last_item < self.ACTIVE_S:
+                        wait = self.POLL_S if remaining is None else min(self.POLL_S, remaining)
+                    else:
+                        self._idle = True
+                    self._cond.wait(wait)
+                self._idle = False
+                self._last_item = time.monotonic()
                 if self._items:
                     item = self._items.popleft()
                 else:

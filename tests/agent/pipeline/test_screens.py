@@ -221,3 +221,51 @@ def test_reassemble_rejects_garbage() -> None:
     wrong: ScreenshotRecord = key.record  # a keyframe is not a delta
     with pytest.raises(screens.PipelineError):
         reassemble(key.image, [(wrong, key.image)])
+
+
+class _StepTimer:
+    """A timer that advances by ``step`` seconds on every reading."""
+
+    def __init__(self, step: float) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def _is_webp(data: bytes) -> bool:
+    return data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+
+
+def test_codec_keeps_webp_where_it_fits_the_budget() -> None:
+    if not screens.WEBP:
+        pytest.skip("this Pillow has no WebP")
+    codec = screens.CodecChooser(budget_ms=15, timer=_StepTimer(0.002))  # 2 ms per encode
+    img = Image.new("RGB", (800, 600), (200, 200, 200))
+    assert all(_is_webp(codec.encode(img, 50)) for _ in range(5))
+
+
+def test_codec_turns_to_jpeg_when_webp_is_too_slow_here_and_retries_later() -> None:
+    if not screens.WEBP:
+        pytest.skip("this Pillow has no WebP")
+    codec = screens.CodecChooser(budget_ms=15, timer=_StepTimer(0.200))  # 200 ms per encode
+    big = Image.new("RGB", (800, 500), (200, 200, 200))
+    first = codec.encode(big, 50)  # the prior says it fits; it was measured far slower
+    assert _is_webp(first)
+    chosen = [codec.encode(big, 50) for _ in range(25)]
+    jpegs = [c for c in chosen if c[:2] == b"\xff\xd8"]
+    assert len(jpegs) >= 19
+    assert any(_is_webp(c) for c in chosen), "WebP is never timed again"
+    # Small images (deltas of a few tiles) still fit and stay WebP.
+    assert _is_webp(codec.encode(Image.new("RGB", (128, 64)), 50))
+
+
+def test_unchanged_frame_is_skipped_before_any_downscale() -> None:
+    enc = FrameEncoder()
+    img = base_image().resize((1600, 900))
+    small = Screenshots(max_width=800)
+    assert enc.encode(frame(img), small) is not None
+    assert enc.encode(frame(img, T + 1), small) is None
+    assert enc.skipped == 1
