@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import tests.desktop as harness
 from agent.events import Rect, WindowInfo
 from agent.pipeline.occlusion import blank_covered
-from agent.pipeline.screens import WEBP, FrameEncoder, encode_image
+from agent.pipeline.screens import ENCODE_BUDGET_MS, WEBP, FrameEncoder, encode_image
 from agent.sources._mss import MssScreenGrabber
 from agent.sources._xorg import XorgWindowProbe
 from agent.sources.input import EventQueue
@@ -317,15 +317,16 @@ def via_grab_worker(w: Window, settings: Screenshots, n: int, label: str) -> Cas
     """(i) through ``_GrabWorker`` and an ``Agent._run``-like pipeline thread.
 
     The pipeline thread requests a grab, then loops as ``Agent._run`` does:
-    ``queue.get(timeout=0.02 if busy else 0.5)`` (no input events arrive), then
-    ``take()``, then encodes. Timed from the request to the encoded bytes.
+    ``queue.get(timeout=...)``, which the worker's ``ready`` callback
+    (``EventQueue.wake``) ends when the frame is there; then ``take()``, then
+    encodes. Timed from the request to the encoded bytes.
     """
-    from agent.app import _GRAB_WAKE_S, _IDLE_WAKE_S, _GrabWorker
+    from agent.app import _IDLE_WAKE_S, _GrabWorker
 
     case = Case(label)
-    worker = _GrabWorker(w.probe, w.grabber, time.time)
-    worker.start()
     queue = EventQueue()
+    worker = _GrabWorker(w.probe, w.grabber, time.time, ready=queue.wake)
+    worker.start()
     encoder = FrameEncoder()
     target = w.info
     try:
@@ -334,11 +335,12 @@ def via_grab_worker(w: Window, settings: Screenshots, n: int, label: str) -> Cas
             t0 = time.perf_counter()
             worker.request(target)
             done = None
+            deadline = time.monotonic() + 10
             while done is None:
-                queue.get(timeout=_GRAB_WAKE_S if worker.busy else _IDLE_WAKE_S)
+                queue.get(timeout=_IDLE_WAKE_S)
                 for frame, _window in worker.take():
                     done = encoder.encode(frame, settings)
-                if done is None and not worker.busy:
+                if done is None and time.monotonic() > deadline:
                     raise RuntimeError("the grab worker dropped the request")
             case.total.append((time.perf_counter() - t0) * 1000)
             case.sizes.append(len(done.image))
@@ -411,7 +413,9 @@ def machine() -> list[str]:
         f"python:   {platform.python_version()} ({platform.python_implementation()}), "
         f"Pillow {PIL.__version__} ({webp}, {turbo} {features.version('jpg')}), "
         f"mss {version('mss')}, python-xlib {version('python-xlib')}",
-        f"codec:    FrameEncoder uses {'WebP (method 2)' if WEBP else 'JPEG (no WebP here)'}",
+        f"codec:    WebP (method 2) where it fits {ENCODE_BUDGET_MS:.0f} ms, else JPEG"
+        if WEBP
+        else "codec:    JPEG (no WebP in this Pillow)",
     ]
 
 
