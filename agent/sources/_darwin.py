@@ -22,12 +22,11 @@ Focus watching polls every ``poll_interval`` seconds on a thread
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 
 from agent.events import AppIdentity, Rect, WindowInfo
 from agent.sources.errors import BackendUnavailableError
-from agent.sources.window import FocusCallback, FocusNotifier, Unsubscribe, WindowProbe
+from agent.sources.window import FocusCallback, PollingFocusWatch, Unsubscribe, WindowProbe
 
 
 class DarwinWindowProbe(WindowProbe):
@@ -44,11 +43,7 @@ class DarwinWindowProbe(WindowProbe):
             ) from exc
         self._appkit: Any = AppKit
         self._quartz: Any = Quartz
-        self._notifier = FocusNotifier()
-        self._poll_interval = poll_interval
-        self._stop = threading.Event()
-        self._watcher: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._watch = PollingFocusWatch(self.active, poll_interval)
 
     def _scale(self) -> float:
         screen = self._appkit.NSScreen.mainScreen()
@@ -124,26 +119,7 @@ class DarwinWindowProbe(WindowProbe):
         return rects
 
     def subscribe(self, callback: FocusCallback) -> Unsubscribe:
-        unsubscribe = self._notifier.add(callback)
-        with self._lock:
-            if self._watcher is None:
-                self._watcher = threading.Thread(
-                    target=self._poll, name="overt-focus-watch", daemon=True
-                )
-                self._watcher.start()
-        return unsubscribe
-
-    def _poll(self) -> None:
-        last: tuple[int, str] | None = None
-        while not self._stop.is_set():
-            info = self.active()
-            key = (info.window_id, info.title) if info else (0, "")
-            if key != last:
-                last = key
-                self._notifier.notify(info)
-            self._stop.wait(self._poll_interval)
+        return self._watch.subscribe(callback)
 
     def close(self) -> None:
-        self._stop.set()
-        if self._watcher is not None:
-            self._watcher.join(5.0)
+        self._watch.close()

@@ -21,12 +21,11 @@ loop on that thread, which is left for when this backend can be tested.
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import Any
 
 from agent.events import AppIdentity, Rect, WindowInfo
 from agent.sources.errors import BackendUnavailableError
-from agent.sources.window import FocusCallback, FocusNotifier, Unsubscribe, WindowProbe
+from agent.sources.window import FocusCallback, PollingFocusWatch, Unsubscribe, WindowProbe
 
 _GA_ROOT = 2
 _GW_HWNDPREV = 3
@@ -54,11 +53,7 @@ class Win32WindowProbe(WindowProbe):
             self._user32.SetProcessDpiAwarenessContext(
                 ctypes.c_void_p(_DPI_AWARENESS_CONTEXT_PER_MONITOR_AWARE_V2)
             )
-        self._notifier = FocusNotifier()
-        self._poll_interval = poll_interval
-        self._stop = threading.Event()
-        self._watcher: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._watch = PollingFocusWatch(self.active, poll_interval)
 
     def _setup_prototypes(self) -> None:
         wt, u, k = self._wt, self._user32, self._kernel32
@@ -168,26 +163,7 @@ class Win32WindowProbe(WindowProbe):
         return rects
 
     def subscribe(self, callback: FocusCallback) -> Unsubscribe:
-        unsubscribe = self._notifier.add(callback)
-        with self._lock:
-            if self._watcher is None:
-                self._watcher = threading.Thread(
-                    target=self._poll, name="overt-focus-watch", daemon=True
-                )
-                self._watcher.start()
-        return unsubscribe
-
-    def _poll(self) -> None:
-        last: tuple[int, str] | None = None
-        while not self._stop.is_set():
-            info = self.active()
-            key = (info.window_id, info.title) if info else (0, "")
-            if key != last:
-                last = key
-                self._notifier.notify(info)
-            self._stop.wait(self._poll_interval)
+        return self._watch.subscribe(callback)
 
     def close(self) -> None:
-        self._stop.set()
-        if self._watcher is not None:
-            self._watcher.join(5.0)
+        self._watch.close()

@@ -75,6 +75,48 @@ class FocusNotifier:
             return len(self._callbacks)
 
 
+class PollingFocusWatch:
+    """Focus watching by polling, for platforms without focus events to listen to.
+
+    Reads the active window every ``interval`` seconds on its own thread
+    (started by the first ``subscribe``) and notifies when the window or its
+    title changed.
+    """
+
+    def __init__(self, read_active: Callable[[], WindowInfo | None], interval: float) -> None:
+        self._read_active = read_active
+        self._interval = interval
+        self._notifier = FocusNotifier()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def subscribe(self, callback: FocusCallback) -> Unsubscribe:
+        unsubscribe = self._notifier.add(callback)
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._poll, name="overt-focus-watch", daemon=True
+                )
+                self._thread.start()
+        return unsubscribe
+
+    def _poll(self) -> None:
+        last: tuple[int, str] | None = None
+        while not self._stop.is_set():
+            info = self._read_active()
+            key = (info.window_id, info.title) if info else (0, "")
+            if key != last:
+                last = key
+                self._notifier.notify(info)
+            self._stop.wait(self._interval)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+
 class WindowProbe(abc.ABC):
     """Read-only view of the desktop's top-level windows."""
 
