@@ -1,13 +1,18 @@
 """Pipeline throughput on one core: gate, minimise and batch a recorded-like mix.
 
 Run:  .venv/bin/python bench/pipeline.py [--seconds S] [--runs R]
+                                          [--pointer reach|jitter] [--hz HZ]
 
 The workload is generated from a fixed seed and imitates a person at work:
-1 kHz pointer bursts (0.3-2 s of movement towards a target, with hand
-tremble), clicks, drags, scroll bursts, typing at about 8 keys/s with
-backspaces and the odd shortcut, pauses, and a focus switch every few actions
-between an editor (keys as text), a browser (shortcuts) and a terminal
-(timing). Every event goes through ``DecisionEngine.decide_window`` (the
+pointer movements towards targets, clicks, drags, scroll bursts, typing at
+about 8 keys/s with backspaces and the odd shortcut, pauses, and a focus
+switch every few actions between an editor (keys as text), a browser
+(shortcuts) and a terminal (timing). The pointer moves as a hand does
+(``--pointer reach``, the default: minimum-jerk reaches with a little tremor,
+reported at ``--hz``, see :func:`reach`), or as the first version of this
+benchmark moved it (``--pointer jitter``: ±1 px of fresh random noise on
+every 1 kHz sample, which no pointer shows and which keeps simplification
+from dropping samples). Every event goes through ``DecisionEngine.decide_window`` (the
 gate) and ``Pipeline.feed`` (minimise + batch, including encoding and
 compressing the batch bodies); screenshots are not grabbed (frame encoding
 runs on a worker and is measured in headless-desktop.md).
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import math
 import os
 import platform
 import random
@@ -122,7 +128,80 @@ def build_state() -> CaptureState:
 Timed = tuple[SourceEvent, WindowInfo]
 
 
-def build_workload(seconds: float, seed: int = 3) -> list[Timed]:
+Sample = tuple[float, int, int]  # (seconds from the start of a movement, x, y)
+
+
+def reach(
+    rng: random.Random, x0: int, y0: int, x1: int, y1: int, *, hz: float, width: float = 20.0
+) -> list[Sample]:
+    """One reaching movement of a hand on a mouse, sampled like a pointer device.
+
+    The hand follows a minimum-jerk profile (Flash & Hogan 1985:
+    ``s = 10τ³ - 15τ⁴ + 6τ⁵``) over a Fitts'-law duration (0.10 s + 0.11 s per
+    bit of ``log2(distance / width + 1)``, times 0.8-1.25), bowed sideways by
+    a few percent of the distance, with an 8-12 Hz tremor of 0.2-0.5 px and
+    0.15 px of sensor noise across the direction of travel. Reports come at
+    ``hz`` with ±20 % jitter, at integer pixels, only when the position
+    changed (as X delivers motion); the last one is exactly the target.
+    """
+    dist = math.dist((x0, y0), (x1, y1))
+    if dist < 1:
+        return []
+    duration = (0.10 + 0.11 * math.log2(dist / width + 1)) * rng.uniform(0.8, 1.25)
+    bow = rng.gauss(0, 0.06) * dist
+    nx, ny = -(y1 - y0) / dist, (x1 - x0) / dist
+    tremor_hz, tremor_px = rng.uniform(8, 12), rng.uniform(0.2, 0.5)
+    phase = rng.uniform(0, 2 * math.pi)
+    out: list[Sample] = []
+    last = (x0, y0)
+    step = 0
+    while True:
+        step += 1
+        t = (step + rng.uniform(-0.2, 0.2)) / hz
+        tau = min(1.0, t / duration)
+        if tau >= 1.0:
+            x, y = x1, y1
+        else:
+            s = tau**3 * (10 - 15 * tau + 6 * tau * tau)
+            side = bow * math.sin(math.pi * tau)
+            side += tremor_px * math.sin(2 * math.pi * tremor_hz * t + phase)
+            x = round(x0 + (x1 - x0) * s + nx * side + rng.gauss(0, 0.15))
+            y = round(y0 + (y1 - y0) * s + ny * side + rng.gauss(0, 0.15))
+        if (x, y) != last:
+            out.append((t, x, y))
+            last = (x, y)
+        if tau >= 1.0:
+            return out
+
+
+def hand_path(
+    rng: random.Random, x0: int, y0: int, x1: int, y1: int, *, hz: float, width: float = 20.0
+) -> list[Sample]:
+    """A movement to a target as people make it: one reach, or (a third of the
+    longer ones) a reach that stops short and a corrective sub-movement after
+    40-150 ms."""
+    if rng.random() < 0.35 and math.dist((x0, y0), (x1, y1)) > 150:
+        f = rng.uniform(0.85, 0.96)
+        mx, my = round(x0 + (x1 - x0) * f), round(y0 + (y1 - y0) * f)
+        first = reach(rng, x0, y0, mx, my, hz=hz, width=width * 3)
+        t0 = (first[-1][0] if first else 0.0) + rng.uniform(0.04, 0.15)
+        return first + [(t0 + t, x, y) for t, x, y in reach(rng, mx, my, x1, y1, hz=hz)]
+    return reach(rng, x0, y0, x1, y1, hz=hz, width=width)
+
+
+WORKLOADS = ("reach", "jitter")
+
+
+def build_workload(
+    seconds: float, seed: int = 3, *, pointer: str = "reach", hz: float = 1000.0
+) -> list[Timed]:
+    """The fixed workload. ``pointer`` says how the pointer moves between targets:
+    ``reach`` — :func:`hand_path` at ``hz``; ``jitter`` — the first version of
+    this benchmark: an ease-in-out line at 1 kHz with ±1 px of independent
+    random jitter added to both coordinates of every sample, which a real
+    pointer does not do and which simplification cannot remove."""
+    if pointer not in WORKLOADS:
+        raise ValueError(f"unknown pointer workload {pointer!r}")
     rng = random.Random(seed)
     out: list[Timed] = []
     t = T0
@@ -133,11 +212,18 @@ def build_workload(seconds: float, seed: int = 3) -> list[Timed]:
 
     def move_to(tx: int, ty: int, duration: float) -> None:
         nonlocal t, x, y
+        if pointer == "reach":
+            start = t
+            for dt, mx, my in hand_path(rng, x, y, tx, ty, hz=hz):
+                t = start + dt
+                out.append((MouseMove(t, mx, my), win))
+            x, y = tx, ty
+            return
         n = max(1, int(duration * 1000))
         x0, y0 = x, y
         for i in range(1, n + 1):
             f = i / n
-            f = f * f * (3 - 2 * f)  # ease in and out, like a hand
+            f = f * f * (3 - 2 * f)  # ease in and out
             x = round(x0 + (tx - x0) * f) + rng.choice((-1, 0, 0, 1))
             y = round(y0 + (ty - y0) * f) + rng.choice((-1, 0, 0, 1))
             t += 0.001
@@ -205,6 +291,22 @@ def run(state: CaptureState, events: list[Timed]) -> tuple[float, list[Batch]]:
     return time.perf_counter() - start, batches
 
 
+def mouse_bytes_per_sample(paths_by_batch: list[list[MousePathRecord]]) -> tuple[float, float]:
+    """What a kept mouse sample costs in a batch body, after compression.
+
+    The paths are encoded alone with ``encode_body`` and the size of an empty
+    body is taken off; the result is divided by the samples they keep. Once
+    with all paths in one body, once batch by batch (what was really sent:
+    each batch pays for its own compression tables).
+    """
+    empty = len(encode_body([], {}))
+    samples = max(1, sum(p.samples for paths in paths_by_batch for p in paths))
+    together = [p for paths in paths_by_batch for p in paths]
+    all_in_one = (len(encode_body(together, {})) - empty) / samples
+    per_batch = sum(len(encode_body(paths, {})) - empty for paths in paths_by_batch) / samples
+    return all_in_one, per_batch
+
+
 def machine() -> str:
     model = "unknown CPU"
     try:
@@ -224,9 +326,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600.0, help="simulated activity")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--pointer", choices=WORKLOADS, default="reach", help="how the pointer moves (see above)"
+    )
+    parser.add_argument("--hz", type=float, default=1000.0, help="pointer report rate (reach)")
     args = parser.parse_args()
     state = build_state()
-    events = build_workload(args.seconds)
+    events = build_workload(args.seconds, pointer=args.pointer, hz=args.hz)
     times: list[float] = []
     batches: list[Batch] = []
     for _ in range(args.runs):
@@ -240,14 +346,9 @@ def main() -> None:
     paths = [r for r in records if isinstance(r, MousePathRecord)]
     samples = sum(p.samples for p in paths)
     moves = sum(1 for ev, _ in events if type(ev) is MouseMove)
-    empty_body = len(encode_body([], {}))
-    per_sample = (len(encode_body(paths, {})) - empty_body) / max(1, samples)
-    # The same, batch by batch: what the paths of each real batch cost.
-    per_batch = sum(
-        len(encode_body([r for r in decode_body(b.body)[0] if isinstance(r, MousePathRecord)], {}))
-        - empty_body
-        for b in batches
-    ) / max(1, samples)
+    per_sample, per_batch = mouse_bytes_per_sample(
+        [[r for r in decode_body(b.body)[0] if isinstance(r, MousePathRecord)] for b in batches]
+    )
     body_bytes = sum(len(b.body) for b in batches)
     kinds: dict[str, int] = {}
     for r in records:
@@ -256,7 +357,8 @@ def main() -> None:
     print(f"machine:   {machine()}")
     print(
         f"workload:  {len(events):,} events over {args.seconds:.0f} s of simulated activity "
-        f"({moves:,} pointer moves at 1 kHz)"
+        f"({moves:,} pointer moves, {args.pointer}"
+        f"{f' at {args.hz:g} Hz' if args.pointer == 'reach' else ' at 1 kHz'})"
     )
     print(
         f"pipeline:  {rate:,.0f} events/s, {1e6 / rate:.2f} µs/event through gate + minimise "
@@ -269,7 +371,9 @@ def main() -> None:
     print(
         f"mouse:     {len(paths):,} paths keeping {samples:,} of {moves:,} samples; "
         f"{per_sample:.2f} bytes per kept sample after zstd (all paths in one body, less an "
-        f"empty body); {per_batch:.2f} within the run's own batches"
+        f"empty body); {per_batch:.2f} within the run's own batches, "
+        f"{per_batch * samples:,.0f} bytes in all ({per_batch * samples / max(1, moves):.3f} "
+        f"per pointer move seen)"
     )
 
 
