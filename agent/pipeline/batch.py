@@ -1,9 +1,9 @@
 """Batches: grouping records by age and size, and the batch formats.
 
 This module owns the batch header (format 1), the batch body container
-(format 1) and ``Batcher``, which cuts the record stream into batches. It
-does not seal, sign, spool or upload (``agent.sinks`` and later stages do),
-reads no clock and does no I/O.
+(format 2; format 1 is still read) and ``Batcher``, which cuts the record
+stream into batches. It does not seal, sign, spool or upload (``agent.sinks``
+and later stages do), reads no clock and does no I/O.
 
 Header, format 1 (plaintext; canonical JSON: UTF-8, keys sorted, no spaces,
 ASCII only, integers only)::
@@ -19,23 +19,45 @@ ASCII only, integers only)::
 and the samples they keep; ``redactions`` counts redacted matches in text
 spans; times are epoch milliseconds covering every record of the body.
 
-Body, format 1::
+Body, format 2 (written; format 1 is still read)::
 
-    "OVTB"  u8 version (1)  u32le N  <N bytes: one zstd frame>  <image blobs>
+    "OVTB"  u8 version (2)  u32le N  <N bytes: one zstd frame>  <image blobs>
 
-The zstd frame holds ``u32le M``, an M-byte JSON manifest and the columns.
-The manifest lists the string table, the record kinds, the columns in the
-order they follow (``[name, encoding, count, bytes]``) and the image blobs in
-the order they follow the frame (``[id, length]``; stored as encoded, WebP or
-JPEG, not recompressed). Column encodings: ``varint`` — signed 64-bit
-integers, zigzag then LEB128 (small values take one byte, which zstd then
-compresses well); ``f64`` — IEEE-754 doubles, little-endian, bytes shuffled
-(all first bytes, then all second bytes...). Column ``order`` gives each
-record's kind in body order;
-``<kind>.<field>`` columns hold that kind's fields: ``t`` as differences from
-the previous record of the kind, strings and enums as indexes into the
-string table (optional strings: 0 for None, else index + 1), tuples as a
-``<field>.n`` length column plus flattened values.
+The zstd frame holds ``u32le M``, an M-byte JSON manifest
+``{"records": R, "strings": [...], "images": [[id, length], ...]}`` and then
+the columns back to back, each a one-byte tag and its values: ``0`` unsigned
+LEB128, ``1`` zigzag then LEB128, ``2`` IEEE-754 doubles, little-endian,
+bytes shuffled (all first bytes, then all second bytes...). The encoder tags
+an integer column ``0`` when none of its values is negative (zigzag would
+spend a bit on a sign that is never there: a 64-127 ms interval would take
+two bytes); every value fits in a signed 64-bit integer. The image blobs
+follow the frame in the manifest's order, stored as encoded (WebP or JPEG),
+not recompressed.
+
+Columns carry no names and no lengths: the schema fixes them. First
+``order``, R values, each record's kind in body order (0 context, 1 click,
+2 scroll, 3 path, 4 text, 5 shortcut, 6 timing, 7 screenshot, 8 marker);
+then, for each kind that occurs, in that order, one column per field of its
+record in declaration order, one value per record of the kind: ``t`` as the
+difference from the previous record of the kind (the first: from 0),
+strings and enums as indexes into the string table (optional strings: 0 for
+None, else index + 1), floats as doubles, tuples as a length column then the
+flattened values, pairs as a length column then the first and the second
+items. For paths, ``t``, ``x`` and ``y`` are instead the difference from the
+previous path's anchor — its last sample's time plus its ``dwell_ms``, and
+its last sample's position (the first path: from 0): a path mostly starts
+where and when the last one stopped (a hover where an approach ended, an
+approach from the hover), and the differences are small (about two
+compressed bytes less per path in ``bench/pipeline.py``).
+A new record kind or field is a new body format.
+
+Body, format 1 (read only): the same container; the manifest is
+``{"strings", "kinds", "columns": [[name, encoding, count, bytes], ...],
+"images"}`` and names each column; every integer column is zigzag LEB128
+(``varint``), the ``context.scale`` column ``f64``; path ``t`` is delta-coded
+like every other ``t`` and path ``x``, ``y`` are absolute. Format 2 dropped
+the names and lengths (a hundred-odd compressed bytes in every batch) and
+gained the unsigned tag and the path anchors.
 
 Batcher semantics: a record is appended to the open batch, then the batch is
 emitted — including that record — once it holds ``max_bytes`` of estimated
@@ -80,7 +102,8 @@ from .records import (
 )
 
 HEADER_FORMAT = 1
-BODY_FORMAT = 1
+BODY_FORMAT = 2  # written
+BODY_FORMATS_READ = (1, 2)
 BODY_MAGIC = b"OVTB"
 MAX_BODY_RECORDS_BYTES = 256 * 2**20  # decompressed record section, a sanity bound
 ZSTD_LEVEL = 9
@@ -263,8 +286,10 @@ for _kind, _cls, _fields in _SCHEMAS:  # the codec builds records positionally
     if tuple(f[0] for f in _fields) != tuple(f.name for f in fields(_cls)):
         raise AssertionError(f"body schema of {_kind!r} does not match {_cls.__name__}")
 _KIND_OF: dict[type[Any], int] = {s[1]: i for i, s in enumerate(_SCHEMAS)}
+_PATH = _KIND_OF[MousePathRecord]
 _TYPECODES = {1: "b", 2: "h", 4: "i", 8: "q"}
-_VARINT, _F64 = "varint", "f64"
+_VARINT, _F64 = "varint", "f64"  # format-1 column encodings
+_TAG_UNSIGNED, _TAG_ZIGZAG, _TAG_F64 = 0, 1, 2  # format-2 column tags
 _LITTLE = sys.byteorder == "little"
 _I64 = 2**63
 
@@ -281,7 +306,22 @@ def _pack(values: Sequence[int], width: int) -> bytes:
     return b"".join(raw[i::width] for i in range(width))
 
 
+def _uvarint(values: Sequence[int]) -> bytes:
+    """Unsigned LEB128; every value in [0, 2**63)."""
+    out = bytearray()
+    append = out.append
+    for u in values:
+        if not 0 <= u < _I64:
+            raise PipelineError("an integer in a record does not fit in 64 bits")
+        while u >= 0x80:
+            append((u & 0x7F) | 0x80)
+            u >>= 7
+        append(u)
+    return bytes(out)
+
+
 def _varint(values: Sequence[int]) -> bytes:
+    """Zigzag, then LEB128; every value in [-2**63, 2**63)."""
     out = bytearray()
     append = out.append
     for v in values:
@@ -296,21 +336,35 @@ def _varint(values: Sequence[int]) -> bytes:
 
 
 def _unvarint(data: bytes, count: int) -> list[int]:
+    out, end = _read_varints(data, 0, count, zigzag=True)
+    if end != len(data):
+        raise BodyFormatError("column length does not match its manifest entry")
+    return out
+
+
+def _read_varints(data: bytes, pos: int, count: int, *, zigzag: bool) -> tuple[list[int], int]:
+    """``count`` LEB128 values from ``data[pos:]``; returns them and the position after."""
     out: list[int] = []
     append = out.append
     acc = shift = 0
-    for b in data:
+    limit = 64 if zigzag else 63
+    end = len(data)
+    while len(out) < count:
+        if pos >= end:
+            raise BodyFormatError("a column is shorter than its records need")
+        b = data[pos]
+        pos += 1
         acc |= (b & 0x7F) << shift
         if b & 0x80:
             shift += 7
             if shift > 63:
                 raise BodyFormatError("varint longer than 64 bits")
         else:
-            append((acc >> 1) ^ -(acc & 1))
+            if acc >> limit:
+                raise BodyFormatError("an integer does not fit in 64 bits")
+            append((acc >> 1) ^ -(acc & 1) if zigzag else acc)
             acc = shift = 0
-    if shift or len(out) != count:
-        raise BodyFormatError("column length does not match its manifest entry")
-    return out
+    return out, pos
 
 
 def _unpack(data: bytes, width: int, count: int) -> list[int]:
@@ -341,10 +395,42 @@ class _Strings:
         return i
 
 
-def encode_body(records: Sequence[Record], images: Mapping[str, bytes]) -> bytes:
-    """Pack records and image blobs into a body (format 1)."""
-    strings = _Strings()
-    columns: list[tuple[str, list[int]]] = []
+def _chain(paths: Sequence[MousePathRecord]) -> dict[str, list[int]]:
+    """Each path's first sample (t, x, y) as a difference from the previous
+    path's anchor: its last sample, with its dwell added to the time (the
+    first path: from zero). Pointer paths mostly start where and when the
+    last one stopped: a hover where the approach before it ended, an approach
+    where the hover before it was."""
+    at = ax = ay = 0
+    ts, xs, ys = [], [], []
+    for p in paths:
+        ts.append(p.t - at)
+        xs.append(p.x - ax)
+        ys.append(p.y - ay)
+        at, ax, ay = p.t + sum(p.dt) + p.dwell_ms, p.x + sum(p.dx), p.y + sum(p.dy)
+    return {"t": ts, "x": xs, "y": ys}
+
+
+def _unchain(
+    ts: list[int],
+    xs: list[int],
+    ys: list[int],
+    dts: list[Any],
+    dxs: list[Any],
+    dys: list[Any],
+    dwells: list[int],
+) -> None:
+    """Undo :func:`_chain` in place (``ts``, ``xs``, ``ys`` become absolute)."""
+    at = ax = ay = 0
+    for i in range(len(ts)):
+        ts[i] += at
+        xs[i] += ax
+        ys[i] += ay
+        at, ax, ay = ts[i] + sum(dts[i]) + dwells[i], xs[i] + sum(dxs[i]), ys[i] + sum(dys[i])
+
+
+def _columns(records: Sequence[Record], strings: _Strings) -> list[tuple[str, bool, list[int]]]:
+    """The body's columns in format-2 order: (name, is float64, values)."""
     by_kind: list[list[Any]] = [[] for _ in _SCHEMAS]
     order: list[int] = []
     for rec in records:
@@ -353,49 +439,59 @@ def encode_body(records: Sequence[Record], images: Mapping[str, bytes]) -> bytes
             raise PipelineError(f"not a record: {type(rec).__name__}")
         order.append(k)
         by_kind[k].append(rec)
-    columns.append(("order", order))
-    for (kind, _, schema), recs in zip(_SCHEMAS, by_kind, strict=True):
+    columns: list[tuple[str, bool, list[int]]] = [("order", False, order)]
+    for k, ((kind, _, schema), recs) in enumerate(zip(_SCHEMAS, by_kind, strict=True)):
         if not recs:
             continue
+        chained = _chain(recs) if k == _PATH else {}
         for name, ftype, _enum in schema:
             col = f"{kind}.{name}"
+            if name in chained:
+                columns.append((col, False, chained[name]))
+                continue
             values = [getattr(r, name) for r in recs]
             if ftype == "t":
                 prev, deltas = 0, []
                 for v in values:
                     deltas.append(v - prev)
                     prev = v
-                columns.append((col, deltas))
+                columns.append((col, False, deltas))
             elif ftype in "ib":
-                columns.append((col, [int(v) for v in values]))
+                columns.append((col, False, [int(v) for v in values]))
             elif ftype in "se":
-                columns.append((col, [strings.ref(str(v)) for v in values]))
+                columns.append((col, False, [strings.ref(str(v)) for v in values]))
             elif ftype == "o":
-                columns.append((col, [0 if v is None else strings.ref(v) + 1 for v in values]))
+                columns.append(
+                    (col, False, [0 if v is None else strings.ref(v) + 1 for v in values])
+                )
             elif ftype == "f":
                 packed = struct.pack(f"<{len(values)}d", *values)
-                columns.append((col, list(struct.unpack(f"<{len(values)}q", packed))))
+                columns.append((col, True, list(struct.unpack(f"<{len(values)}q", packed))))
             elif ftype == "I":
-                columns.append((col + ".n", [len(v) for v in values]))
-                columns.append((col, [x for v in values for x in v]))
+                columns.append((col + ".n", False, [len(v) for v in values]))
+                columns.append((col, False, [x for v in values for x in v]))
             else:  # "P"
-                columns.append((col + ".n", [len(v) for v in values]))
-                columns.append((col + ".a", [p[0] for v in values for p in v]))
-                columns.append((col + ".b", [p[1] for v in values for p in v]))
-    manifest_cols = []
+                columns.append((col + ".n", False, [len(v) for v in values]))
+                columns.append((col + ".a", False, [p[0] for v in values for p in v]))
+                columns.append((col + ".b", False, [p[1] for v in values for p in v]))
+    return columns
+
+
+def encode_body(records: Sequence[Record], images: Mapping[str, bytes]) -> bytes:
+    """Pack records and image blobs into a body (format 2)."""
+    strings = _Strings()
     chunks = []
-    for name, values in columns:
-        if name.endswith(".scale"):
-            encoding, chunk = _F64, _pack(values, 8)
+    for _name, is_f64, values in _columns(records, strings):
+        if is_f64:
+            chunks += [bytes([_TAG_F64]), _pack(values, 8)]
+        elif all(v >= 0 for v in values):
+            chunks += [bytes([_TAG_UNSIGNED]), _uvarint(values)]
         else:
-            encoding, chunk = _VARINT, _varint(values)
-        manifest_cols.append([name, encoding, len(values), len(chunk)])
-        chunks.append(chunk)
+            chunks += [bytes([_TAG_ZIGZAG]), _varint(values)]
     blobs = list(images.items())
     manifest = {
+        "records": len(records),
         "strings": strings.table,
-        "kinds": [s[0] for s in _SCHEMAS],
-        "columns": manifest_cols,
         "images": [[k, len(v)] for k, v in blobs],
     }
     mbytes = json.dumps(manifest, separators=(",", ":"), ensure_ascii=True).encode()
@@ -408,10 +504,10 @@ def encode_body(records: Sequence[Record], images: Mapping[str, bytes]) -> bytes
 
 
 def decode_body(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
-    """Unpack a body; raises ``BodyFormatError`` when it is not a valid format-1 body."""
+    """Unpack a body of format 2 or 1; raises ``BodyFormatError`` when it is not one."""
     if len(data) < 9 or data[:4] != BODY_MAGIC:
         raise BodyFormatError("not a batch body (bad magic)")
-    if data[4] != BODY_FORMAT:
+    if data[4] not in BODY_FORMATS_READ:
         raise BodyFormatError(f"unknown batch body format {data[4]}")
     try:
         return _decode(data)
@@ -431,6 +527,7 @@ def decode_body(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
 
 
 def _decode(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
+    version = data[4]
     (n,) = struct.unpack_from("<I", data, 5)
     if 9 + n > len(data):
         raise BodyFormatError("truncated batch body")
@@ -440,27 +537,12 @@ def _decode(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
     (m,) = struct.unpack_from("<I", section, 0)
     manifest = json.loads(section[4 : 4 + m])
     strings: list[str] = manifest["strings"]
-    if manifest["kinds"] != [s[0] for s in _SCHEMAS]:
-        raise BodyFormatError("unknown record kinds")
     if not all(isinstance(s, str) for s in strings):
         raise BodyFormatError("string table holds a non-string")
-    cols: dict[str, list[int]] = {}
-    pos = 4 + m
-    for name, encoding, count, nbytes in manifest["columns"]:
-        if not isinstance(count, int) or not isinstance(nbytes, int) or count < 0 or nbytes < 0:
-            raise BodyFormatError(f"bad column entry {name!r}")
-        end = pos + nbytes
-        if end > len(section):
-            raise BodyFormatError("truncated column data")
-        if encoding == _VARINT:
-            cols[name] = _unvarint(section[pos:end], count)
-        elif encoding == _F64:
-            cols[name] = _unpack(section[pos:end], 8, count)
-        else:
-            raise BodyFormatError(f"unknown column encoding {encoding!r}")
-        pos = end
-    if pos != len(section):
-        raise BodyFormatError("trailing bytes after the columns")
+    if version == 1:
+        cols = _columns_v1(section, 4 + m, manifest)
+    else:
+        cols = _columns_v2(section, 4 + m, manifest["records"])
     images: dict[str, bytes] = {}
     ipos = 9 + n
     for image_id, length in manifest["images"]:
@@ -483,14 +565,14 @@ def _decode(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
         field_values: list[list[Any]] = []
         for name, ftype, enum in schema:
             col = f"{kind}.{name}"
-            if ftype == "t":
+            if ftype == "t" and not (version >= 2 and k == _PATH):
                 acc, out = 0, []
                 for d in cols[col]:
                     acc += d
                     out.append(acc)
                 field_values.append(out)
-            elif ftype == "i":
-                field_values.append(cols[col])
+            elif ftype in "ti":
+                field_values.append(list(cols[col]))
             elif ftype == "b":
                 field_values.append([_bool(v) for v in cols[col]])
             elif ftype == "s":
@@ -511,6 +593,9 @@ def _decode(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
         for values in field_values:
             if len(values) != count:
                 raise BodyFormatError(f"column lengths of {kind} records disagree")
+        if version >= 2 and k == _PATH:
+            t, _, x, y, dt, dx, dy, dwell = field_values
+            _unchain(t, x, y, dt, dx, dy, dwell)
         per_kind.append([cls(*row) for row in zip(*field_values, strict=True)])
     cursors = [0] * len(_SCHEMAS)
     records: list[Record] = []
@@ -518,6 +603,77 @@ def _decode(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
         records.append(per_kind[k][cursors[k]])
         cursors[k] += 1
     return records, images
+
+
+def _columns_v1(section: bytes, pos: int, manifest: dict[str, Any]) -> dict[str, list[int]]:
+    """Format 1: named columns with their counts and lengths in the manifest."""
+    if manifest["kinds"] != [s[0] for s in _SCHEMAS]:
+        raise BodyFormatError("unknown record kinds")
+    cols: dict[str, list[int]] = {}
+    for name, encoding, count, nbytes in manifest["columns"]:
+        if not isinstance(count, int) or not isinstance(nbytes, int) or count < 0 or nbytes < 0:
+            raise BodyFormatError(f"bad column entry {name!r}")
+        end = pos + nbytes
+        if end > len(section):
+            raise BodyFormatError("truncated column data")
+        if encoding == _VARINT:
+            cols[name] = _unvarint(section[pos:end], count)
+        elif encoding == _F64:
+            cols[name] = _unpack(section[pos:end], 8, count)
+        else:
+            raise BodyFormatError(f"unknown column encoding {encoding!r}")
+        pos = end
+    if pos != len(section):
+        raise BodyFormatError("trailing bytes after the columns")
+    return cols
+
+
+def _columns_v2(section: bytes, pos: int, records: object) -> dict[str, list[int]]:
+    """Format 2: tagged columns back to back; the schema says which and how many."""
+    if type(records) is not int or records < 0:
+        raise BodyFormatError("bad record count in the manifest")
+    cols: dict[str, list[int]] = {}
+
+    def take(name: str, count: int) -> list[int]:
+        nonlocal pos
+        if pos >= len(section):
+            raise BodyFormatError(f"column {name!r} is missing")
+        tag = section[pos]
+        pos += 1
+        if tag == _TAG_F64:
+            end = pos + 8 * count
+            if end > len(section):
+                raise BodyFormatError(f"column {name!r} is truncated")
+            values = _unpack(section[pos:end], 8, count)
+            pos = end
+        elif tag in (_TAG_UNSIGNED, _TAG_ZIGZAG):
+            values, pos = _read_varints(section, pos, count, zigzag=tag == _TAG_ZIGZAG)
+        else:
+            raise BodyFormatError(f"unknown column encoding tag {tag}")
+        cols[name] = values
+        return values
+
+    order = take("order", records)
+    for k, (kind, _, schema) in enumerate(_SCHEMAS):
+        count = order.count(k)
+        if count == 0:
+            continue
+        for name, ftype, _enum in schema:
+            col = f"{kind}.{name}"
+            if ftype in "IP":
+                lengths = take(col + ".n", count)
+                if any(v < 0 for v in lengths):
+                    raise BodyFormatError("negative tuple length")
+                flat = sum(lengths)
+                for part in ("",) if ftype == "I" else (".a", ".b"):
+                    take(col + part, flat)
+            else:
+                take(col, count)
+    if any(k >= len(_SCHEMAS) or k < 0 for k in order):
+        raise BodyFormatError("unknown record kind")
+    if pos != len(section):
+        raise BodyFormatError("trailing bytes after the columns")
+    return cols
 
 
 def _index(i: int) -> int:

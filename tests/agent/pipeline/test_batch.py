@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import base64
 import json
 import struct
 from itertools import count
+from typing import Any
 
 import pytest
 import zstandard
@@ -10,7 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.pipeline.batch import (
+    _SCHEMAS,
+    BODY_FORMAT,
     BODY_MAGIC,
+    ZSTD_LEVEL,
     Batcher,
     BatchHeader,
     SignalCounts,
@@ -129,23 +134,60 @@ SAMPLE: list[Record] = [
 ]
 
 
+def _body(manifest: dict[str, object], columns: bytes, version: int = BODY_FORMAT) -> bytes:
+    """A body put together by hand, to say exactly what is wrong with it."""
+    mbytes = json.dumps(manifest).encode()
+    frame = zstandard.ZstdCompressor().compress(struct.pack("<I", len(mbytes)) + mbytes + columns)
+    return BODY_MAGIC + bytes([version]) + struct.pack("<I", len(frame)) + frame
+
+
+def _v2(records: int, columns: bytes) -> bytes:
+    return _body({"records": records, "strings": [], "images": []}, columns)
+
+
+# A keytiming record (kind 6): order column, then its t and pressed columns;
+# each column is a tag (0 unsigned, 1 zigzag, 2 f64) and its values.
+_TIMING = bytes([0, 6]) + bytes([0, 5]) + bytes([0, 1])
+
+
 def _corrupt_cases() -> list[tuple[str, bytes]]:
     good = encode_body(SAMPLE, {"img": b"x" * 10})
     frame_len = struct.unpack_from("<I", good, 5)[0]
     flipped = bytearray(good)
     flipped[9 + frame_len // 2] ^= 0xFF
     bad_manifest = zstandard.ZstdCompressor().compress(struct.pack("<I", 5) + b"{nope")
+    assert decode_body(_v2(1, _TIMING))[0] == [KeyTimingRecord(5, True)]
     return [
         ("empty", b""),
         ("bad magic", b"NOPE" + good[4:]),
-        ("unknown version", good[:4] + bytes([2]) + good[5:]),
+        ("unknown version", good[:4] + bytes([BODY_FORMAT + 1]) + good[5:]),
+        ("version 0", good[:4] + bytes([0]) + good[5:]),
         ("truncated frame", good[:20]),
         ("truncated image", good[:-3]),
         ("trailing bytes", good + b"!"),
         ("flipped byte in frame", bytes(flipped)),
         (
             "manifest not json",
-            BODY_MAGIC + b"\x01" + struct.pack("<I", len(bad_manifest)) + bad_manifest,
+            BODY_MAGIC + b"\x02" + struct.pack("<I", len(bad_manifest)) + bad_manifest,
+        ),
+        ("record count missing", _body({"strings": [], "images": []}, _TIMING)),
+        ("record count not an integer", _v2("1", _TIMING)),  # type: ignore[arg-type]
+        ("a column missing", _v2(1, _TIMING[:-2])),
+        ("a column too short", _v2(2, bytes([0, 6, 6]) + _TIMING[2:])),
+        ("unknown column tag", _v2(1, _TIMING[:2] + bytes([7, 5]) + _TIMING[4:])),
+        ("varint cut off", _v2(1, _TIMING[:2] + bytes([0, 0x85]))),
+        (
+            "varint over 64 bits",
+            _v2(1, _TIMING[:2] + bytes([0]) + b"\xff" * 9 + b"\x01" + _TIMING[4:]),
+        ),
+        ("unknown record kind", _v2(1, bytes([0, len(_SCHEMAS)]))),
+        ("boolean out of range", _v2(1, _TIMING[:-1] + bytes([2]))),
+        ("trailing bytes after the columns", _v2(1, _TIMING + bytes([0]))),
+        # A context record: t, app_id, title, title_state, x, y, width, height, then scale.
+        ("f64 column cut off", _v2(1, bytes([0, 0]) + bytes([0, 1] + [0, 0] * 7 + [2, 1]))),
+        (
+            "negative tuple length",
+            _v2(1, bytes([0, 3]) + bytes([0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0])),
         ),
     ]
 
@@ -160,13 +202,222 @@ def test_corrupt_body_is_a_clear_error(name: str, data: bytes) -> None:
 
 def test_unknown_version_says_so() -> None:
     good = encode_body(SAMPLE, {})
-    with pytest.raises(BodyFormatError, match="unknown batch body format 2"):
-        decode_body(good[:4] + bytes([2]) + good[5:])
+    with pytest.raises(BodyFormatError, match="unknown batch body format 3"):
+        decode_body(good[:4] + bytes([3]) + good[5:])
+
+
+def test_bodies_are_written_in_format_2() -> None:
+    assert encode_body(SAMPLE, {})[4] == BODY_FORMAT == 2
 
 
 def test_integers_beyond_64_bits_are_refused() -> None:
     with pytest.raises(PipelineError):
         encode_body([ClickRecord(2**70, "left", True, 0, 0)], {})
+
+
+def test_path_starts_whose_difference_overflows_64_bits_are_refused() -> None:
+    far = [
+        MousePathRecord(T_MS, PathKind.HOVER, 2**62, 0, (), (), (), 0),
+        MousePathRecord(T_MS, PathKind.HOVER, -(2**62) - 1, 0, (), (), (), 0),
+    ]
+    with pytest.raises(PipelineError):
+        encode_body(far, {})
+
+
+def _leb128_columns(body: bytes, counts: list[int]) -> list[tuple[int, list[int]]]:
+    """The first columns of a format-2 body as (tag, values), ``counts[i]`` values each."""
+    frame = zstandard.ZstdDecompressor().decompress(body[9:])
+    (m,) = struct.unpack_from("<I", frame)
+    data, pos, out = frame[4 + m :], 0, []
+    for n in counts:
+        tag, values = data[pos], []
+        pos += 1
+        while len(values) < n:
+            acc = shift = 0
+            while data[pos] & 0x80:
+                acc |= (data[pos] & 0x7F) << shift
+                shift += 7
+                pos += 1
+            acc |= data[pos] << shift
+            pos += 1
+            values.append(acc if tag == 0 else (acc >> 1) ^ -(acc & 1))
+        out.append((tag, values))
+    return out
+
+
+def test_a_path_starts_from_where_and_when_the_last_one_stopped() -> None:
+    """Format 2 codes a path's first sample from the previous path's last
+    sample (its time plus the dwell): a hover where an approach ended, an
+    approach from where the hover was, cost a byte each."""
+    approach = MousePathRecord(T_MS, PathKind.APPROACH, 512, 384, (90, 80), (40, 31), (-60, -7), 70)
+    hover = MousePathRecord(T_MS + 240, PathKind.HOVER, 583, 317, (), (), (), 4000)
+    after = MousePathRecord(T_MS + 4240, PathKind.APPROACH, 583, 317, (75,), (120,), (3,), 20)
+    body = encode_body([approach, hover, after], {})
+    assert decode_body(body)[0] == [approach, hover, after]
+    order, t, _kind, x, y = _leb128_columns(body, [3, 3, 3, 3, 3])
+    assert order == (0, [3, 3, 3])
+    assert t == (0, [T_MS, 0, 0])  # tag 0: no value is negative, no zigzag
+    assert x == (0, [512, 0, 0])
+    assert y == (0, [384, 0, 0])
+
+
+def test_a_column_with_a_negative_value_is_zigzag_coded() -> None:
+    body = encode_body([ScrollRecord(T_MS, 5, 6, 0, -3), ScrollRecord(T_MS + 9, 5, 6, 0, 3)], {})
+    _order, t, _x, _y, dx, dy = _leb128_columns(body, [2] * 6)
+    assert t == (0, [T_MS, 9])
+    assert dx == (0, [0, 0])
+    assert dy == (1, [-3, 3])
+
+
+# The format-1 body of FORMAT_1_RECORDS, as the format-1 encoder wrote it
+# (commit 8e3743e); it must keep decoding.
+FORMAT_1_RECORDS: list[Record] = [
+    ContextRecord(T_MS, "editor", "doc \u2014 draft", TitleState.KEPT, -4, 20, 800, 600, 1.25),
+    MousePathRecord(
+        T_MS + 10, PathKind.APPROACH, 400, 300, (8, 8, 9), (-30, -12, -2), (5, 1, 0), 120
+    ),
+    ClickRecord(T_MS + 150, "left", True, 368, 306),
+    ClickRecord(T_MS + 230, "left", False, 368, 306),
+    MousePathRecord(T_MS + 230, PathKind.HOVER, 368, 306, (), (), (), 900),
+    ScrollRecord(T_MS + 1200, 368, 306, 0, -3),
+    TextSpanRecord(T_MS + 1300, T_MS + 2100, "hello [EMAIL]", 1),
+    ShortcutRecord(T_MS + 2200, "ctrl+s"),
+    KeyTimingRecord(T_MS + 2300, True),
+    ScreenshotRecord(
+        T_MS + 2400, ScreenshotKind.KEYFRAME, "img-1", 640, 480, 800, 600, None, 64, 10, ()
+    ),
+    ScreenshotRecord(
+        T_MS + 2900,
+        ScreenshotKind.DELTA,
+        "img-2",
+        640,
+        480,
+        800,
+        600,
+        "img-1",
+        64,
+        10,
+        ((1, 2), (3, 4)),
+    ),
+    MousePathRecord(T_MS + 3000, PathKind.DRAG, 100, 100, (16, 16), (50, 50), (0, -1), 0),
+    MarkerRecord(T_MS + 4000, MarkerKind.GAP, "queue full", 12),
+]
+FORMAT_1_IMAGES = {"img-1": b"RIFFkey", "img-2": b"RIFFdelta"}
+FORMAT_1_BODY = base64.b64decode(
+    "T1ZUQgH+AgAAKLUv/WBuB6UXAJZgdEIgjbYNCIlhAgzYn6gApkqgYVwKKxMihBq3f22p0au9Ful2281yxf6aLjJI"
+    "YQR8L6Baa5D8+UR1xAVk7/ERjZ6QiAxcAFoAYAAeL7eW81TPPSfBo28S8+jWpgCmVY8ut/3XZPZ4OsPmPT369cAB"
+    "AwgNPips7WMyfwjOPHo2Jc7bJt9u//Ho2yMzrTg2GxYXoZqYevSMd6XvHwlcY7fmrX0ChJYLAdbFe3Mg1gEOD4+c"
+    "emdY/czKNq0iXrfl1p23u+4NrZ1tkx5xa8SLs4mcTfR9a5YhNGP/uBpn8cz/yVLDmb7/2K1a3dzcGWd6y82jW4vz"
+    "1B79M6ud3e+LJ731EwQs0wQzlJGTD6ShMhnMhWKiJImCFK4LQXQrXgYek9fl8LRV7qcg8mrot3VrCdL5mTmsH5Na"
+    "taL1H31x3VPSz/R+h9Y61r6I53VdR+ygV2NTz6PjbGwih3qdx9HR1/rzFhgDBGQoIyclvgleXESgCIQBK0own+Wz"
+    "fBfQBYQB4MLCEgLEJ6GQ0JyUSJlQCA8ZYKZCJCKCULpMkKJ0IoCCCVJVZaHRTJCKTKaU6UNkUglRJJgLRQaGiQ2f"
+    "hQrsEJpSppRKqBKCEkVFJBw0LBgBK0owX4CBoFE5copsSUFJCpXGYAIZc0PrvMXkksgKKmIWQVIskhcF8UXsEKk0"
+    "SDJXrwPEmWHQnPpN4NdCLrwAzxagjDH67QwComkYTDycJEfICGMWy/cK3uepOKsEE5c9OBl7St9U/l5I2HOQVnCD"
+    "qPsBnQBDRaNzIeeD4XTZ2x+29L+CDKL81JNgwR/+llmrT5wub+8xX+ZmfS+wsyCr2jsE/PYCubDlwxgol05rq1Lb"
+    "8uAvet9fhOUuKOz2IYBJJyK1J3qF7G28/mxNUAUUC++3+GMKgwon+CATN+JPwYc+eBt5aWdoe64KD27v2xM5BHEj"
+    "chkf3MstOB7yLL/UA7EswFrkNpxPtEGRCWjMCBAWAZr2Lx+3K0pQKMZ9cT6+F9AaqlJJRkZrZXlSSUZGZGVsdGE="
+)
+
+
+def test_a_format_1_body_still_decodes() -> None:
+    assert FORMAT_1_BODY[4] == 1
+    assert decode_body(FORMAT_1_BODY) == (FORMAT_1_RECORDS, FORMAT_1_IMAGES)
+
+
+def _encode_body_v1(records: list[Record], images: dict[str, bytes]) -> bytes:
+    """The format-1 encoder as it was (commit 8e3743e), for round trips through
+    the format-1 decoder."""
+    strings: dict[str, int] = {}
+
+    def ref(v: str) -> int:
+        return strings.setdefault(v, len(strings))
+
+    kinds = [s[1] for s in _SCHEMAS]
+    order = [kinds.index(type(r)) for r in records]
+    columns: list[tuple[str, list[int]]] = [("order", order)]
+    for k, (kind, _, schema) in enumerate(_SCHEMAS):
+        recs: list[Any] = [r for r, o in zip(records, order, strict=True) if o == k]
+        if not recs:
+            continue
+        for name, ftype, _enum in schema:
+            col, values = f"{kind}.{name}", [getattr(r, name) for r in recs]
+            if ftype == "t":
+                columns.append((col, [b - a for a, b in zip([0, *values], values, strict=False)]))
+            elif ftype in "ib":
+                columns.append((col, [int(v) for v in values]))
+            elif ftype in "se":
+                columns.append((col, [ref(str(v)) for v in values]))
+            elif ftype == "o":
+                columns.append((col, [0 if v is None else ref(v) + 1 for v in values]))
+            elif ftype == "f":
+                columns.append(
+                    (
+                        col,
+                        list(
+                            struct.unpack(
+                                f"<{len(values)}q", struct.pack(f"<{len(values)}d", *values)
+                            )
+                        ),
+                    )
+                )
+            elif ftype == "I":
+                columns.append((col + ".n", [len(v) for v in values]))
+                columns.append((col, [x for v in values for x in v]))
+            else:
+                columns.append((col + ".n", [len(v) for v in values]))
+                columns.append((col + ".a", [p[0] for v in values for p in v]))
+                columns.append((col + ".b", [p[1] for v in values for p in v]))
+    entries, chunks = [], []
+    for name, values in columns:
+        if name.endswith(".scale"):
+            raw = struct.pack(f"<{len(values)}q", *values)
+            encoding, chunk = "f64", b"".join(raw[i::8] for i in range(8))
+        else:
+            encoding, chunk = "varint", _zigzag_leb128(values)
+        entries.append([name, encoding, len(values), len(chunk)])
+        chunks.append(chunk)
+    manifest = {
+        "strings": list(strings),
+        "kinds": [s[0] for s in _SCHEMAS],
+        "columns": entries,
+        "images": [[k, len(v)] for k, v in images.items()],
+    }
+    mbytes = json.dumps(manifest, separators=(",", ":")).encode()
+    section = struct.pack("<I", len(mbytes)) + mbytes + b"".join(chunks)
+    frame = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(section)
+    return b"".join([BODY_MAGIC, b"\x01", struct.pack("<I", len(frame)), frame, *images.values()])
+
+
+def _zigzag_leb128(values: list[int]) -> bytes:
+    out = bytearray()
+    for v in values:
+        u = (v << 1) ^ (v >> 63)
+        while u >= 0x80:
+            out.append((u & 0x7F) | 0x80)
+            u >>= 7
+        out.append(u)
+    return bytes(out)
+
+
+def _unframe(body: bytes) -> tuple[bytes, bytes]:
+    """A body's decompressed record section and its image blobs (zstd's output
+    may differ between library versions; what it holds may not)."""
+    (n,) = struct.unpack_from("<I", body, 5)
+    return zstandard.ZstdDecompressor().decompress(body[9 : 9 + n]), body[9 + n :]
+
+
+def test_the_format_1_reference_encoder_writes_what_format_1_wrote() -> None:
+    ours = _encode_body_v1(FORMAT_1_RECORDS, FORMAT_1_IMAGES)
+    assert ours[:5] == FORMAT_1_BODY[:5]
+    assert _unframe(ours) == _unframe(FORMAT_1_BODY)
+
+
+@settings(max_examples=100)
+@given(st.lists(records, max_size=40), st.dictionaries(text, st.binary(max_size=64), max_size=4))
+def test_format_1_bodies_round_trip_through_the_decoder(
+    recs: list[Record], images: dict[str, bytes]
+) -> None:
+    assert decode_body(_encode_body_v1(recs, images)) == (recs, images)
 
 
 # ------------------------------------------------------------------ header
