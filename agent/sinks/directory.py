@@ -9,7 +9,8 @@ Layout (format: the batch header's ``format`` field, 1)::
     <dir>/<seq:012d>-<batch_id>.body.zst     the batch body, as encoded
     <dir>/<seq:012d>-<batch_id>.header.json  the canonical header JSON
 
-Each file is written atomically (temporary file in the same directory, fsync,
+Files are readable by their owner only (mode 0600, the directory 0700). Each
+is written atomically (temporary file in the same directory, fsync,
 ``os.replace``, then fsync of the directory). The body is written before the
 header, so after a crash a batch is either complete (its header exists) or
 has at most an orphan body, which ``load_batches`` ignores; a ``.tmp`` file is
@@ -21,14 +22,13 @@ import of Overt), for tests and for people inspecting a capture.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from agent.pipeline.batch import Batch
+from policies.store import atomic_write
 
 from .base import SinkError
 
@@ -36,28 +36,6 @@ log = logging.getLogger(__name__)
 
 HEADER_SUFFIX = ".header.json"
 BODY_SUFFIX = ".body.zst"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class DirectorySink:
@@ -70,10 +48,10 @@ class DirectorySink:
         h = batch.header
         stem = f"{h.seq:012d}-{h.batch_id}"
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            _write_atomic(self.path / (stem + BODY_SUFFIX), batch.body)
-            _write_atomic(self.path / (stem + HEADER_SUFFIX), h.to_json())
-            _fsync_dir(self.path)
+            # Captured content, unencrypted until sealing exists: the owner only.
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            atomic_write(self.path / (stem + BODY_SUFFIX), batch.body, mode=0o600)
+            atomic_write(self.path / (stem + HEADER_SUFFIX), h.to_json(), mode=0o600)
         except OSError as exc:
             raise SinkError(f"cannot write batch {h.batch_id} to {self.path}: {exc}") from exc
         log.debug("wrote batch seq=%d id=%s body=%d bytes", h.seq, h.batch_id, len(batch.body))
