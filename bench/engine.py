@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
-import platform
 import random
 import statistics
 import sys
@@ -35,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.events import AppIdentity
 from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import CaptureState, Decision, DecisionEngine, decide
+from bench._machine import machine
 from policies.model import (
     AppMatch,
     AppRule,
@@ -209,21 +208,6 @@ def median_rate(
         elapsed, decisions = runner(first, events)
         times.append(elapsed)
     return len(events) / statistics.median(times), decisions
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        model = platform.processor() or model
-    return (
-        f"{model}, {os.cpu_count()} cores, Python {platform.python_version()} "
-        f"({platform.python_implementation()}), {platform.system()} {platform.release()}"
-    )
 
 
 def main() -> None:

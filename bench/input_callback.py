@@ -60,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.sources import _pynput
 from agent.sources._pynput import PynputHooks
 from agent.sources.input import EventQueue
+from bench._machine import cpu_model
 from tests.desktop import display_env, start_desktop, wait_for
 
 TARGET_P99_US = 50.0
@@ -339,14 +340,7 @@ def run_xtest(
 
 
 def machine() -> list[str]:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        model = platform.processor() or model
+    model = cpu_model()
     from importlib.metadata import version
 
     import PIL

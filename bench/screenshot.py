@@ -65,6 +65,7 @@ from agent.pipeline.screens import ENCODE_BUDGET_MS, WEBP, FrameEncoder, encode_
 from agent.sources._mss import MssScreenGrabber
 from agent.sources._xorg import XorgWindowProbe
 from agent.sources.input import EventQueue
+from bench._machine import cpu_model
 from policies.model import Screenshots
 
 TARGET_MS = 30.0
@@ -398,14 +399,7 @@ def machine() -> list[str]:
     import PIL
     from PIL import features
 
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        model = platform.processor() or model
+    model = cpu_model()
     webp = f"WebP {features.version('webp')}" if features.check("webp") else "no WebP"
     turbo = "libjpeg-turbo" if features.check_feature("libjpeg_turbo") else "libjpeg"
     return [
