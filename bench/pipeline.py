@@ -12,9 +12,9 @@ switch every few actions between an editor (keys as text), a browser
 reported at ``--hz``, see :func:`reach`), or as the first version of this
 benchmark moved it (``--pointer jitter``: ±1 px of fresh random noise on
 every 1 kHz sample, which no pointer shows and which keeps simplification
-from dropping samples). Every event goes through ``DecisionEngine.decide_window`` (the
-gate) and ``Pipeline.feed`` (minimise + batch, including encoding and
-compressing the batch bodies); screenshots are not grabbed (frame encoding
+from dropping samples). Every event goes through
+``DecisionEngine.decide_window`` (the gate) and ``Pipeline.feed`` (minimise +
+batch, including encoding and compressing the batch bodies); screenshots are not grabbed (frame encoding
 runs on a worker and is measured in headless-desktop.md).
 
 Reports the median events/s of several runs, how many records and batches
@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import base64
 import math
-import os
-import platform
 import random
 import statistics
 import sys
@@ -54,6 +52,7 @@ from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import CaptureState, DecisionEngine
 from agent.pipeline.pipeline import BatchReady, Pipeline
 from agent.pipeline.records import MousePathRecord, Record
+from bench._machine import machine
 from policies.model import (
     AppMatch,
     AppRule,
@@ -305,21 +304,6 @@ def mouse_bytes_per_sample(paths_by_batch: list[list[MousePathRecord]]) -> tuple
     all_in_one = (len(encode_body(together, {})) - empty) / samples
     per_batch = sum(len(encode_body(paths, {})) - empty for paths in paths_by_batch) / samples
     return all_in_one, per_batch
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        model = platform.processor() or model
-    return (
-        f"{model}, {os.cpu_count()} cores, Python {platform.python_version()} "
-        f"({platform.python_implementation()}), {platform.system()} {platform.release()}"
-    )
 
 
 def main() -> None:

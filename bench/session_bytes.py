@@ -64,7 +64,8 @@ from agent.sinks.memory import MemorySink
 from agent.sources._pynput import PynputHooks, _end_xrecord
 from agent.sources._xorg import XorgWindowProbe
 from agent.sources.screen import select_screen_grabber
-from bench.pipeline import hand_path, machine, mouse_bytes_per_sample, reach
+from bench._machine import machine
+from bench.pipeline import hand_path, mouse_bytes_per_sample, reach
 from policies.keys import generate_private_key, public_key_model
 from policies.model import SignerSet
 from policies.verify import parse_policy_payload, sign_policy
