@@ -14,8 +14,9 @@ benchmark moved it (``--pointer jitter``: ±1 px of fresh random noise on
 every 1 kHz sample, which no pointer shows and which keeps simplification
 from dropping samples). Every event goes through
 ``DecisionEngine.decide_window`` (the gate) and ``Pipeline.feed`` (minimise +
-batch, including encoding and compressing the batch bodies); screenshots are not grabbed (frame encoding
-runs on a worker and is measured in headless-desktop.md).
+batch, including encoding and compressing the batch bodies); screenshots
+are not grabbed (frame encoding runs on a worker and is measured in
+headless-desktop.md).
 
 Reports the median events/s of several runs, how many records and batches
 came out, and the bytes each kept mouse sample costs after compression.
