@@ -25,8 +25,11 @@ Rules:
 - A text span is flushed on focus change, on a mouse press (even when the
   mouse itself is not captured) and as ``keys`` describes.
 - Every batch reads on its own: it starts with the current context, and the
-  first screenshot after a batch was emitted is a keyframe (a delta whose
-  keyframe went out in an earlier batch is dropped).
+  first screenshot of each window after a batch was emitted is a keyframe (a
+  delta whose keyframe went out in an earlier batch is dropped). Within a
+  batch, focus going away and back continues the window's chain of deltas
+  (see ``screens``): a focus change, a window change or a stretch of
+  uncaptured events does not by itself start a keyframe.
 - ``drop_buffered`` (pause) drops everything not yet emitted as a batch,
   including the open batch.
 
@@ -258,7 +261,6 @@ class Pipeline:
             self._add(rec, now, out)
         self._mouse.reset()
         self._scheduler.cancel()
-        self._encoder.force_keyframe()
         self._window = None
         self._batcher.context = None
         self._capturing = False
@@ -276,7 +278,7 @@ class Pipeline:
     ) -> None:
         self._boundary(now, out)
         self._mouse.reset()
-        self._encoder.force_keyframe()
+        self._encoder.focus_changed()
         self._scheduler.cancel()
         self._context(window, decision, t, now, out, changed=True)
         self._grab(self._scheduler.trigger(Trigger.FOCUS, window, _shots(decision), now), out)
@@ -300,7 +302,6 @@ class Pipeline:
                 self._add(rec, now, out)
             self._mouse.reset()
             self._scheduler.cancel()
-            self._encoder.force_keyframe()
         elif last is not None and (last.rect.x, last.rect.y) != (window.rect.x, window.rect.y):
             self._mouse.reset()  # relative coordinates shifted under the coalescer
         action = TitleAction.DROP if decision.actions_only else decision.title

@@ -23,13 +23,23 @@ Image formats (``ScreenshotRecord`` explains the record fields):
   ``quality`` from the settings), or JPEG at the same quality when this
   Pillow has no WebP support. Readers detect the format from the magic bytes.
 - delta: the changed ``tile`` x ``tile`` (64 px) cells, compared against the
-  previous frame, packed left to right and top to bottom into one image of
-  ``columns`` (≤ 16) cells per row, same codec and quality. Edge cells are
-  cropped to the frame. Apply deltas in order to the keyframe (``reassemble``).
-- a keyframe (not a delta) is emitted for the first frame, after
-  ``force_keyframe`` (focus change, new batch), when the window or its size
+  previous frame of the same window, packed left to right and top to bottom
+  into one image of ``columns`` (≤ 16) cells per row, same codec and quality. Edge cells are
+  cropped to the frame. Apply a chain's deltas in order to its keyframe
+  (``reassemble``); the delta's ``base`` names the keyframe.
+- chains: the encoder keeps one chain per window (the ``max_windows``, 4,
+  most recently encoded), so focus going back to a window continues its
+  chain; chains of two windows may interleave in one batch. The first frame
+  after ``focus_changed`` (or of another window than the last one encoded)
+  is never skipped: when unchanged it is a delta of one tile (the top left),
+  so a screenshot record still follows the switch. Other unchanged frames
+  are skipped.
+- a keyframe (not a delta) is emitted for a window's first frame, after
+  ``force_keyframe`` (the pipeline calls it when a batch was emitted or
+  dropped, so every chain stays within one batch), when the window's size
   changed, when more than ``max_changed`` (half) of the tiles changed, and
-  after ``keyframe_every`` (30) deltas.
+  after ``keyframe_every`` (30) deltas of the chain. A focus change alone
+  does not start a keyframe.
 
 Neither class reads a clock or starts a thread. ``FrameEncoder`` is a plain
 object; the app calls it from a worker thread, never from an input hook.
@@ -41,7 +51,7 @@ import hashlib
 import io
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -244,11 +254,28 @@ def image_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:24]
 
 
+@dataclass(slots=True)
+class _Chain:
+    """One window's keyframe and the deltas after it, as the encoder last left them."""
+
+    prev: Image.Image  # the last frame emitted, downscaled
+    source: tuple[int, int]  # its size as grabbed
+    key_id: str
+    deltas: int
+
+
 class FrameEncoder:
     """Downscales, skips unchanged frames, emits keyframes and tile deltas.
 
+    It keeps one chain (keyframe, deltas) per window, for the ``max_windows``
+    windows most recently encoded, so going back to a window whose chain is
+    still held continues that chain. ``force_keyframe`` drops every chain:
+    the pipeline calls it when a batch was emitted or dropped, so a delta
+    never refers to a keyframe outside its own batch.
+
     Not thread-safe: one worker thread uses it at a time. ``force_keyframe``
-    only sets a flag and may be called from another thread.
+    and ``focus_changed`` only set a flag and may be called from another
+    thread.
     """
 
     def __init__(
@@ -257,24 +284,31 @@ class FrameEncoder:
         tile: int = 64,
         max_changed: float = 0.5,
         keyframe_every: int = 30,
+        max_windows: int = 4,
         codec: CodecChooser | None = None,
     ) -> None:
         self.codec = codec if codec is not None else CodecChooser()
         self.tile = tile
         self.max_changed = max_changed
         self.keyframe_every = keyframe_every
-        self._prev: Image.Image | None = None
-        #: The last frame as grabbed, before downscaling, for the change check.
-        self._prev_source: Image.Image | None = None
+        self.max_windows = max_windows
+        #: Chains by window id, least recently encoded first.
+        self._chains: OrderedDict[int, _Chain] = OrderedDict()
+        #: The last window encoded, and its last frame as grabbed (before
+        #: downscaling) for the cheap change check; kept for that window only.
         self._window = -1
-        self._source = (0, 0)
-        self._key_id = ""
-        self._deltas = 0
+        self._prev_source: Image.Image | None = None
         self._force = True
+        self._focused = False
         self.skipped = 0
 
     def force_keyframe(self) -> None:
+        """Start every window's next screenshot with a keyframe (a new batch)."""
         self._force = True
+
+    def focus_changed(self) -> None:
+        """Give the next frame a record even when it is unchanged (focus came back)."""
+        self._focused = True
 
     def encode(self, frame: Frame, settings: Screenshots) -> EncodedFrame | None:
         """The record and blob for a frame, or None when it is unchanged."""
@@ -286,25 +320,28 @@ class FrameEncoder:
             raise FrameError(
                 f"frame of {frame.width}x{frame.height} has {len(frame.rgb)} bytes of pixels"
             )
+        if self._force:
+            self._chains.clear()
+            self._force = False
         grabbed = Image.frombytes("RGB", (frame.width, frame.height), frame.rgb)
-        prev_source, self._prev_source = self._prev_source, grabbed
-        img = grabbed
+        returned = frame.window_id != self._window or self._focused
+        self._focused = False
+        prev_source = None if returned else self._prev_source
+        self._window, self._prev_source = frame.window_id, grabbed
         if frame.width > settings.max_width:
             h = max(1, round(frame.height * settings.max_width / frame.width))
             size = (settings.max_width, h)
         else:
             size = (frame.width, frame.height)
-        prev = self._prev
-        source = (frame.width, frame.height)
+        chain = self._chains.get(frame.window_id)
         if (
-            self._force
-            or prev is None
-            or prev.size != size
-            or self._window != frame.window_id
-            or self._source != source
-            or self._deltas >= self.keyframe_every
+            chain is None
+            or chain.prev.size != size
+            or chain.source != (frame.width, frame.height)
+            or chain.deltas >= self.keyframe_every
         ):
             return self._keyframe(frame, _downscale(grabbed, size), settings)
+        self._chains.move_to_end(frame.window_id)
         # Unchanged pixels are found before downscaling, which costs more than the check.
         if (
             prev_source is not None
@@ -314,16 +351,20 @@ class FrameEncoder:
             self.skipped += 1
             return None
         img = _downscale(grabbed, size)
-        diff = ImageChops.difference(prev, img)
+        diff = ImageChops.difference(chain.prev, img)
         bbox = diff.getbbox()
         if bbox is None:
-            self.skipped += 1
-            return None
+            if not returned:
+                self.skipped += 1
+                return None
+            # Focus came back to a window that did not change while away: one
+            # tile says which chain is on screen now, for a fraction of a keyframe.
+            return self._delta(frame, img, settings, chain, [(0, 0)])
         tiles = self._changed_tiles(diff, bbox)
         total = math.ceil(img.width / self.tile) * math.ceil(img.height / self.tile)
         if len(tiles) > self.max_changed * total:
             return self._keyframe(frame, img, settings)
-        return self._delta(frame, img, settings, tiles)
+        return self._delta(frame, img, settings, chain, tiles)
 
     def _changed_tiles(
         self, diff: Image.Image, bbox: tuple[int, int, int, int]
@@ -342,8 +383,10 @@ class FrameEncoder:
     def _keyframe(self, frame: Frame, img: Image.Image, settings: Screenshots) -> EncodedFrame:
         data = self.codec.encode(img, settings.quality)
         key = image_id(data)
-        self._prev, self._window, self._source = img, frame.window_id, (frame.width, frame.height)
-        self._key_id, self._deltas, self._force = key, 0, False
+        self._chains[frame.window_id] = _Chain(img, (frame.width, frame.height), key, 0)
+        self._chains.move_to_end(frame.window_id)
+        while len(self._chains) > self.max_windows:
+            self._chains.popitem(last=False)
         rec = ScreenshotRecord(
             to_ms(frame.t),
             ScreenshotKind.KEYFRAME,
@@ -360,6 +403,7 @@ class FrameEncoder:
         frame: Frame,
         img: Image.Image,
         settings: Screenshots,
+        chain: _Chain,
         tiles: list[tuple[int, int]],
     ) -> EncodedFrame:
         t = self.tile
@@ -371,8 +415,8 @@ class FrameEncoder:
             box = (col * t, row * t, min(w, col * t + t), min(h, row * t + t))
             packed.paste(img.crop(box), ((i % cols) * t, (i // cols) * t))
         data = self.codec.encode(packed, settings.quality)
-        self._prev = img
-        self._deltas += 1
+        chain.prev = img
+        chain.deltas += 1
         rec = ScreenshotRecord(
             to_ms(frame.t),
             ScreenshotKind.DELTA,
@@ -381,7 +425,7 @@ class FrameEncoder:
             h,
             frame.width,
             frame.height,
-            base=self._key_id,
+            base=chain.key_id,
             tile=t,
             columns=cols,
             tiles=tuple(tiles),

@@ -3,6 +3,7 @@ from __future__ import annotations
 from itertools import count
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageDraw
 
 from agent.events import (
@@ -378,3 +379,23 @@ def test_sinks_take_batches(tmp_path: Path) -> None:
 def test_directory_sink_ignores_an_orphan_body(tmp_path: Path) -> None:
     (tmp_path / "000000000001-x.body.zst").write_bytes(b"partial")
     assert load_batches(tmp_path) == []
+
+
+def test_focus_away_and_back_continues_the_chain_within_a_batch() -> None:
+    p = pipeline()
+    p.feed(FocusChange(T, WIN), CAPTURE, WIN, T)
+    img = Image.new("RGB", (640, 480), (250, 250, 250))
+    p.feed_frame(_frame(img, T + 0.1), CAPTURE, T + 0.1)
+    p.feed(FocusChange(T + 1, OTHER), NOT_ALLOWED, OTHER, T + 1)
+    p.feed(FocusChange(T + 2, WIN), CAPTURE, WIN, T + 2)
+    img2 = img.copy()
+    ImageDraw.Draw(img2).rectangle((10, 10, 20, 20), fill=(0, 0, 0))
+    p.feed_frame(_frame(img2, T + 2.1), CAPTURE, T + 2.1)
+    [batch] = p.flush(T + 3)
+    recs, images = decode_body(batch.body)
+    assert sum(isinstance(r, ContextRecord) for r in recs) == 2
+    shots = [r for r in recs if isinstance(r, ScreenshotRecord)]
+    assert [s.kind for s in shots] == [ScreenshotKind.KEYFRAME, ScreenshotKind.DELTA]
+    assert shots[1].base == shots[0].image
+    out = reassemble(images[shots[0].image], [(shots[1], images[shots[1].image])])
+    assert out.getpixel((15, 15)) == pytest.approx((0, 0, 0), abs=60)

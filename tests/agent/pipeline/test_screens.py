@@ -269,3 +269,75 @@ def test_unchanged_frame_is_skipped_before_any_downscale() -> None:
     assert enc.encode(frame(img), small) is not None
     assert enc.encode(frame(img, T + 1), small) is None
     assert enc.skipped == 1
+
+
+def _edit(img: Image.Image, i: int) -> Image.Image:
+    out = img.copy()
+    ImageDraw.Draw(out).rectangle((40 + 60 * i, 300, 70 + 60 * i, 315), fill=(200, 0, 40 * i))
+    return out
+
+
+def test_two_windows_interleave_their_chains_and_both_reassemble() -> None:
+    enc = FrameEncoder()
+    a, b = base_image(), base_image(480, 360).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    shown: dict[int, Image.Image] = {}
+    chains: dict[str, list[tuple[ScreenshotRecord, bytes]]] = {}
+    keys: dict[str, bytes] = {}
+    kinds = []
+    t = T
+    for step in range(4):
+        for window_id, img in ((7, a), (8, b)):
+            t += 1
+            shown[window_id] = _edit(img, step) if step else img
+            out = enc.encode(frame(shown[window_id], t, window_id), SHOTS)
+            assert out is not None
+            kinds.append(out.record.kind)
+            if out.record.kind is ScreenshotKind.KEYFRAME:
+                keys[out.record.image] = out.image
+                chains[out.record.image] = []
+            else:
+                assert out.record.base in keys
+                chains[out.record.base].append((out.record, out.image))
+    assert kinds == [ScreenshotKind.KEYFRAME] * 2 + [ScreenshotKind.DELTA] * 6
+    assert len(keys) == 2
+    rebuilt = [reassemble(keys[k], chains[k]) for k in keys]
+    assert close(rebuilt[0], shown[7])
+    assert close(rebuilt[1], shown[8])
+
+
+def test_a_window_back_unchanged_gives_a_one_tile_delta_of_its_chain() -> None:
+    enc = FrameEncoder()
+    a, b = base_image(), base_image(480, 360)
+    key = enc.encode(frame(a), SHOTS)
+    assert key is not None
+    assert enc.encode(frame(b, T + 1, 8), SHOTS) is not None
+    back = enc.encode(frame(a, T + 2), SHOTS)
+    assert back is not None
+    assert back.record.kind is ScreenshotKind.DELTA
+    assert back.record.base == key.record.image
+    assert back.record.tiles == ((0, 0),)
+    assert close(reassemble(key.image, [(back.record, back.image)]), a)
+    assert enc.encode(frame(a, T + 3), SHOTS) is None  # unchanged, same window: skipped
+    enc.focus_changed()  # focus went to an uncaptured window and came back
+    again = enc.encode(frame(a, T + 4), SHOTS)
+    assert again is not None
+    assert again.record.kind is ScreenshotKind.DELTA
+    assert again.record.tiles == ((0, 0),)
+    assert enc.encode(frame(a, T + 5), SHOTS) is None
+
+
+@pytest.mark.parametrize("why", ["forced", "size", "evicted"])
+def test_a_window_back_starts_a_keyframe_when_its_chain_is_gone(why: str) -> None:
+    enc = FrameEncoder(max_windows=2)
+    a = base_image()
+    assert enc.encode(frame(a), SHOTS) is not None
+    assert enc.encode(frame(base_image(480, 360), T + 1, 8), SHOTS) is not None
+    if why == "forced":
+        enc.force_keyframe()  # a batch was emitted
+    elif why == "size":
+        a = base_image(600, 480)
+    elif why == "evicted":
+        assert enc.encode(frame(base_image(320, 240), T + 2, 9), SHOTS) is not None
+    out = enc.encode(frame(_edit(a, 1), T + 3), SHOTS)
+    assert out is not None
+    assert out.record.kind is ScreenshotKind.KEYFRAME
