@@ -1,13 +1,19 @@
 """Bytes of a scripted work session: the real agent against a naive recorder.
 
 Run:  .venv/bin/python bench/session_bytes.py [--minutes M] [--seed S] [--hz HZ]
-                                               [--save DIR]
+                                               [--save DIR] [--test-policy-screenshots]
 
 Starts a private desktop (Xvfb + openbox, :func:`tests.desktop.start_desktop`)
 with the work app and the other app (not allow-listed) on it, and the real
 :class:`agent.app.Agent` (pynput hooks, python-xlib window probe, mss grabs)
 under ``policies/examples/test-workapp.json`` with fresh dates, signed with a
 key generated for this run, consent recorded, writing to a ``MemorySink``.
+The work app's screenshot settings are replaced by those a real office
+policy gives its office suite: the ``office-suite`` app of
+``policies/examples/office.json`` (5 s apart at least, 6 per minute, max
+width 1280, quality 50 — sparser than the model's defaults, 2 s and 12).
+``--test-policy-screenshots`` keeps the test policy's own (0.5 s, 60 per
+minute), which were made aggressive for fast tests.
 
 In the same process and from the same input a **naive recorder** runs: its
 own pynput mouse and keyboard listeners write every raw event as one JSON
@@ -59,7 +65,7 @@ from agent.config import AgentConfig
 from agent.local_state import LocalState
 from agent.pipeline.batch import Batch, SignalCounts, decode_body
 from agent.pipeline.consent import ConsentRecord
-from agent.pipeline.records import MousePathRecord
+from agent.pipeline.records import MousePathRecord, ScreenshotKind, ScreenshotRecord
 from agent.sinks.memory import MemorySink
 from agent.sources._pynput import PynputHooks, _end_xrecord
 from agent.sources._xorg import XorgWindowProbe
@@ -425,9 +431,26 @@ def run_session(person: Person, rng: random.Random, seconds: float) -> dict[str,
 # ---------------------------------------------------------------- the agent
 
 
-def start_agent(workdir: Path) -> tuple[Agent, MemorySink, XorgWindowProbe]:
-    """The recipe of tests/e2e/test_capture.py: a run-time key, fresh dates, consent."""
+def example_screenshots(policy: str, app_id: str) -> dict[str, Any]:
+    """The screenshot settings of one app in one of ``policies/examples``."""
+    doc = json.loads((ROOT / "policies" / "examples" / policy).read_text("utf-8"))
+    [app] = [a for a in doc["apps"] if a["id"] == app_id]
+    shots: dict[str, Any] = app["capture"]["screenshots"]
+    return shots
+
+
+def start_agent(
+    workdir: Path, screenshots: dict[str, Any] | None
+) -> tuple[Agent, MemorySink, XorgWindowProbe]:
+    """The recipe of tests/e2e/test_capture.py: a run-time key, fresh dates, consent.
+
+    ``screenshots`` replaces the work app's screenshot settings (None keeps
+    the test policy's).
+    """
     doc = json.loads((ROOT / "policies" / "examples" / "test-workapp.json").read_text("utf-8"))
+    if screenshots is not None:
+        [app] = [a for a in doc["apps"] if a["id"] == "overt-workapp"]
+        app["capture"]["screenshots"] = screenshots
     now = datetime.now(UTC).replace(microsecond=0)
     doc["issued_at"] = (now - timedelta(hours=1)).isoformat()
     doc["expires"] = (now + timedelta(days=30)).isoformat()
@@ -483,7 +506,7 @@ def _desktop() -> Iterator[Desktop]:
         desktop.close()
 
 
-def measure(minutes: float, seed: int, hz: float) -> Result:
+def measure(minutes: float, seed: int, hz: float, screenshots: dict[str, Any] | None) -> Result:
     rng = random.Random(seed)
     with _desktop() as desktop, tempfile.TemporaryDirectory() as tmp:
         wx, wy, ww, wh = WORKAPP
@@ -497,7 +520,7 @@ def measure(minutes: float, seed: int, hz: float) -> Result:
             "--x", ox, "--y", oy, "--width", ow, "--height", oh,
         )  # fmt: skip
         desktop.xdotool("windowactivate", "--sync", work.window_id)
-        agent, sink, probe = start_agent(Path(tmp))
+        agent, sink, probe = start_agent(Path(tmp), screenshots)
         naive = NaiveRecorder(desktop.display)
         person = Person(desktop.display, rng, hz)
         try:
@@ -530,8 +553,23 @@ def main() -> None:
     parser.add_argument(
         "--save", type=Path, help="write each batch there (<seq>.header.json, <seq>.body)"
     )
+    parser.add_argument(
+        "--test-policy-screenshots",
+        action="store_true",
+        help="keep test-workapp.json's screenshot settings (0.5 s, 60/min) instead of "
+        "office.json's office suite",
+    )
     args = parser.parse_args()
-    r = measure(args.minutes, args.seed, args.hz)
+    if args.test_policy_screenshots:
+        where, shots = "test-workapp.json", None
+        shown = example_screenshots("test-workapp.json", "overt-workapp")
+    else:
+        where, shots = (
+            "office.json office-suite",
+            example_screenshots("office.json", "office-suite"),
+        )
+        shown = shots
+    r = measure(args.minutes, args.seed, args.hz, shots)
     if args.save is not None:
         args.save.mkdir(parents=True, exist_ok=True)
         for b in r.batches:
@@ -545,10 +583,15 @@ def main() -> None:
         for f in fields(SignalCounts)
     }
     image_bytes = 0
+    kept = {kind: [0, 0] for kind in ScreenshotKind}  # count, blob bytes
     paths_by_batch: list[list[MousePathRecord]] = []
     for b in r.batches:
         records, images = decode_body(b.body)
         image_bytes += sum(len(v) for v in images.values())
+        for shot in records:
+            if isinstance(shot, ScreenshotRecord):
+                kept[shot.kind][0] += 1
+                kept[shot.kind][1] += len(images[shot.image])
         paths_by_batch.append([p for p in records if isinstance(p, MousePathRecord)])
     samples = sum(p.samples for ps in paths_by_batch for p in ps)
     all_in_one, per_batch = mouse_bytes_per_sample(paths_by_batch)
@@ -566,6 +609,12 @@ def main() -> None:
         f"{r.events_seen:,} events seen"
     )
     print(f"records:   {counts}")
+    print(
+        f"shots:     settings of {where} {json.dumps(shown)}; "
+        + "; ".join(
+            f"{n} {kind}s {b:,} bytes ({b / max(1, n):,.0f} each)" for kind, (n, b) in kept.items()
+        )
+    )
     print(
         f"naive:     {naive_bytes:,} bytes ({r.naive_shots} full-screen PNGs {r.naive_png:,}, "
         f"{r.naive_events:,} JSON events {r.naive_json:,})"
