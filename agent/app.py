@@ -106,7 +106,11 @@ class AgentStatus:
 
 
 class Agent:
-    """One desktop user's capture agent."""
+    """One desktop user's capture agent.
+
+    The caller owns the probe, hooks and grabber it is given and closes them
+    after ``stop`` (the probe's focus watcher keeps running until then).
+    """
 
     def __init__(
         self,
