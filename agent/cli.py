@@ -121,7 +121,6 @@ def _config(args: argparse.Namespace) -> AgentConfig:
         tenant=args.tenant,
         device_group=args.device_group,
         state_dir=args.state if args.state is not None else default_state_dir(),
-        sink_dir=getattr(args, "sink", None) or Path("batches"),
         policy_file=args.policy,
     )
 
@@ -182,9 +181,7 @@ def _run(args: argparse.Namespace) -> int:
     probe = select_window_probe()
     hooks = select_input_hooks(config.clock)
     grabber = select_screen_grabber()
-    agent = Agent(
-        config, probe=probe, hooks=hooks, grabber=grabber, sink=DirectorySink(config.sink_dir)
-    )
+    agent = Agent(config, probe=probe, hooks=hooks, grabber=grabber, sink=DirectorySink(args.sink))
     agent.start()
     status = agent.status()
     if status.capturing:
@@ -205,7 +202,7 @@ def _run(args: argparse.Namespace) -> int:
         grabber.close()
     final = agent.status()
     print(
-        f"stopped: {final.batches_written} batches written to {config.sink_dir}, "
+        f"stopped: {final.batches_written} batches written to {args.sink}, "
         f"{final.events_seen} events seen, {final.events_lost} lost"
     )
     return 0

@@ -31,8 +31,6 @@ class AgentConfig:
     tenant: str
     device_group: str
     state_dir: Path
-    #: Where batches are written (a directory sink, until sealing and the spool exist).
-    sink_dir: Path
     #: A signed policy file to accept at start (device management drops it there).
     policy_file: Path | None = None
     #: Wall-clock seconds since the epoch; tests inject their own.

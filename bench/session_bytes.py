@@ -467,7 +467,6 @@ def start_agent(
         tenant="example-corp",
         device_group="office",
         state_dir=state_dir,
-        sink_dir=workdir / "batches",
         policy_file=policy_file,
     )
     sink = MemorySink()

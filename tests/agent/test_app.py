@@ -131,7 +131,6 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         tenant="example-corp",
         device_group="office",
         state_dir=tmp_path / "state",
-        sink_dir=tmp_path / "unused",
         policy_file=tmp_path / "p.signed.json",
         clock=clock,
     )

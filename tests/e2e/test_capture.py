@@ -138,7 +138,6 @@ def start_agent(desktop: Desktop, tmp_path: Path) -> Iterator[Callable[..., Rig]
             tenant="example-corp",
             device_group="office",
             state_dir=state_dir,
-            sink_dir=tmp_path / "batches",
             policy_file=policy_file,
             clock=clock,
         )
