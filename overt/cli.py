@@ -10,14 +10,27 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-#: command -> (module with ``main(argv, prog) -> int``, one-line help)
+#: command -> ("module" or "module:function", one-line help). The function
+#: (``main`` unless named) is called as ``function(argv, prog) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
     "policy": ("policies.cli", "IT tooling: keys, signing, verifying and showing policies"),
-    "agent": ("agent.cli", "run the capture agent, give consent, inspect batches"),
+    "agent": ("agent.cli", "run the capture agent, enroll it, give consent, inspect batches"),
+    "status": ("ui.control_cli:status", "is capture on, and why; pause, spool and upload state"),
+    "pause": ("ui.control_cli:pause", "pause capture for MIN minutes (the policy's maximum)"),
+    "resume": ("ui.control_cli:resume", "resume capture now"),
+    "discard": ("ui.control_cli:discard", "delete what was captured in the last MIN minutes"),
+    "consent": ("ui.control_cli:consent", "show the capture notice; accept or decline it"),
+    "exemption": ("ui.control_cli:exemption", "request an exemption; list your requests"),
+    "ledger": ("ui.control_cli:ledger", "every batch captured on this machine, and its fate"),
+    "tray": ("ui.app:main", "the tray icon (starts the agent if none is running)"),
+    "install-autostart": ("ui.autostart:main", "start the tray at login"),
+    "collector": ("collector.cli", "run the collector; enrollment and admin tokens"),
+    "admin": ("collector.admin_cli", "exemption requests, devices and audit log (admin API)"),
+    "export": ("overt.export", "decrypt stored batches into a training dataset"),
 }
 
 USAGE = "usage: overt <command> [options]\n\ncommands:\n" + "".join(
-    f"  {name:<10} {help_}\n" for name, (_, help_) in COMMANDS.items()
+    f"  {name:<18} {help_}\n" for name, (_, help_) in COMMANDS.items()
 )
 
 
@@ -30,8 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"overt: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[command][0])
-    code: int = module.main(rest, prog=f"overt {command}")
+    module_name, _, function = COMMANDS[command][0].partition(":")
+    module = importlib.import_module(module_name)
+    code: int = getattr(module, function or "main")(rest, prog=f"overt {command}")
     return code
 
 
