@@ -3,9 +3,16 @@
 This module owns the agent's state directory layout (format 1)::
 
     device.json     {"format": 1, "device_id": "<32 hex>"}
+    device.key      the device's Ed25519 private key, PKCS#8 PEM, mode 0600;
+                    created on first use, never overwritten
+    enrollment.json {"format": 1, "collector": URL, "device_id", "tenant",
+                     "group", "enrolled_at"}   written by ``overt agent enroll``
+    grants.json     {"format": 1, "grants": ["<base64 signed grant>", ...]}
+                    as last fetched from the collector (verified when used)
     consent.json    {"format": 1, "consent": ConsentRecord.to_dict()}
     sequence.json   {"format": 1, "next": N}   the next batch sequence number
     trust/          the policy trust store (see policies.store)
+    spool/v1/       sealed batches and the ledger (see agent.sinks.spool)
 
 It does not own the policy trust state (``policies.store`` does) nor what any
 of these values mean to the gate.
@@ -21,12 +28,18 @@ sequence would reuse numbers).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import secrets
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.pipeline.consent import ConsentRecord
 from policies.store import TrustStore, atomic_write
@@ -37,6 +50,17 @@ _MAX_FILE_BYTES = 1 << 20
 
 class LocalStateError(Exception):
     """A state file is unreadable, malformed or of an unknown format."""
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """Where this device is enrolled, as the collector confirmed it."""
+
+    collector: str
+    device_id: str
+    tenant: str
+    group: str
+    enrolled_at: float
 
 
 class LocalState:
@@ -86,6 +110,81 @@ class LocalState:
             device_id = secrets.token_hex(16)
             self._write("device.json", {"device_id": device_id})
             return device_id
+
+    def device_key(self) -> Ed25519PrivateKey:
+        """The device's signing key, created (mode 0600, exclusively) on first use."""
+        path = self.directory / "device.key"
+        with self._lock:
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                key = Ed25519PrivateKey.generate()
+                pem = key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(fd, "wb") as handle:
+                        handle.write(pem)
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                except OSError as exc:
+                    raise LocalStateError(f"cannot create {path}: {exc.strerror or exc}") from exc
+                return key
+            except OSError as exc:
+                raise LocalStateError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        try:
+            loaded = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError) as exc:
+            raise LocalStateError(f"{path} is not a PEM private key") from exc
+        if not isinstance(loaded, Ed25519PrivateKey):
+            raise LocalStateError(f"{path} is not an Ed25519 key")
+        return loaded
+
+    def enrollment(self) -> Enrollment | None:
+        data = self._read("enrollment.json")
+        if data is None:
+            return None
+        try:
+            return Enrollment(
+                collector=str(data["collector"]),
+                device_id=str(data["device_id"]),
+                tenant=str(data["tenant"]),
+                group=str(data["group"]),
+                enrolled_at=float(data["enrolled_at"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LocalStateError(f"{self.directory / 'enrollment.json'} is incomplete") from exc
+
+    def save_enrollment(self, enrollment: Enrollment) -> None:
+        self._write(
+            "enrollment.json",
+            {
+                "collector": enrollment.collector,
+                "device_id": enrollment.device_id,
+                "tenant": enrollment.tenant,
+                "group": enrollment.group,
+                "enrolled_at": enrollment.enrolled_at,
+            },
+        )
+
+    def grants(self) -> list[bytes]:
+        """The signed grants last fetched from the collector (not verified here)."""
+        data = self._read("grants.json")
+        if data is None:
+            return []
+        items = data.get("grants")
+        if not isinstance(items, list):
+            raise LocalStateError(f"{self.directory / 'grants.json'} holds no grant list")
+        try:
+            return [base64.b64decode(item, validate=True) for item in items]
+        except (binascii.Error, TypeError, ValueError) as exc:
+            raise LocalStateError(f"{self.directory / 'grants.json'} is malformed") from exc
+
+    def save_grants(self, grants: list[bytes]) -> None:
+        self._write("grants.json", {"grants": [base64.b64encode(g).decode() for g in grants]})
 
     def consent(self) -> ConsentRecord | None:
         data = self._read("consent.json")

@@ -209,7 +209,22 @@ def accept_policy_file(
     A rejected file raises and leaves the store's files untouched; the same
     payload accepted again writes nothing.
     """
-    data = read_file_limited(path, MAX_POLICY_BYTES)
+    return accept_policy_bytes(
+        read_file_limited(path, MAX_POLICY_BYTES), store, trusted, device, now
+    )
+
+
+def accept_policy_bytes(
+    data: bytes,
+    store: TrustStore,
+    trusted: SignerSet,
+    device: DeviceScope,
+    now: datetime,
+) -> tuple[Policy, TrustState]:
+    """Verify signed policy bytes (a file's, or the collector's) and persist them if new.
+
+    Same guarantees as :func:`accept_policy_file`.
+    """
     held = store.load()
     policy, state = verify_policy(data, trusted, held.state if held else None, device, now)
     if held is None or state != held.state:
