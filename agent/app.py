@@ -27,9 +27,12 @@ capture-stopping exemption in force. Pausing removes the hooks and the focus
 watcher and drops everything buffered but not yet batched; the pause ends by
 itself at its deadline, and the hooks come back.
 
-Public methods (``pause``, ``resume``, ``status``, ``stop``) may be called
-from any thread; they take the agent's lock, which the pipeline thread holds
-while it handles events.
+Public methods (``pause``, ``resume``, ``status``, ``stop``, ``set_consent``,
+``discard``, ``reload_policy``, ``reload_grants``) may be called from any
+thread; they take the agent's lock, which the pipeline thread holds while it
+handles events. Delivery (sealing, the spool, upload, policy sync) and the
+control API are wired around the agent by ``agent.service``; the agent only
+tells it, through ``on_policy``, which policy is in force.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from agent.config import AgentConfig
 from agent.events import (
@@ -55,6 +59,7 @@ from agent.events import (
 )
 from agent.local_state import LocalState
 from agent.pipeline.batch import Batch, Batcher
+from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import (
     CaptureState,
     DecisionEngine,
@@ -74,7 +79,9 @@ from agent.sources.errors import SourceError
 from agent.sources.input import EventQueue, InputHooks
 from agent.sources.screen import ScreenGrabber
 from agent.sources.window import Unsubscribe, WindowProbe
-from policies.model import Policy
+from policies.errors import PolicyError
+from policies.model import Grant, Policy
+from policies.verify import verify_grant
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +91,20 @@ _IDLE_WAKE_S = 0.5
 _WRITE_RETRY_S = 5.0
 #: How often to look whether the policy file was replaced.
 _POLICY_CHECK_S = 5.0
+
+
+class AgentError(Exception):
+    """A control request the agent cannot carry out (e.g. consent with no policy)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Discarded:
+    """What ``Agent.discard`` removed from memory; the spool's part is the service's."""
+
+    since_ms: int
+    until_ms: int
+    records_dropped: int
+    batches_dropped: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +124,13 @@ class AgentStatus:
     events_lost: int
     #: Finished batches waiting because the sink refused them.
     batches_held: int
+    #: The window that has focus now, and whether the policy lets it be captured.
+    current_app: str | None = None
+    current_app_allowed: bool = False
+    #: Exemption grants in force (verified against the policy).
+    grants: tuple[Grant, ...] = ()
+    #: Whether the policy in force needs (new) consent before capture.
+    consent_needed: bool = False
 
 
 class Agent:
@@ -122,6 +150,7 @@ class Agent:
         sink: Sink,
         canary: Callable[[], Canary] = open_canary,
         queue_size: int = 10_000,
+        on_policy: Callable[[Policy | None], None] | None = None,
     ) -> None:
         self._config = config
         self._clock = config.clock
@@ -130,6 +159,8 @@ class Agent:
         self._grabber = grabber
         self._sink = sink
         self._canary = canary
+        #: Told (under the agent's lock) whenever another policy comes into force.
+        self._on_policy = on_policy
         self._local = LocalState(config.state_dir)
         self._queue = EventQueue(maxsize=queue_size, clock=self._clock)
         self._lock = threading.RLock()
@@ -207,11 +238,96 @@ class Agent:
         with self._lock:
             self._end_pause(self._clock())
 
+    @property
+    def policy(self) -> Policy | None:
+        with self._lock:
+            return self._policy
+
+    @property
+    def device_id(self) -> str:
+        return self._local.device_id()
+
+    def set_consent(self, accepted: bool) -> ConsentRecord:
+        """Record the employee's answer to the notice of the policy in force."""
+        with self._lock:
+            now = self._clock()
+            if self._policy is None:
+                raise AgentError("there is no policy in force to answer")
+            make = ConsentRecord.accept if accepted else ConsentRecord.decline
+            record = make(self._policy, now)
+            self._local.save_consent(record)
+            self._engine.set_state(self._engine.state.with_consent(record))
+            if self._pipeline is not None:
+                detail = "accepted" if accepted else "declined"
+                self._handle(self._pipeline.marker(MarkerKind.CONSENT, now, detail))
+            log.info(
+                "consent %s for policy version %d",
+                "given" if accepted else "declined",
+                self._policy.version,
+            )
+            self._sync_hooks(now)
+            return record
+
+    def discard(self, minutes: float) -> Discarded:
+        """Drop what was captured in the last ``minutes`` and is still in memory.
+
+        Buffered records and finished batches the sink has not taken yet are
+        dropped; batches already in the spool are the caller's to delete
+        (``agent.service`` asks the spool, and the collector for those
+        already uploaded). A discard marker records that it happened.
+        """
+        if minutes <= 0:
+            raise AgentError("discard needs a positive number of minutes")
+        with self._lock:
+            now = self._clock()
+            since_ms = int((now - minutes * 60) * 1000)
+            records = 0
+            if self._pipeline is not None:
+                records = self._pipeline.drop_buffered()
+            before = len(self._unwritten)
+            self._unwritten = deque(b for b in self._unwritten if b.header.end_ms < since_ms)
+            batches = before - len(self._unwritten)
+            if self._pipeline is not None:
+                self._handle(self._pipeline.marker(MarkerKind.DISCARD, now))
+                if self._hooks.installed:
+                    # Start again from the focused window, as after a resume.
+                    self._active = None
+                    self._queue.put(FocusChange(now, self._probe.active()))
+            log.info("discard: %d buffered records, %d unwritten batches", records, batches)
+            return Discarded(since_ms, int(now * 1000), records, batches)
+
+    def reload_policy(self) -> None:
+        """Put the trust store's policy in force (policy sync stored a new one)."""
+        with self._lock:
+            now = self._clock()
+            config = self._config
+            loaded = load_policy(self._local.trust, config.trusted, config.device, now)
+            self._apply_policy(loaded, now)
+
+    def reload_grants(self) -> None:
+        """Verify the stored exemption grants against the policy and apply them."""
+        with self._lock:
+            self._apply_grants(self._clock())
+
     def status(self) -> AgentStatus:
         with self._lock:
             now = self._clock()
             state = self._engine.state
             reason = capture_status(state, now)
+            active = self._active if self._hooks.installed else None
+            if active is None and self._policy is not None:
+                try:
+                    active = self._probe.active()
+                except SourceError:
+                    active = None
+            app_allowed, app_name = False, None
+            if active is not None:
+                decision = self._engine.decide_window(active, now)
+                app_allowed = decision.capture
+                identity = active.app
+                app_name = decision.app_id or (
+                    identity.wm_class or identity.process_name or identity.exe_name or None
+                )
             return AgentStatus(
                 capturing=reason is Reason.CAPTURING,
                 reason=reason,
@@ -223,6 +339,11 @@ class Agent:
                 events_seen=self._events_seen,
                 events_lost=self._events_lost,
                 batches_held=len(self._unwritten),
+                current_app=app_name,
+                current_app_allowed=app_allowed,
+                grants=tuple(g for g in state.grants if g.expires.timestamp() > now),
+                consent_needed=reason
+                in (Reason.NO_CONSENT, Reason.CONSENT_OUTDATED, Reason.CONSENT_DECLINED),
             )
 
     def flush(self) -> None:
@@ -276,8 +397,11 @@ class Agent:
         policy, self._problem = loaded.policy, loaded.problem
         state = self._engine.state
         if policy is None:
+            changed = self._policy is not None
             self._policy = None
             self._engine.set_state(state.with_policy(None))
+            if changed and self._on_policy is not None:
+                self._on_policy(None)
             self._sync_hooks(now)
             return
         if self._policy is not None and policy.version == self._policy.version:
@@ -307,6 +431,27 @@ class Agent:
             )
         self._policy = policy
         log.info("policy version %d in force", policy.version)
+        if self._on_policy is not None:
+            self._on_policy(policy)
+        self._apply_grants(now)
+
+    def _apply_grants(self, now: float) -> None:
+        """Verify the stored grants against the policy in force; apply the good ones."""
+        policy = self._policy
+        grants: list[Grant] = []
+        if policy is not None:
+            when = datetime.fromtimestamp(now, UTC)
+            device_id = self._local.device_id()
+            refused = 0
+            for data in self._local.grants():
+                try:
+                    grants.append(verify_grant(data, policy, device_id, when))
+                except PolicyError as exc:
+                    refused += 1
+                    log.info("exemption grant not applied (%s)", type(exc).__name__)
+            if grants or refused:
+                log.info("%d exemption grants in force, %d not applicable", len(grants), refused)
+        self._engine.set_state(self._engine.state.with_grants(tuple(grants)))
         self._sync_hooks(now)
 
     def _sync_hooks(self, now: float) -> None:

@@ -80,7 +80,11 @@ class Rig:
         signed = sign_policy(json.dumps({**self.doc, **changes}).encode(), [self.key])
         if tamper:
             signed = signed.replace(b'"payload":"e', b'"payload":"f')
-        self.policy_file.write_bytes(signed)
+        # Replaced whole, as device management does: a half-written file is
+        # another case (a malformed file, re-read once it changes again).
+        staging = self.policy_file.with_suffix(".tmp")
+        staging.write_bytes(signed)
+        staging.replace(self.policy_file)
         self.clock.offset += 6  # the agent looks at the file every few seconds
 
 
@@ -232,3 +236,96 @@ def test_a_tampered_policy_dropped_in_place_is_refused_and_the_last_good_stays(
     assert "bad signature" in status.problem
     assert status.policy_version == 1
     assert status.reason is Reason.CAPTURING
+
+
+def test_consent_declined_at_runtime_removes_the_hooks_and_accepting_brings_them_back(
+    rig: Rig, tmp_path: Path
+) -> None:
+    rig.agent.set_consent(accepted=False)
+    status = rig.agent.status()
+    assert status.reason is Reason.CONSENT_DECLINED
+    assert status.consent_needed
+    assert not status.hooks_installed
+    stored = LocalState(tmp_path / "state").consent()
+    assert stored is not None
+    assert not stored.accepted
+    rig.agent.set_consent(accepted=True)
+    assert rig.agent.status().reason is Reason.CAPTURING
+    assert rig.agent.status().hooks_installed
+
+
+def test_discard_drops_what_is_buffered_and_capture_goes_on(rig: Rig) -> None:
+    rig.hooks.type("secret plan")
+    wait(lambda: rig.agent.status().events_seen >= 22)
+    result = rig.agent.discard(5)
+    assert result.records_dropped >= 1
+    assert result.until_ms - result.since_ms == 5 * 60 * 1000
+    rig.hooks.type("kept")
+    wait(lambda: rig.agent.status().events_seen >= 31)
+    rig.agent.flush()
+    assert spans(rig.sink.batches) == ["kept"]
+    markers = [
+        r.kind.value
+        for b in rig.sink.batches
+        for r in decode_body(b.body)[0]
+        if type(r).__name__ == "MarkerRecord"
+    ]
+    assert "discard" in markers
+
+
+def test_discard_also_drops_batches_the_sink_has_not_taken(rig: Rig) -> None:
+    rig.sink.broken = True
+    rig.hooks.type("held back")
+    wait(lambda: rig.agent.status().events_seen >= 20)
+    rig.agent.flush()
+    assert rig.agent.status().batches_held == 1
+    assert rig.agent.discard(1).batches_dropped == 1
+    assert rig.agent.status().batches_held == 0
+
+
+def test_status_names_the_focused_app_and_whether_it_is_allowed(rig: Rig) -> None:
+    status = rig.agent.status()
+    assert status.current_app == "overt-workapp"
+    assert status.current_app_allowed
+
+
+def test_a_stored_grant_is_verified_and_an_approved_exemption_stops_capture(
+    rig: Rig, tmp_path: Path
+) -> None:
+    from policies.model import Category, Grant
+    from policies.verify import sign_grant
+
+    admin = generate_private_key()
+    signer = {**public_key_model(admin.public_key()).model_dump(), "categories": ["sensitive"]}
+    # Narrower than version 1 (timing only), so consent stays valid.
+    apps = [dict(rig.doc["apps"][0], capture={"keystrokes": "timing"})]
+    rig.drop_policy(version=2, apps=apps, grant_signers=[signer])
+    wait(lambda: rig.agent.status().policy_version == 2)
+    now = datetime.now(UTC)
+    local = LocalState(tmp_path / "state")
+
+    def grant(category: Category, key: Ed25519PrivateKey) -> bytes:
+        return sign_grant(
+            Grant(
+                grant_id=f"g-{category.value}",
+                request_id="r1",
+                tenant=rig.doc["scope"]["tenant"],
+                device_id=rig.agent.device_id,
+                category=category,
+                issued_at=now - timedelta(minutes=1),
+                expires=now + timedelta(days=1),
+            ),
+            key,
+        )
+
+    # A grant by a key the policy does not list, and one for a category the
+    # listed key may not grant: neither applies.
+    local.save_grants([grant(Category.SENSITIVE, rig.key), grant(Category.OTHER, admin)])
+    rig.agent.reload_grants()
+    assert rig.agent.status().reason is Reason.CAPTURING
+    local.save_grants([grant(Category.SENSITIVE, admin)])
+    rig.agent.reload_grants()
+    status = rig.agent.status()
+    assert status.reason is Reason.EXEMPT
+    assert not status.hooks_installed
+    assert [g.category for g in status.grants] == [Category.SENSITIVE]
