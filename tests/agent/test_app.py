@@ -24,7 +24,7 @@ from agent.local_state import LocalState
 from agent.pipeline.batch import Batch, decode_body
 from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import Reason
-from agent.pipeline.records import TextSpanRecord
+from agent.pipeline.records import MarkerRecord, TextSpanRecord
 from agent.sinks.base import SinkError
 from agent.sources._fake import FakeCanary, FakeInputHooks, FakeScreenGrabber, FakeWindowProbe
 from agent.sources.canary import CANARY_CLASS, Canary
@@ -268,7 +268,7 @@ def test_discard_drops_what_is_buffered_and_capture_goes_on(rig: Rig) -> None:
         r.kind.value
         for b in rig.sink.batches
         for r in decode_body(b.body)[0]
-        if type(r).__name__ == "MarkerRecord"
+        if isinstance(r, MarkerRecord)
     ]
     assert "discard" in markers
 
