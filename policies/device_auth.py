@@ -112,7 +112,8 @@ def verify_request(
     device_id = claimed_device(headers)
     timestamp_text = get(TIMESTAMP_HEADER)
     nonce = get(NONCE_HEADER)
-    if not timestamp_text.isdigit() or len(timestamp_text) > 16:
+    # isdigit() alone admits "²" and other non-ASCII digits that int() refuses.
+    if not (timestamp_text.isascii() and timestamp_text.isdigit()) or len(timestamp_text) > 16:
         raise RequestAuthError("malformed timestamp")
     timestamp_ms = int(timestamp_text)
     if abs(now_ms - timestamp_ms) > MAX_SKEW_MS:

@@ -67,6 +67,8 @@ SIGNATURE_BYTES = 64
 #: HPKE adds the 32-byte encapsulated key and the 16-byte AEAD tag.
 HPKE_OVERHEAD = 32 + 16
 
+#: Header integers must fit the signed 64-bit columns they are stored in.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.CHACHA20_POLY1305)
 _PREFIX = len(MAGIC) + 4
 
@@ -191,7 +193,9 @@ def _parse_header(header: bytes) -> dict[str, Any]:
         raise MalformedSealedBatchError(f"header over {MAX_HEADER_BYTES} bytes")
     try:
         doc = json.loads(header)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad UTF-8, bad JSON and integers over Python's digit
+        # limit; RecursionError, arrays nested thousands deep.
         raise MalformedSealedBatchError(f"header is not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise MalformedSealedBatchError("header is not a JSON object")
@@ -208,6 +212,9 @@ def _parse_header(header: bytes) -> dict[str, Any]:
     counts = doc["counts"]
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts.values()):
         raise MalformedSealedBatchError("header counts are not integers")
+    integers = [doc[n] for n, kind in _REQUIRED_FIELDS.items() if kind is int]
+    if not all(_INT64_MIN <= v <= _INT64_MAX for v in integers + list(counts.values())):
+        raise MalformedSealedBatchError("header has an integer outside the signed 64-bit range")
     if not all(isinstance(a, str) for a in doc["app_ids"]):
         raise MalformedSealedBatchError("header app_ids are not strings")
     return doc
@@ -259,7 +266,10 @@ def dataset_public_b64(key: X25519PrivateKey | X25519PublicKey) -> str:
 
 
 def write_dataset_keypair(directory: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
-    """Create ``NAME.key`` (0600, never overwritten) and ``NAME.pub``; return both paths."""
+    """Create ``NAME.key`` (0600, never overwritten) and ``NAME.pub``; return both paths.
+
+    Raises :class:`SealedBatchError` if the key exists or a file cannot be written.
+    """
     key = X25519PrivateKey.generate()
     directory = Path(directory)
     private_path = directory / f"{name}.key"
@@ -269,10 +279,15 @@ def write_dataset_keypair(directory: str | os.PathLike[str], name: str) -> tuple
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    public_path.write_text(dataset_public_b64(key) + "\n")
+    try:
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        public_path.write_text(dataset_public_b64(key) + "\n")
+    except FileExistsError as exc:
+        raise SealedBatchError(f"{private_path} exists; refusing to overwrite a key") from exc
+    except OSError as exc:
+        raise SealedBatchError(f"cannot write dataset key {name!r}: {exc.strerror or exc}") from exc
     return private_path, public_path
 
 
