@@ -1,0 +1,506 @@
+"""``overt export``: the data team's dataset export.
+
+``overt export --data DIR --key DATASET.key --out OUT`` reads the batches the
+collector stored under ``DIR``, verifies each one's device signature,
+decrypts it with the dataset private key, validates it, and writes a
+training-ready dataset to ``OUT`` (layout: :mod:`overt._export_dataset`;
+``metadata.jsonl`` + ``images/`` load as a Hugging Face "imagefolder"
+dataset). A batch that fails any check is reported with its reason and
+skipped; nothing of it is written (checks: :mod:`overt._export_open`).
+
+This module owns the export as a whole: the core :func:`export_batches`,
+which takes any iterable of :class:`StoredBatch` (so it is tested without a
+collector), the progress bar, the summary, ``dataset.json``, and the command
+line with its adapter to the collector's store. It is part of the ``overt``
+composition root, the one place that may import both the agent's format
+decoders and the collector's storage.
+
+Output guarantees: the dataset is built in a hidden sibling directory
+(``.OUT.partial-*``) and renamed to ``OUT`` only when complete, every file
+fsynced first. ``OUT`` therefore either does not exist or holds a complete
+dataset, also after a crash (which can leave a ``.partial`` directory to
+delete). An ``OUT`` that exists and is not empty is refused, never
+overwritten. ``DIR`` is only read. No private key material is written
+anywhere: ``dataset.json`` names the dataset key by its ids from the batch
+headers and the SHA-256 of its public key.
+
+``dataset.json`` (format 1)::
+
+    {"format": 1, "created_at": ISO, "source": DIR,
+     "dataset_key": {"key_ids": [...], "public_key_sha256": HEX},
+     "options": {"idle_split_seconds": S, "images": "referenced"},
+     "counts": {"batches", "sealed_bytes", "events", "actions",
+                "actions_with_screenshot", "frames", "images", "sessions",
+                "rejected"},
+     "files": {"metadata", "actions", "sessions", "images"},
+     "rejected": [{"device_id", "seq", "batch_id", "reason", "detail"}, ...]}
+
+Exit status: 0 when at least one batch was exported (rejected batches are
+listed), 1 when nothing could be exported or the key, the data directory or
+the output directory is unusable, 2 on a usage error.
+
+Exceptions: see :mod:`overt._export_errors` (``ExportError`` and below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from policies.sealed import SealedBatchError, load_dataset_private_key
+from policies.store import atomic_write
+
+from ._export_dataset import (
+    ACTIONS,
+    DATASET_FORMAT,
+    IMAGES,
+    METADATA,
+    SESSIONS,
+    DatasetWriter,
+    iso,
+)
+from ._export_errors import (
+    BatchRejected,
+    DatasetKeyError,
+    ExportError,
+    OutputError,
+    StorageError,
+)
+from ._export_open import OpenedBatch, StoredBatch, open_batch
+
+__all__ = [
+    "BatchRejected",
+    "DatasetKeyError",
+    "ExportConfig",
+    "ExportError",
+    "ExportSummary",
+    "OutputError",
+    "ProgressBar",
+    "Rejection",
+    "StorageError",
+    "StoredBatch",
+    "export_batches",
+    "load_key",
+    "main",
+]
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "dataset.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ExportConfig:
+    """What to export where; built once at the entry point."""
+
+    out: Path
+    #: An idle stretch longer than this (no action) ends a session.
+    idle_split_s: float = 300.0
+    #: zlib level of the PNG frames (1: fast, files ~5-10 % larger than 6).
+    png_compress_level: int = 1
+    #: Where the batches came from, for ``dataset.json``.
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    device_id: str
+    seq: int
+    batch_id: str
+    reason: str
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "seq": self.seq,
+            "batch_id": self.batch_id,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+@dataclass(slots=True)
+class ExportSummary:
+    """What an export did. ``out`` is None when nothing was exported."""
+
+    out: Path | None = None
+    batches: int = 0
+    sealed_bytes: int = 0
+    events: int = 0
+    actions: int = 0
+    actions_with_screenshot: int = 0
+    frames: int = 0
+    images: int = 0
+    sessions: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The plain summary printed at the end of every export."""
+        where = f"into {self.out}" if self.out is not None else "nothing written"
+        out = [
+            f"exported {self.batches} batches ({self.sealed_bytes / 1e6:.1f} MB sealed), {where}",
+            f"  events {self.events}, actions {self.actions} "
+            f"({self.actions_with_screenshot} with a screenshot), sessions {self.sessions}",
+            f"  frames reassembled {self.frames}, images written {self.images}",
+            f"  rejected batches {len(self.rejected)}",
+        ]
+        out += [
+            f"    device {r.device_id} seq {r.seq} batch {r.batch_id}: {r.reason} ({r.detail})"
+            for r in self.rejected
+        ]
+        return out
+
+
+class Progress(Protocol):
+    """Told after every batch; ``close`` once at the end."""
+
+    def update(self, batches: int, sealed_bytes: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ProgressBar:
+    """A one-line progress bar redrawn in place (``\\r``) on a text stream.
+
+    Redraws at most every ``interval`` seconds of the injected ``clock`` and
+    once more on ``close``. ``total`` (batches) may be unknown.
+    """
+
+    WIDTH = 30
+
+    def __init__(
+        self,
+        stream: IO[str],
+        total: int | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        interval: float = 0.2,
+    ) -> None:
+        self._stream = stream
+        self._total = total
+        self._clock = clock
+        self._interval = interval
+        self._start = clock()
+        self._last_draw: float | None = None
+        self._state = (0, 0)
+
+    def update(self, batches: int, sealed_bytes: int) -> None:
+        self._state = (batches, sealed_bytes)
+        now = self._clock()
+        if self._last_draw is None or now - self._last_draw >= self._interval:
+            self._draw(now)
+
+    def close(self) -> None:
+        self._draw(self._clock())
+        self._stream.write("\n")
+        self._stream.flush()
+
+    def _draw(self, now: float) -> None:
+        self._last_draw = now
+        batches, sealed = self._state
+        elapsed = now - self._start
+        rate = f"{sealed / 1e6 / elapsed:.1f} MB/s" if elapsed > 0 else "- MB/s"
+        if self._total:
+            done = min(batches, self._total)
+            filled = self.WIDTH * done // self._total
+            bar = "#" * filled + "-" * (self.WIDTH - filled)
+            head = f"[{bar}] {done}/{self._total} batches"
+        else:
+            head = f"{batches} batches"
+        self._stream.write(f"\r{head}  {sealed / 1e6:.1f} MB  {rate}")
+        self._stream.flush()
+
+
+def load_key(path: str | os.PathLike[str]) -> X25519PrivateKey:
+    """The dataset private key; raises :class:`DatasetKeyError` with the reason."""
+    try:
+        return load_dataset_private_key(path)
+    except SealedBatchError as exc:
+        raise DatasetKeyError(str(exc)) from exc
+
+
+def export_batches(
+    batches: Iterable[StoredBatch],
+    dataset_key: X25519PrivateKey,
+    config: ExportConfig,
+    *,
+    clock: Callable[[], float] = time.time,
+    progress: Progress | None = None,
+) -> ExportSummary:
+    """Export ``batches`` (in (device, seq) order) into ``config.out``.
+
+    Returns the summary; ``summary.out`` is None (and ``config.out`` is not
+    created) when no batch could be exported. Raises :class:`OutputError`
+    when ``config.out`` is not empty or not writable, and lets a
+    :class:`StorageError` from ``batches`` through; in both cases nothing is
+    left at ``config.out``.
+    """
+    out = Path(config.out)
+    _check_out(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot create {out}: {exc.strerror or exc}") from exc
+    summary = ExportSummary()
+    done = False
+    writer: DatasetWriter | None = None
+    try:
+        writer = DatasetWriter(
+            partial,
+            idle_split_ms=round(config.idle_split_s * 1000),
+            png_compress_level=config.png_compress_level,
+        )
+        seen: set[tuple[str, int]] = set()
+        total_bytes = 0
+        for number, stored in enumerate(batches, 1):
+            total_bytes += len(stored.sealed)
+            _export_one(stored, dataset_key, writer, seen, summary)
+            if progress is not None:
+                progress.update(number, total_bytes)
+        writer.close()
+        _fill(summary, writer)
+        if summary.batches == 0:
+            return summary
+        _write_manifest(partial, config, summary, writer, dataset_key, clock)
+        _publish(partial, out)
+        done = True
+        summary.out = out
+        log.info(
+            "export done: %d batches, %d actions, %d images, %d sessions, %d rejected",
+            summary.batches,
+            summary.actions,
+            summary.images,
+            summary.sessions,
+            len(summary.rejected),
+        )
+        return summary
+    finally:
+        if progress is not None:
+            progress.close()
+        if not done:
+            if writer is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    writer.abort()
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _export_one(
+    stored: StoredBatch,
+    dataset_key: X25519PrivateKey,
+    writer: DatasetWriter,
+    seen: set[tuple[str, int]],
+    summary: ExportSummary,
+) -> None:
+    ident = (stored.device_id, stored.seq)
+    try:
+        if ident in seen:
+            raise BatchRejected("duplicate", f"device {stored.device_id} seq {stored.seq} again")
+        opened: OpenedBatch = open_batch(stored, dataset_key)
+        writer.add(opened)
+        seen.add(ident)
+    except BatchRejected as exc:
+        log.warning(
+            "batch rejected: device %s seq %d batch %s: %s",
+            stored.device_id,
+            stored.seq,
+            stored.batch_id,
+            exc.reason,
+        )
+        summary.rejected.append(
+            Rejection(stored.device_id, stored.seq, stored.batch_id, exc.reason, exc.detail)
+        )
+        if exc.reason != "duplicate":
+            writer.skip(stored.device_id)
+
+
+def _fill(summary: ExportSummary, writer: DatasetWriter) -> None:
+    c = writer.counts
+    summary.batches = c.batches
+    summary.sealed_bytes = c.sealed_bytes
+    summary.events = c.events
+    summary.actions = c.actions
+    summary.actions_with_screenshot = c.actions_with_screenshot
+    summary.frames = c.frames
+    summary.images = c.images
+    summary.sessions = c.sessions
+
+
+def _check_out(out: Path) -> None:
+    try:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise OutputError(f"{out} exists and is not an empty directory; choose a new one")
+    except OSError as exc:
+        raise OutputError(f"cannot use {out}: {exc.strerror or exc}") from exc
+
+
+def _write_manifest(
+    root: Path,
+    config: ExportConfig,
+    summary: ExportSummary,
+    writer: DatasetWriter,
+    dataset_key: X25519PrivateKey,
+    clock: Callable[[], float],
+) -> None:
+    public = dataset_key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    manifest = {
+        "format": DATASET_FORMAT,
+        "created_at": iso(round(clock() * 1000)),
+        "source": config.source,
+        "dataset_key": {
+            "key_ids": sorted(writer.counts.dataset_key_ids),
+            "public_key_sha256": hashlib.sha256(public).hexdigest(),
+        },
+        "options": {"idle_split_seconds": config.idle_split_s, "images": "referenced"},
+        "counts": {
+            "batches": summary.batches,
+            "sealed_bytes": summary.sealed_bytes,
+            "events": summary.events,
+            "actions": summary.actions,
+            "actions_with_screenshot": summary.actions_with_screenshot,
+            "frames": summary.frames,
+            "images": summary.images,
+            "sessions": summary.sessions,
+            "rejected": len(summary.rejected),
+        },
+        "files": {
+            "metadata": METADATA,
+            "actions": ACTIONS,
+            "sessions": SESSIONS,
+            "images": IMAGES + "/",
+        },
+        "rejected": [r.to_json() for r in summary.rejected],
+    }
+    data = json.dumps(manifest, indent=2, ensure_ascii=False).encode() + b"\n"
+    try:
+        atomic_write(root / MANIFEST, data)
+    except OSError as exc:
+        raise OutputError(f"cannot write {MANIFEST}: {exc.strerror or exc}") from exc
+
+
+def _publish(partial: Path, out: Path) -> None:
+    """Make the finished dataset appear at ``out`` in one rename."""
+    try:
+        for directory in (partial / IMAGES, *(partial / IMAGES).iterdir(), partial):
+            _fsync_dir(directory)
+        os.rename(partial, out)  # replaces only a missing or empty ``out``
+        _fsync_dir(out.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot move the finished dataset to {out}: {exc}") from exc
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- command line
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # usage errors exit 2, one line
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description="Decrypt stored batches into a training dataset.")
+    p.add_argument("--data", required=True, metavar="DIR", help="the collector's data directory")
+    p.add_argument("--key", required=True, metavar="DATASET.key", help="dataset private key")
+    p.add_argument("--out", required=True, metavar="OUT", help="new directory for the dataset")
+    p.add_argument(
+        "--idle-minutes",
+        type=_positive,
+        default=5.0,
+        metavar="MIN",
+        help="an idle stretch longer than this ends a session (default 5)",
+    )
+    p.add_argument(
+        "--png-level",
+        type=int,
+        choices=range(10),
+        default=1,
+        metavar="0-9",
+        help="PNG compression level of the frames (default 1: fast)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+    return p
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "overt export") -> int:
+    args = _parser(prog).parse_args(argv)
+    config = ExportConfig(
+        out=Path(args.out),
+        idle_split_s=args.idle_minutes * 60.0,
+        png_compress_level=args.png_level,
+        source=os.path.abspath(args.data),
+    )
+    try:
+        key = load_key(args.key)
+        store = open_store(Path(args.data))
+        want_progress = args.progress if args.progress is not None else sys.stderr.isatty()
+        bar = ProgressBar(sys.stderr, store.count()) if want_progress else None
+        summary = export_batches(store.batches(), key, config, progress=bar)
+    except ExportError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    for line in summary.lines():
+        print(line)
+    if summary.out is None:
+        print(f"{prog}: no batch could be exported", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------- the collector's store
+
+
+class BatchSource(Protocol):
+    """Stored batches, in (device, seq) order."""
+
+    def count(self) -> int | None: ...
+
+    def batches(self) -> Iterator[StoredBatch]: ...
+
+
+def open_store(data: Path) -> BatchSource:
+    """The collector's store under ``data``; raises :class:`StorageError`."""
+    raise StorageError(
+        f"cannot read {data}: the collector's storage read API (collector/storage.py) "
+        "is not available in this build"
+    )
