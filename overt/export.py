@@ -60,9 +60,12 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from policies.sealed import SealedBatchError, load_dataset_private_key
+from collector.errors import CollectorError
+from collector.storage import Storage
+from policies.sealed import SealedBatchError, ed25519_from_b64, load_dataset_private_key
 from policies.store import atomic_write
 
 from ._export_dataset import (
@@ -85,6 +88,8 @@ from ._export_open import OpenedBatch, StoredBatch, open_batch
 
 __all__ = [
     "BatchRejected",
+    "BatchSource",
+    "CollectorStore",
     "DatasetKeyError",
     "ExportConfig",
     "ExportError",
@@ -97,6 +102,7 @@ __all__ = [
     "export_batches",
     "load_key",
     "main",
+    "open_store",
 ]
 
 log = logging.getLogger(__name__)
@@ -316,7 +322,7 @@ def _export_one(
         writer.add(opened)
         seen.add(ident)
     except BatchRejected as exc:
-        log.warning(
+        log.info(  # listed in the summary and dataset.json; not a warning twice over
             "batch rejected: device %s seq %d batch %s: %s",
             stored.device_id,
             stored.seq,
@@ -464,6 +470,7 @@ def _positive(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None, prog: str = "overt export") -> int:
     args = _parser(prog).parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format=f"{prog}: %(message)s")
     config = ExportConfig(
         out=Path(args.out),
         idle_split_s=args.idle_minutes * 60.0,
@@ -473,9 +480,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "overt export") -> int:
     try:
         key = load_key(args.key)
         store = open_store(Path(args.data))
-        want_progress = args.progress if args.progress is not None else sys.stderr.isatty()
-        bar = ProgressBar(sys.stderr, store.count()) if want_progress else None
-        summary = export_batches(store.batches(), key, config, progress=bar)
+        try:
+            want_progress = args.progress if args.progress is not None else sys.stderr.isatty()
+            bar = ProgressBar(sys.stderr, store.count()) if want_progress else None
+            summary = export_batches(store.batches(), key, config, progress=bar)
+        finally:
+            store.close()
     except ExportError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
@@ -491,16 +501,79 @@ def main(argv: Sequence[str] | None = None, prog: str = "overt export") -> int:
 
 
 class BatchSource(Protocol):
-    """Stored batches, in (device, seq) order."""
+    """Stored batches in (device, seq) order, and how many there are."""
 
     def count(self) -> int | None: ...
 
     def batches(self) -> Iterator[StoredBatch]: ...
 
+    def close(self) -> None: ...
 
-def open_store(data: Path) -> BatchSource:
-    """The collector's store under ``data``; raises :class:`StorageError`."""
-    raise StorageError(
-        f"cannot read {data}: the collector's storage read API (collector/storage.py) "
-        "is not available in this build"
-    )
+
+class CollectorStore:
+    """The collector's :class:`collector.storage.Storage` as a :class:`BatchSource`.
+
+    Each device's enrolled public key is looked up once; a device the store
+    does not know (or whose key does not parse) gives ``device_key=None``,
+    which the exporter reports as ``unknown device``. Batches of revoked
+    devices are exported when their signatures verify (they were accepted
+    before the revocation). The collector's errors are wrapped as
+    :class:`StorageError`; a batch whose stored bytes fail their checksum
+    ends the export (the store cannot skip it and go on).
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+
+    def count(self) -> int | None:
+        try:
+            return self._storage.count_batches()
+        except CollectorError as exc:
+            raise StorageError(f"cannot count stored batches: {exc}") from exc
+
+    def batches(self) -> Iterator[StoredBatch]:
+        keys: dict[str, Ed25519PublicKey | None] = {}
+        try:
+            for stored in self._storage.iter_batches():
+                device = stored.device_id
+                if device not in keys:
+                    keys[device] = self._device_key(device)
+                yield StoredBatch(
+                    device_id=device,
+                    seq=stored.seq,
+                    batch_id=stored.batch_id,
+                    device_key=keys[device],
+                    sealed=stored.sealed,
+                )
+        except CollectorError as exc:
+            raise StorageError(f"cannot read stored batches: {exc}") from exc
+
+    def _device_key(self, device_id: str) -> Ed25519PublicKey | None:
+        record = self._storage.get_device(device_id)
+        if record is None:
+            return None
+        try:
+            return ed25519_from_b64(record.public_key)
+        except SealedBatchError:
+            log.warning("device %s has an enrolled key that does not parse", device_id)
+            return None
+
+    def close(self) -> None:
+        try:
+            self._storage.close()
+        except CollectorError as exc:
+            raise StorageError(f"cannot close the store: {exc}") from exc
+
+
+def open_store(data: Path) -> CollectorStore:
+    """The collector's embedded store under ``data``, opened beside a running
+    collector (non-exclusive); raises :class:`StorageError`."""
+    from collector.config import StorageConfig
+    from collector.sqlite_store import DB_FILE, SQLiteStorage
+
+    if not (data / DB_FILE).is_file():
+        raise StorageError(f"{data} is not a collector data directory (no {DB_FILE})")
+    try:
+        return CollectorStore(SQLiteStorage(StorageConfig(data_dir=data, exclusive=False)))
+    except CollectorError as exc:
+        raise StorageError(f"cannot open the store in {data}: {exc}") from exc

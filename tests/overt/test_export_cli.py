@@ -1,0 +1,216 @@
+"""``overt export`` on a real collector data directory (SQLite + blob segments).
+
+The store is filled through the collector's own ``SQLiteStorage`` (enrolment
+and batch writes, as its HTTP layer would do them), closed, and exported by
+the ``overt`` command: once as a real process, otherwise in-process through
+``overt.export.main`` for the exit codes and messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from agent.pipeline.batch import Batch
+from collector.config import StorageConfig
+from collector.sqlite_store import SQLiteStorage
+from collector.storage import AuditEvent, BatchWrite, EnrollmentTokenRecord
+from overt.export import main
+from policies.sealed import load_dataset_private_key, write_dataset_keypair
+
+from ._batches import DEVICE, T_MS, Keys, make_batch, png, screen
+from .test_export import _flip, _records
+
+NOW_MS = T_MS + 3_600_000
+
+
+@dataclass
+class Store:
+    data: Path
+    key: Path
+    batches: list[Batch]
+
+
+def _fill(data: Path, keys: Keys, sealed: list[tuple[Batch, bytes]]) -> None:
+    storage = SQLiteStorage(StorageConfig(data_dir=data))
+    try:
+        token = hashlib.sha256(b"enrollment token").digest()
+        audit = AuditEvent(NOW_MS, "admin", "enrollment_token.create", "tok-1")
+        storage.add_enrollment_token(
+            EnrollmentTokenRecord(
+                "tok-1", token, "acme", "office", NOW_MS, NOW_MS + 60_000, "admin"
+            ),
+            audit,
+        )
+        public = (
+            keys.device(DEVICE)
+            .public_key()
+            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        )
+        storage.enroll_device(
+            token,
+            DEVICE,
+            base64.b64encode(public).decode(),
+            "laptop-1",
+            NOW_MS,
+            AuditEvent(NOW_MS, f"device:{DEVICE}", "device.enroll", DEVICE),
+        )
+        for batch, data_ in sealed:
+            h = batch.header
+            storage.put_batch(
+                BatchWrite(
+                    device_id=h.device_id,
+                    seq=h.seq,
+                    batch_id=h.batch_id,
+                    header=h.to_json(),
+                    start_ms=h.start_ms,
+                    end_ms=h.end_ms,
+                    policy_version=h.policy_version,
+                    sealed=data_,
+                    sha256=hashlib.sha256(data_).digest(),
+                    received_at_ms=NOW_MS,
+                )
+            )
+    finally:
+        storage.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    """Three batches of one enrolled device; the second one's ciphertext has a flipped bit."""
+    key_path, _ = write_dataset_keypair(tmp_path, "dataset")
+    keys = Keys(dataset=load_dataset_private_key(key_path))
+    batches = []
+    for seq in (1, 2, 3):
+        records, images = _records(T_MS + seq * 1000, seq)
+        batches.append(make_batch(records, images, seq=seq))
+    sealed = [keys.seal(b) for b in batches]
+    sealed[1] = _flip(sealed[1], len(sealed[1]) - 5)
+    data = tmp_path / "collector-data"
+    _fill(data, keys, list(zip(batches, sealed, strict=True)))
+    return Store(data, key_path, batches)
+
+
+def test_the_command_exports_a_collector_data_directory(tmp_path: Path, store: Store) -> None:
+    out = tmp_path / "dataset"
+    before = sorted(p.relative_to(store.data) for p in store.data.rglob("*"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "overt",
+            "export",
+            "--data",
+            str(store.data),
+            "--key",
+            str(store.key),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # no progress bar when stderr is not a terminal
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("exported 2 batches")
+    assert "rejected batches 1" in proc.stdout
+    assert f"device {DEVICE} seq 2 batch {store.batches[1].header.batch_id}: bad signature" in (
+        proc.stdout
+    )
+    rows = [json.loads(x) for x in (out / "metadata.jsonl").read_text().splitlines()]
+    assert [r["seq"] for r in rows] == [1, 3]
+    manifest = json.loads((out / "dataset.json").read_text())
+    assert manifest["source"] == str(store.data)
+    assert manifest["counts"]["rejected"] == 1
+    # the data directory was only read
+    assert sorted(p.relative_to(store.data) for p in store.data.rglob("*")) == before
+
+
+def test_progress_on_request_goes_to_stderr(
+    tmp_path: Path, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--data", str(store.data), "--key", str(store.key), "--out", str(tmp_path / "o")]
+    assert main([*args, "--progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("\r[")
+    assert err.endswith("] 3/3 batches  " + err.rsplit("batches  ", 1)[1])
+    assert err.endswith("MB/s\n")
+
+
+def test_an_unreadable_key_is_one_line_and_exit_1(
+    tmp_path: Path, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.key"
+    bad.write_text("not a key")
+    out = tmp_path / "o"
+    code = main(["--data", str(store.data), "--key", str(bad), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err == f"overt export: {bad} is not a PEM private key\n"
+    assert not out.exists()
+
+
+def test_a_directory_that_is_not_a_collectors_is_refused_and_left_alone(
+    tmp_path: Path, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = main(["--data", str(empty), "--key", str(store.key), "--out", str(tmp_path / "o")])
+    assert code == 1
+    assert "is not a collector data directory" in capsys.readouterr().err
+    assert list(empty.iterdir()) == []
+
+
+def test_nothing_exportable_is_exit_1_and_writes_nothing(
+    tmp_path: Path, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other_key, _ = write_dataset_keypair(tmp_path, "other")
+    out = tmp_path / "o"
+    code = main(["--data", str(store.data), "--key", str(other_key), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "rejected batches 3" in captured.out
+    assert captured.out.count("cannot decrypt") == 2
+    assert captured.err == "overt export: no batch could be exported\n"
+    assert not out.exists()
+
+
+def test_an_output_directory_in_use_is_exit_1(
+    tmp_path: Path, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep").write_bytes(png(screen(32, 32, 1)))
+    code = main(["--data", str(store.data), "--key", str(store.key), "--out", str(out)])
+    assert code == 1
+    assert "not an empty directory" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--key", "k", "--out", "o"],
+        ["--data", "d", "--key", "k", "--out", "o", "--idle-minutes", "0"],
+        ["--data", "d", "--key", "k", "--out", "o", "--png-level", "12"],
+        ["--data", "d", "--key", "k", "--out", "o", "--bogus"],
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("overt export: ")
+    assert err.count("\n") == 1
