@@ -1,0 +1,98 @@
+"""The collector's configuration: typed values built once at the entry point.
+
+:class:`StorageConfig` says where and how the embedded store keeps its data,
+:class:`CollectorConfig` everything the HTTP app needs (store, grant key,
+clock, limits), :class:`ServeConfig` what ``overt collector serve`` adds
+(address, policies to load). Nothing here reads the environment or the disk;
+:mod:`collector.cli` does that and builds these objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from policies.sealed import MAX_SEALED_BYTES
+
+#: The collector's clock: an aware UTC datetime. Injected so tests never sleep.
+Clock = Callable[[], datetime]
+
+DEFAULT_PORT = 8473
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_ms(value: datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime."""
+    return int(value.timestamp() * 1000)
+
+
+def from_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+def iso(value_ms: int | None) -> str | None:
+    """The wire form of a stored time: ISO 8601 UTC with a ``Z``, or ``None``."""
+    if value_ms is None:
+        return None
+    return from_ms(value_ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """Where the embedded store (SQLite + blob segments) keeps its data.
+
+    ``exclusive`` is for the serving collector: it locks the data directory,
+    repairs the blob segments after a crash and may write batches. Tools that
+    work beside a running collector (``overt collector enroll-token``, export)
+    open it non-exclusive: metadata reads and writes only.
+    """
+
+    data_dir: Path
+    exclusive: bool = True
+    #: A segment file is closed and a new one started past this size.
+    segment_max_bytes: int = 256 * 2**20
+    #: At most this many writes share one fsync and one SQLite commit.
+    max_group: int = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Request body limits, enforced before a body is read."""
+
+    sealed_batch_bytes: int = MAX_SEALED_BYTES
+    json_bytes: int = 64 * 1024
+    policy_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorConfig:
+    """Everything :func:`collector.api.create_app` needs."""
+
+    storage: StorageConfig
+    #: The admin Ed25519 key that signs exemption grants (``--grant-key``).
+    grant_key: Ed25519PrivateKey | None = None
+    clock: Clock = system_clock
+    limits: Limits = field(default_factory=Limits)
+    #: How long an enrollment token lives unless the admin says otherwise.
+    enrollment_token_minutes: int = 60
+    #: How long a device's key and revocation state may be cached in memory.
+    device_cache_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """``overt collector serve``: the app's configuration plus where to listen."""
+
+    collector: CollectorConfig
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    #: Signed policy files stored at start (as ``PUT /v1/admin/policy`` would).
+    policy_files: tuple[Path, ...] = ()
+    log_level: str = "info"
