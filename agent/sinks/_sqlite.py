@@ -52,7 +52,9 @@ class Database:
         self.path = path
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Owner-only at every level Overt creates (spool/ and spool/v1/).
+            path.parent.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, exist_ok=True)
             # Create the file owner-only before SQLite does: it gives the -wal
             # and -shm files the database file's permissions.
             fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)

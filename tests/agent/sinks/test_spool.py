@@ -51,6 +51,7 @@ def states(spool: Spool) -> dict[int, LedgerState]:
 def test_the_spool_lives_in_a_versioned_owner_only_path(tmp_path: Path, spool: Spool) -> None:
     assert spool.path == tmp_path / "spool" / "v1" / "spool.db" == spool_path(tmp_path)
     assert stat.S_IMODE(os.stat(spool.path.parent).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(spool.path.parent.parent).st_mode) == 0o700
     put(spool, 1)
     for name in ("spool.db", "spool.db-wal"):
         assert stat.S_IMODE(os.stat(spool.path.parent / name).st_mode) == 0o600
