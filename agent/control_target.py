@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -169,19 +170,22 @@ class TrustStorePolicy:
         self._clock = clock
         self._seen: tuple[int, int, int] | None = None
         self._policy: Policy | None = None
+        # Control connections call this from their own threads.
+        self._lock = threading.Lock()
 
     def __call__(self) -> Policy | None:
-        try:
-            info = os.stat(self._store.state_path)
-        except OSError:
-            self._seen, self._policy = None, None
-            return None
-        seen = (info.st_ino, info.st_mtime_ns, info.st_size)
         now = self._clock()
-        if seen != self._seen:
-            self._policy = load_policy(self._store, self._trusted, self._device, now).policy
-            self._seen = seen
-        policy = self._policy
+        with self._lock:
+            try:
+                info = os.stat(self._store.state_path)
+            except OSError:
+                self._seen, self._policy = None, None
+                return None
+            seen = (info.st_ino, info.st_mtime_ns, info.st_size)
+            if seen != self._seen:
+                self._policy = load_policy(self._store, self._trusted, self._device, now).policy
+                self._seen = seen
+            policy = self._policy
         if policy is not None and not now < policy.expires.timestamp():
             return None
         return policy
