@@ -6,3 +6,8 @@ checks and sign-in throttling. It holds no business logic: every decision
 goes through the collector's service layer, the same one the JSON admin API
 calls.
 """
+
+from collector.web.config import AdminPagesConfig
+from collector.web.pages import AdminPages, install_admin_pages
+
+__all__ = ["AdminPages", "AdminPagesConfig", "install_admin_pages"]
