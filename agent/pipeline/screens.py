@@ -19,12 +19,19 @@ This module owns two things:
 
 Image formats (``ScreenshotRecord`` explains the record fields):
 
-- keyframe: the whole downscaled window as one WebP image (lossy, method 2,
-  ``quality`` from the settings), or JPEG at the same quality when this
-  Pillow has no WebP support. Readers detect the format from the magic bytes.
+- keyframe: the whole downscaled window as one image. Screen content (few
+  distinct colours for its size: text, widgets, flat fills) is WebP
+  lossless — exact pixels and, on a work app, a third smaller than lossy
+  WebP at quality 50 and a quarter of JPEG's size; a photograph, a video
+  frame or a gradient is WebP lossy at the settings' ``quality`` (method
+  2), ten times smaller than lossless. Where the chosen WebP would not fit
+  the time budget the encoder takes a faster lossless effort, then lossy
+  WebP, then JPEG at ``quality`` (``CodecChooser``); JPEG also when this
+  Pillow has no WebP. Readers detect the format from the magic bytes.
 - delta: the changed ``tile`` x ``tile`` (32 px) cells, compared against the
   previous frame of the same window, packed left to right and top to bottom
-  into one image of ``columns`` (≤ 16) cells per row, same codec and quality.
+  into one image of ``columns`` (≤ 16) cells per row, its codec chosen the
+  same way (a few tiles nearly always fit the budget losslessly).
   Edge cells are cropped to the frame. Apply a chain's deltas in order to
   its keyframe (``reassemble``); the delta's ``base`` names the keyframe.
   (32 px rather than 64: on text edits the deltas are 10-40 % smaller and
@@ -187,37 +194,91 @@ class EncodedFrame:
 
 WEBP = features.check("webp")
 
-#: How long one image may take to encode before JPEG is preferred to WebP.
+
+class Codec(StrEnum):
+    """How ``CodecChooser`` may encode an image, most compact for screen content first."""
+
+    LOSSLESS = "lossless"  # WebP lossless, effort 80, method 2
+    LOSSLESS_FAST = "lossless_fast"  # WebP lossless, effort 10, method 1: 2-3x faster, ~20 % larger
+    LOSSY = "lossy"  # WebP lossy at the settings' quality, method 2
+    JPEG = "jpeg"  # at the settings' quality: a few ms even at 1080p, never timed
+
+
+#: WebP lossless (quality, method): quality is the effort, not fidelity.
+_LOSSLESS_EFFORT = {Codec.LOSSLESS: (80, 2), Codec.LOSSLESS_FAST: (10, 1)}
+#: The codecs tried, in order, for screen content and for photo-like content.
+_SCREEN_ORDER: tuple[Codec, ...] = (Codec.LOSSLESS, Codec.LOSSLESS_FAST, Codec.LOSSY, Codec.JPEG)
+_PHOTO_ORDER: tuple[Codec, ...] = (Codec.LOSSY, Codec.JPEG)
+
+#: How long one frame's encode may take, downscale and change check included,
+#: before a faster codec is preferred: the 30 ms trigger-to-bytes target less
+#: about 12 ms of window probe and grab at 1080p on a slow core, and a margin.
 ENCODE_BUDGET_MS = 15.0
-#: WebP's speed before it was measured here (pixels per ms); deliberately modest.
-_WEBP_PRIOR_PX_PER_MS = 40_000.0
-#: Images smaller than this say little about WebP's speed (fixed costs dominate).
+#: Each codec's speed before it was measured here (pixels per ms); deliberately
+#: modest (measured on a 2-core EPYC: lossy 35-60k, lossless 30-60k, fast
+#: lossless 100-150k on screen content).
+_PRIOR_PX_PER_MS = {Codec.LOSSLESS: 40_000.0, Codec.LOSSLESS_FAST: 100_000.0, Codec.LOSSY: 40_000.0}
+#: What counting an image's colours costs (pixels per ms; about 1 ms per megapixel).
+_COLOURS_PX_PER_MS = 1_000_000.0
+#: At most this many distinct colours (and one per 16 pixels) make screen content.
+SCREEN_COLOURS = 4096
+#: Images smaller than this say little about a codec's speed (fixed costs dominate).
 _MIN_SAMPLE_PX = 100_000
-#: After this many large images went to JPEG, WebP is timed once more.
+#: After this many large images did without their first choice, the cheapest
+#: codec passed over is timed once more.
 _REPROBE_EVERY = 20
 
 
-def encode_image(img: Image.Image, quality: int, *, webp: bool = True) -> bytes:
-    """WebP (method 2) when wanted and available, else JPEG."""
+def encode_image(
+    img: Image.Image, quality: int, *, webp: bool = True, codec: Codec = Codec.LOSSY
+) -> bytes:
+    """``img`` as ``codec`` (WebP lossy by default); JPEG when WebP is not wanted or available."""
     buf = io.BytesIO()
-    if webp and WEBP:
-        img.save(buf, format="WEBP", quality=quality, method=2)
-    else:
+    if not (webp and WEBP) or codec is Codec.JPEG:
         img.save(buf, format="JPEG", quality=quality)
+    elif codec in _LOSSLESS_EFFORT:
+        effort, method = _LOSSLESS_EFFORT[codec]
+        img.save(buf, format="WEBP", lossless=True, quality=effort, method=method)
+    else:
+        img.save(buf, format="WEBP", quality=quality, method=2)
     return buf.getvalue()
 
 
-class CodecChooser:
-    """WebP where it fits the time budget, JPEG where it does not.
+def looks_like_screen(img: Image.Image) -> bool:
+    """Whether ``img`` has few distinct colours for its size, as screen content has.
 
-    WebP (method 2) is 10-40 % smaller than JPEG on text-heavy windows but
-    10-15x slower to encode: on a slow laptop core a 1080p frame takes 60+ ms,
-    which is felt as lag and battery. So the chooser learns WebP's throughput
-    on this machine (an average over images large enough to measure) and
-    picks WebP only when the image is expected to encode within the budget;
-    deltas of a few tiles nearly always fit. The blob is self-describing, so
-    readers need not know which codec was chosen. ``timer`` is injected for
-    tests.
+    Text, widgets and flat fills reuse a few hundred colours (a work app on
+    Xvfb: 250-360; a whole desktop: about 1,200); a photograph, a video frame
+    or a gradient has a new colour every few pixels. Screen content is
+    smaller lossless, photos are far smaller lossy (a 720x477 photo: 51 KB
+    lossy, 530 KB lossless). At most ``SCREEN_COLOURS`` colours, and one per
+    16 pixels (so that a small tile of a photo is not taken for a widget).
+    Costs about 1 ms per megapixel; stops early on a photo.
+    """
+    limit = min(SCREEN_COLOURS, max(64, img.width * img.height // 16))
+    return img.getcolors(limit) is not None
+
+
+class CodecChooser:
+    """The most compact codec for the content that fits the time budget.
+
+    Screen content (``looks_like_screen``) is WebP lossless, photo-like
+    content WebP lossy. WebP is 5-15x slower than JPEG: on a slow laptop
+    core a 1080p frame takes 45-65 ms lossless or lossy, which is felt as lag
+    and battery. So the chooser learns each WebP codec's throughput on this
+    machine (an average over images large enough to measure) and takes, in
+    order, lossless, a faster lossless effort, lossy WebP (for photos: lossy
+    WebP), the first expected to finish within the budget, else JPEG. Deltas
+    of a few tiles nearly always fit. After ``_REPROBE_EVERY`` large images
+    did without their first choice, the cheapest codec passed over is timed
+    again, in case it was measured on a busy machine. A codec's first image
+    is not learned from: it pays for the library's set-up (30-60 ms for
+    WebP). The blob is self-describing, so readers need not know which codec
+    was chosen.
+
+    The budget is for a whole frame: when ``FrameEncoder`` calls
+    ``start_frame`` first, the time since (downscale, change check) counts
+    against it. ``timer`` is injected for tests.
     """
 
     def __init__(
@@ -230,24 +291,60 @@ class CodecChooser:
         self.budget_ms = budget_ms
         self._timer = timer
         self._webp = WEBP if webp is None else webp
-        self._px_per_ms = _WEBP_PRIOR_PX_PER_MS
-        self._jpeg_streak = 0
+        self._px_per_ms = dict(_PRIOR_PX_PER_MS)
+        self._streak = 0
+        self._started: float | None = None
+        self._warm: set[Codec] = set()
+        #: The codec of the last image encoded.
+        self.last: Codec | None = None
+
+    def start_frame(self) -> None:
+        """A frame's encode starts now: time spent before ``encode`` counts against the budget."""
+        self._started = self._timer()
+
+    def expected_ms(self, codec: Codec, pixels: int) -> float:
+        """How long ``codec`` is expected to take for ``pixels`` here (JPEG: 0, not timed)."""
+        rate = self._px_per_ms.get(codec)
+        return 0.0 if rate is None else pixels / rate
 
     def encode(self, img: Image.Image, quality: int) -> bytes:
-        pixels = img.width * img.height
-        fits = pixels / self._px_per_ms <= self.budget_ms
-        reprobe = pixels >= _MIN_SAMPLE_PX and self._jpeg_streak >= _REPROBE_EVERY
-        if not self._webp or not (fits or reprobe):
-            if pixels >= _MIN_SAMPLE_PX:
-                self._jpeg_streak += 1
+        left = self.budget_ms
+        if self._started is not None:
+            left -= (self._timer() - self._started) * 1000.0
+            self._started = None
+        if not self._webp:
+            self.last = Codec.JPEG
             return encode_image(img, quality, webp=False)
+        pixels = img.width * img.height
+        large = pixels >= _MIN_SAMPLE_PX
+        reprobe = large and self._streak >= _REPROBE_EVERY
+        # Colours are counted only when a lossless codec could still fit.
+        counting = pixels / _COLOURS_PX_PER_MS
+        order = _PHOTO_ORDER
+        if reprobe or self.expected_ms(Codec.LOSSLESS_FAST, pixels) + counting <= left:
+            left -= counting
+            if looks_like_screen(img):
+                order = _SCREEN_ORDER
+        codec = next(c for c in order if c is Codec.JPEG or self.expected_ms(c, pixels) <= left)
+        if large:
+            if codec is order[0]:
+                self._streak = 0
+            elif reprobe:  # the cheapest codec passed over may have been timed on a busy machine
+                codec = min(order[: order.index(codec)], key=lambda c: self.expected_ms(c, pixels))
+                self._streak = 0
+            else:
+                self._streak += 1
+        self.last = codec
+        if codec is Codec.JPEG:
+            return encode_image(img, quality, codec=codec)
         start = self._timer()
-        data = encode_image(img, quality)
+        data = encode_image(img, quality, codec=codec)
         elapsed_ms = (self._timer() - start) * 1000.0
-        if pixels >= _MIN_SAMPLE_PX:
-            self._jpeg_streak = 0
-            if elapsed_ms > 0:
-                self._px_per_ms = 0.5 * self._px_per_ms + 0.5 * (pixels / elapsed_ms)
+        warm = codec in self._warm
+        self._warm.add(codec)
+        if large and warm and elapsed_ms > 0:
+            rate = self._px_per_ms[codec]
+            self._px_per_ms[codec] = 0.5 * rate + 0.5 * (pixels / elapsed_ms)
         return data
 
 
@@ -322,6 +419,7 @@ class FrameEncoder:
             raise FrameError(
                 f"frame of {frame.width}x{frame.height} has {len(frame.rgb)} bytes of pixels"
             )
+        self.codec.start_frame()
         if self._force:
             self._chains.clear()
             self._force = False

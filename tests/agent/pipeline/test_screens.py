@@ -7,7 +7,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from agent.events import AppIdentity, Frame, Rect, WindowInfo
 from agent.pipeline import screens
-from agent.pipeline.records import ScreenshotKind, ScreenshotRecord
+from agent.pipeline.records import PipelineError, ScreenshotKind, ScreenshotRecord
 from agent.pipeline.screens import (
     FrameEncoder,
     FrameError,
@@ -216,12 +216,12 @@ def test_webp_is_used_when_available() -> None:
 
 
 def test_reassemble_rejects_garbage() -> None:
-    with pytest.raises(screens.PipelineError):
+    with pytest.raises(PipelineError):
         reassemble(b"not an image")
     key = FrameEncoder().encode(frame(base_image()), SHOTS)
     assert key is not None
     wrong: ScreenshotRecord = key.record  # a keyframe is not a delta
-    with pytest.raises(screens.PipelineError):
+    with pytest.raises(PipelineError):
         reassemble(key.image, [(wrong, key.image)])
 
 
@@ -241,27 +241,147 @@ def _is_webp(data: bytes) -> bool:
     return data[:4] == b"RIFF" and data[8:12] == b"WEBP"
 
 
-def test_codec_keeps_webp_where_it_fits_the_budget() -> None:
+def _webp_kind(data: bytes) -> str:
+    """``lossless`` (a VP8L chunk), ``lossy`` (VP8, maybe in an extended VP8X file) or ``jpeg``."""
+    if data[:2] == b"\xff\xd8":
+        return "jpeg"
+    assert _is_webp(data)
+    return "lossless" if b"VP8L" in data[12:40] else "lossy"
+
+
+def photo(w: int = 640, h: int = 480) -> Image.Image:
+    """Photo-like content: smooth gradients under noise, a new colour at nearly every pixel."""
+    gradient = Image.linear_gradient("L").resize((w, h))
+    noise = Image.effect_noise((w, h), 40)
+    return Image.merge("RGB", (gradient, noise, gradient.transpose(Image.Transpose.ROTATE_180)))
+
+
+def test_screen_content_is_lossless_and_reassembles_exactly() -> None:
+    if not screens.WEBP:
+        pytest.skip("this Pillow has no WebP")
+    enc = FrameEncoder()
+    img = base_image()
+    key = enc.encode(frame(img), SHOTS)
+    assert key is not None
+    assert _webp_kind(key.image) == "lossless"
+    changed = img.copy()
+    ImageDraw.Draw(changed).text((200, 200), "typed", fill=(10, 10, 10))
+    delta = enc.encode(frame(changed, T + 1), SHOTS)
+    assert delta is not None
+    assert delta.record.kind is ScreenshotKind.DELTA
+    assert _webp_kind(delta.image) == "lossless"
+    out = reassemble(key.image, [(delta.record, delta.image)])
+    assert ImageChops.difference(out, changed).getbbox() is None  # exact pixels
+
+
+def test_photo_like_content_stays_lossy() -> None:
+    if not screens.WEBP:
+        pytest.skip("this Pillow has no WebP")
+    out = FrameEncoder().encode(frame(photo()), SHOTS)
+    assert out is not None
+    assert _webp_kind(out.image) == "lossy"
+
+
+@pytest.mark.parametrize(
+    ("name", "img", "screen"),
+    [
+        ("text and widgets", base_image(), True),
+        ("one flat colour", Image.new("RGB", (800, 600), (200, 200, 200)), True),
+        ("a single tile of text", base_image().crop((0, 30, 16, 46)), True),
+        ("a photo", photo(), False),
+        ("a strip of photo tiles", photo(512, 64), False),
+        ("one tile of a photo", photo(16, 16), False),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_screen_content_is_told_from_photos(name: str, img: Image.Image, screen: bool) -> None:
+    assert screens.looks_like_screen(img) is screen
+
+
+class _Clock:
+    """A timer read by hand: ``now`` moves only when a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_codec_keeps_lossless_where_it_fits_the_budget() -> None:
     if not screens.WEBP:
         pytest.skip("this Pillow has no WebP")
     codec = screens.CodecChooser(budget_ms=15, timer=_StepTimer(0.002))  # 2 ms per encode
     img = Image.new("RGB", (800, 600), (200, 200, 200))
-    assert all(_is_webp(codec.encode(img, 50)) for _ in range(5))
+    for _ in range(5):
+        assert _webp_kind(codec.encode(img, 50)) == "lossless"
+        assert codec.last is screens.Codec.LOSSLESS
 
 
-def test_codec_turns_to_jpeg_when_webp_is_too_slow_here_and_retries_later() -> None:
+def test_time_spent_on_the_frame_before_the_codec_counts_against_the_budget() -> None:
+    if not screens.WEBP:
+        pytest.skip("this Pillow has no WebP")
+    clock = _Clock()
+    codec = screens.CodecChooser(budget_ms=15, timer=clock)
+    img = base_image(800, 600)
+
+    def chosen(spent_s: float | None) -> screens.Codec | None:
+        if spent_s is not None:
+            codec.start_frame()
+            clock.now += spent_s  # downscale and change check
+        codec.encode(img, 50)
+        return codec.last
+
+    # 6 ms spent: lossless (12 ms expected) no longer fits, the fast effort does.
+    assert chosen(0.006) is screens.Codec.LOSSLESS_FAST
+    assert chosen(0.014) is screens.Codec.JPEG  # only JPEG fits in what is left
+    assert chosen(None) is screens.Codec.LOSSLESS  # not started as a frame: the whole budget
+
+
+def test_a_slow_codec_gives_way_to_the_next_and_is_retried_later() -> None:
     if not screens.WEBP:
         pytest.skip("this Pillow has no WebP")
     codec = screens.CodecChooser(budget_ms=15, timer=_StepTimer(0.200))  # 200 ms per encode
     big = Image.new("RGB", (800, 500), (200, 200, 200))
-    first = codec.encode(big, 50)  # the prior says it fits; it was measured far slower
-    assert _is_webp(first)
-    chosen = [codec.encode(big, 50) for _ in range(25)]
-    jpegs = [c for c in chosen if c[:2] == b"\xff\xd8"]
-    assert len(jpegs) >= 19
-    assert any(_is_webp(c) for c in chosen), "WebP is never timed again"
+    chosen = []
+    for _ in range(30):
+        codec.encode(big, 50)
+        chosen.append(codec.last)
+    # Each WebP codec's first image pays for set-up and is not learned from;
+    # the second shows it is far too slow here.
+    lossless, fast, lossy, jpeg = screens.Codec
+    assert chosen[:6] == [lossless, lossless, fast, fast, fast, lossy]
+    assert chosen[6:].count(jpeg) >= 21
+    assert any(c is not jpeg for c in chosen[7:]), "WebP is never timed again"
     # Small images (deltas of a few tiles) still fit and stay WebP.
     assert _is_webp(codec.encode(Image.new("RGB", (128, 64)), 50))
+
+
+def test_a_codecs_first_image_is_not_learned_from() -> None:
+    if not screens.WEBP:
+        pytest.skip("this Pillow has no WebP")
+    clock = _Clock()
+    codec = screens.CodecChooser(budget_ms=15, timer=clock)
+    img = Image.new("RGB", (800, 600), (200, 200, 200))
+    real_encode = screens.encode_image
+    took = iter([0.5, 0.004, 0.004])  # the first encode sets the library up
+
+    def encode(*args: object, **kwargs: object) -> bytes:
+        clock.now += next(took)
+        return real_encode(*args, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(screens, "encode_image", encode)
+        for _ in range(3):
+            codec.encode(img, 50)
+            assert codec.last is screens.Codec.LOSSLESS
+
+
+def test_codecs_are_only_jpeg_without_webp() -> None:
+    codec = screens.CodecChooser(webp=False)
+    for img in (base_image(), photo(), Image.new("RGB", (32, 32))):
+        assert codec.encode(img, 50)[:2] == b"\xff\xd8"
+        assert codec.last is screens.Codec.JPEG
 
 
 def test_unchanged_frame_is_skipped_before_any_downscale() -> None:
