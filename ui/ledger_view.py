@@ -22,7 +22,7 @@ SIGNAL_WORDS = {
     "clicks": "clicks",
     "scrolls": "scrolls",
     "paths": "mouse paths",
-    "text_spans": "typed text",
+    "text_spans": "text entries",
     "redactions": "redactions",
     "shortcuts": "shortcuts",
     "key_timings": "key timings",
@@ -34,12 +34,12 @@ SIGNAL_WORDS = {
 _HIDDEN_SIGNALS = {"path_samples"}
 
 STATE_WORDS = {
-    "held": "on this machine, in the review window",
-    "ready": "on this machine, waiting to upload",
+    "held": "held for review",
+    "ready": "waiting to upload",
     "uploaded": "uploaded",
     "discarded": "discarded by you",
-    "dead": "refused by the collector, kept here",
-    "quarantined": "unreadable, set aside",
+    "dead": "refused by the collector",
+    "quarantined": "set aside (unreadable)",
 }
 
 
@@ -51,6 +51,8 @@ class LedgerRow:
     size: str
     fate: str
     batch_id: str
+    #: Where it went, for a tooltip ("" when it has not left the machine).
+    destination: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +88,8 @@ def signal_summary(counts: dict[str, int] | object) -> str:
 
 def _fate(batch: LedgerBatch, tz: tzinfo | None) -> str:
     words = STATE_WORDS.get(batch.state, batch.state)
-    if batch.state == "uploaded":
-        if batch.uploaded_at_ms is not None:
-            words += " " + _local(batch.uploaded_at_ms, tz).strftime("%a %d %b %H:%M")
-        if batch.destination:
-            words += f" to {batch.destination}"
+    if batch.state == "uploaded" and batch.uploaded_at_ms is not None:
+        words += " " + _local(batch.uploaded_at_ms, tz).strftime("%a %d %b %H:%M")
     return words
 
 
@@ -113,6 +112,7 @@ def ledger_rows(ledger: Ledger, tz: tzinfo | None = None) -> list[LedgerRow]:
             size=human_bytes(b.bytes),
             fate=_fate(b, tz),
             batch_id=b.batch_id,
+            destination=b.destination or "",
         )
         for b in batches
     ]
@@ -142,7 +142,7 @@ def ledger_summary(ledger: Ledger, days: int) -> str:
         parts.append(f"{states['uploaded']} uploaded ({human_bytes(uploaded)})")
     waiting = states["held"] + states["ready"]
     if waiting:
-        parts.append(f"{waiting} still on this machine")
+        parts.append(f"{waiting} still on this machine (you can discard them)")
     if states["discarded"]:
         parts.append(f"{states['discarded']} discarded by you")
     if states["dead"] + states["quarantined"]:

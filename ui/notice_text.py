@@ -15,6 +15,7 @@ invented.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,11 +23,48 @@ from typing import Any
 from ui.presentation import human_bytes, minutes_phrase
 
 _TITLE_WORDS = {
-    "keep": "window titles",
-    "mask": "window titles, with the parts the policy names masked",
-    "drop": "no window titles",
-    "none": "no window titles",
+    "keep": "window titles: kept",
+    "mask": "window titles: kept, with the parts the policy names masked",
+    "drop": "window titles: no",
+    "none": "window titles: no",
 }
+
+#: A pattern that is only words in alternation, e.g. ``(?i)\b(bank|payroll)\b``.
+_PLAIN_ALTERNATION = re.compile(r"[\w ,'&-]+(?:\|[\w ,'&-]+)*")
+
+
+def pattern_words(pattern: str) -> str | None:
+    """``(?i)\b(bank|payroll|health)\b`` → ``"bank, payroll or health"``.
+
+    None when the pattern is more than a list of words (then the notice
+    shows the pattern itself: honest, if less friendly).
+    """
+    core = pattern.removeprefix("(?i)").replace("\\b", "")
+    if core.startswith("(") and core.endswith(")") and core.count("(") == 1:
+        core = core[1:-1]
+    if not _PLAIN_ALTERNATION.fullmatch(core):
+        return None
+    words = [w.strip() for w in core.split("|") if w.strip()]
+    if len(words) == 1:
+        return f"“{words[0]}”"
+    return ", ".join(f"“{w}”" for w in words[:-1]) + f" or “{words[-1]}”"
+
+
+def _title_rule(pattern: str, action: str, words: str) -> str:
+    plain = pattern_words(pattern)
+    if plain is not None:
+        subject = f"windows whose title mentions {plain}"
+        mentions = f"mentions of {plain} in window titles"
+    else:
+        subject = f"windows whose title matches /{pattern}/"
+        mentions = f"text matching /{pattern}/ in window titles"
+    if action == "skip":
+        return f"not captured: {subject}"
+    if action == "drop":
+        return f"no title kept for {subject}"
+    if action == "mask":
+        return f"masked: {mentions}"
+    return f"{subject}: {words}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +121,9 @@ def app_lines(app: Mapping[str, Any]) -> tuple[str, ...]:
     if titles:
         lines.append(_TITLE_WORDS.get(titles, f"window titles: {titles}"))
     for rule in _objs(app.get("title_rules")):
-        pattern, words = _str(rule, "pattern"), _str(rule, "words")
-        if pattern and words:
-            lines.append(f"windows whose title matches /{pattern}/: {words}")
+        pattern, action = _str(rule, "pattern"), _str(rule, "action")
+        if pattern and action:
+            lines.append(_title_rule(pattern, action, _str(rule, "words")))
     return tuple(lines)
 
 
@@ -200,9 +238,12 @@ def notice_title(notice: Mapping[str, Any]) -> str:
 
 def _html_lines(lines: Sequence[str | tuple[str, ...]]) -> str:
     out = []
-    for line in lines:
+    for i, line in enumerate(lines):
         if isinstance(line, tuple):
             out.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in line) + "</ul>")
+        elif i + 1 < len(lines) and isinstance(lines[i + 1], tuple):
+            # A line followed by a sub-list heads it (an app's name).
+            out.append(f"<p><b>{html.escape(line)}</b></p>")
         else:
             out.append(f"<p>{html.escape(line)}</p>")
     return "".join(out)

@@ -19,9 +19,11 @@ def test_rows_are_newest_first_with_apps_signals_and_fate() -> None:
     assert rows[0].when == "Sun 22 Nov 11:55-11:57"
     assert rows[0].apps == "LibreOffice Writer"
     assert rows[0].signals == "9 clicks · 4 shortcuts · 2 screenshots"
-    assert rows[0].fate == "on this machine, in the review window"
+    assert rows[0].fate == "held for review"
+    assert rows[0].destination == ""
     uploaded = rows[-1]
-    assert uploaded.fate == "uploaded Mon 16 Nov 13:00 to https://collector.example"
+    assert uploaded.fate == "uploaded Mon 16 Nov 13:00"
+    assert uploaded.destination == "https://collector.example"
     assert uploaded.size == "6.0 MiB"
 
 
@@ -42,7 +44,8 @@ def test_budget_days_are_oldest_first_and_flag_the_day_over_budget() -> None:
 def test_summary_counts_batches_by_fate() -> None:
     ledger = _ledger()
     assert ledger_summary(ledger, 7) == (
-        "12 batches in the last 7 days: 10 uploaded (133 MiB), 2 still on this machine."
+        "12 batches in the last 7 days: 10 uploaded (133 MiB), "
+        "2 still on this machine (you can discard them)."
     )
     assert ledger_summary(Ledger((), ()), 1) == (
         "Nothing was captured on this machine in the last 1 days."
