@@ -17,7 +17,9 @@ One step, :meth:`Uploader.run_once`:
 3. then, if ``upload_allowed`` holds for the capture state with the probed
    power and network and today's uploaded bytes (from the ledger, per local
    day), ready batches go one by one in sequence order, each only if it fits
-   in what is left of the daily budget.
+   in what is left of the daily budget. The budget counts the sealed bytes of
+   acknowledged batches (the ledger's ``uploaded_at_ms``); failed attempts
+   and dead letters are not counted.
 
 Answers, per the protocol's retry rules: ``2xx`` (``201 stored``, ``200
 duplicate``) acknowledges the batch (deleted from the spool, ``uploaded`` in
@@ -320,6 +322,8 @@ class Uploader:
             outcome = self._send_erasure(signer, request)
             if outcome.kind is _Kind.DONE:
                 self._spool.erasure_done(request.id)
+                with self._lock:
+                    self._backoff.reset()
                 log.info("erasure request %d acknowledged", request.id)
             elif outcome.kind is _Kind.REJECTED:
                 self._spool.erasure_failed(request.id, outcome.why, rejected=True)
