@@ -1,12 +1,15 @@
-"""Delta tile size: bytes and encode time of 32 px against 64 px tiles.
+"""Delta tile size: bytes and encode time of 16, 32 and 64 px tiles.
 
-Run:  .venv/bin/python bench/tile_size.py [--tiles 32 64] [--repeat N]
+Run:  .venv/bin/python bench/tile_size.py [--tiles 16 32 64] [--repeat N]
 
 No desktop: the frames are drawn with Pillow and DejaVu Sans (anti-aliased
 text, as a desktop renders it), 1280x800, the default ``Screenshots()``
-(max width 1280, quality 50), WebP when this Pillow has it. Two edits, each
-a keyframe and then one frame per step, all encoded by one ``FrameEncoder``
-per tile size (the same frames for every size):
+(max width 1280, quality 50), every image in one codec (``--codec``:
+``lossless``, the default, is what the encoder gives screen content where it
+fits its time budget; ``lossy`` is WebP at quality 50; ``auto`` leaves the
+choice to the encoder, which then depends on this machine's speed). Two
+edits, each a keyframe and then one frame per step, all encoded by one
+``FrameEncoder`` per tile size (the same frames for every size):
 
 - typing: an editor with 30 lines of text; one word (4-9 letters and a
   space) is typed at the end of a line per step, 40 steps, wrapping lines,
@@ -36,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.events import Frame, Rect
 from agent.pipeline.records import ScreenshotKind
-from agent.pipeline.screens import CodecChooser, FrameEncoder
+from agent.pipeline.screens import Codec, CodecChooser, FrameEncoder, encode_image
 from bench._machine import machine
 from policies.model import Screenshots
 
@@ -105,9 +108,22 @@ def scrolling_frames(rng: random.Random, steps: int = 12) -> Iterator[Image.Imag
         yield img
 
 
-def encode_all(frames: list[Image.Image], tile: int) -> tuple[dict[str, int], float]:
+class FixedCodec(CodecChooser):
+    """Every image in one codec, whatever the time budget says."""
+
+    def __init__(self, codec: Codec) -> None:
+        super().__init__()
+        self.codec = codec
+
+    def encode(self, img: Image.Image, quality: int) -> bytes:
+        self.last = self.codec
+        return encode_image(img, quality, codec=self.codec)
+
+
+def encode_all(frames: list[Image.Image], tile: int, codec: str) -> tuple[dict[str, int], float]:
     settings = Screenshots()
-    enc = FrameEncoder(tile=tile, codec=CodecChooser())
+    chooser = CodecChooser() if codec == "auto" else FixedCodec(Codec(codec))
+    enc = FrameEncoder(tile=tile, codec=chooser)
     stats = {"keyframes": 0, "key_bytes": 0, "deltas": 0, "delta_bytes": 0, "tiles": 0}
     elapsed = 0.0
     for i, img in enumerate(frames):
@@ -129,22 +145,26 @@ def encode_all(frames: list[Image.Image], tile: int) -> tuple[dict[str, int], fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--tiles", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--tiles", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--codec", choices=("lossless", "lossy", "auto"), default="lossless", help="see above"
+    )
     args = parser.parse_args()
     edits = {
         "typing": list(typing_frames(random.Random(args.seed))),
         "scrolling": list(scrolling_frames(random.Random(args.seed))),
     }
     print(machine())
+    print(f"codec: {args.codec}")
     print(
         f"{'edit':<10} {'tile':>4} {'keys':>4} {'key B':>8} {'deltas':>6} "
         f"{'delta B':>8} {'B/delta':>7} {'tiles':>6} {'encode ms':>9} {'ms/frame':>8}"
     )
     for name, frames in edits.items():
         for tile in args.tiles:
-            runs = [encode_all(frames, tile) for _ in range(args.repeat)]
+            runs = [encode_all(frames, tile, args.codec) for _ in range(args.repeat)]
             stats = runs[0][0]
             ms = statistics.median(r[1] for r in runs) * 1000.0
             per_delta = stats["delta_bytes"] / max(1, stats["deltas"])

@@ -3,6 +3,8 @@ from __future__ import annotations
 import io
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from agent.events import AppIdentity, Frame, Rect, WindowInfo
@@ -184,6 +186,52 @@ def test_keyframe_reasons(why: str) -> None:
     out = enc.encode(frame(nxt, T + 10, window_id), SHOTS)
     assert out is not None
     assert out.record.kind is ScreenshotKind.KEYFRAME
+
+
+def _tiles_by_crop(a: Image.Image, b: Image.Image, t: int) -> tuple[tuple[int, int], ...]:
+    """The reference: every tile of the two frames cropped and compared on its own."""
+    diff = ImageChops.difference(a, b)
+    w, h = diff.size
+    return tuple(
+        (c, r)
+        for r in range(-(-h // t))
+        for c in range(-(-w // t))
+        if diff.crop((c * t, r * t, min(w, c * t + t), min(h, r * t + t))).getbbox() is not None
+    )
+
+
+_COLOURS = st.sampled_from([(0, 0, 1), (1, 0, 0), (0, 1, 0), (255, 255, 255), (9, 200, 3)])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    size=st.tuples(st.integers(1, 90), st.integers(1, 90)),
+    tile=st.sampled_from([1, 3, 7, 16, 24, 32, 48]),
+    points=st.lists(
+        st.tuples(st.floats(0, 1, exclude_max=True), st.floats(0, 1, exclude_max=True), _COLOURS),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_a_delta_sends_exactly_the_tiles_with_a_changed_pixel(
+    size: tuple[int, int], tile: int, points: list[tuple[float, float, tuple[int, int, int]]]
+) -> None:
+    w, h = size
+    before = Image.new("RGB", size)
+    after = before.copy()
+    for fx, fy, colour in points:  # changes as small as one channel of one pixel by one
+        after.putpixel((int(fx * w), int(fy * h)), colour)
+    enc = FrameEncoder(tile=tile, max_changed=1.0)
+    assert enc.encode(frame(before), SHOTS) is not None
+    out = enc.encode(frame(after, T + 1), SHOTS)
+    assert out is not None
+    assert out.record.tiles == _tiles_by_crop(before, after, tile)
+
+
+@pytest.mark.parametrize("tile", [0, 17, 34])
+def test_a_tile_size_with_a_prime_factor_above_16_is_refused(tile: int) -> None:
+    with pytest.raises(ValueError, match="tile size"):
+        FrameEncoder(tile=tile)
 
 
 def test_frame_with_wrong_pixel_count_is_rejected() -> None:
