@@ -145,12 +145,13 @@ def human_bytes(count: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _detail_value(key: str, value: Any) -> str:
+def _detail_item(key: str, value: Any) -> tuple[str, str]:
+    """One audit detail as (label, text); epoch-millisecond times are shown as times."""
     if key.endswith("_ms") and isinstance(value, int) and value > 10**11:
-        return when(value)
+        return key.removesuffix("_ms"), when(value)
     if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
-    return str(value)
+        return key, ", ".join(str(v) for v in value)
+    return key, str(value)
 
 
 def exemption_view(record: ExemptionRecord) -> dict[str, Any]:
@@ -217,7 +218,7 @@ def audit_view(event: AuditEvent) -> dict[str, Any]:
         "actor": event.actor,
         "action": event.action,
         "subject": event.subject,
-        "detail": [(k, _detail_value(k, v)) for k, v in sorted(event.detail.items())],
+        "detail": [_detail_item(k, v) for k, v in sorted(event.detail.items())],
     }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
 from collector.api import create_app
@@ -103,10 +104,15 @@ def add_admin(service: CollectorService, name: str, password: str) -> None:
     )
 
 
-def build(tmp_path: Path, config: AdminPagesConfig, base_url: str = BASE_URL) -> Iterator[Pages]:
+def build(
+    tmp_path: Path,
+    config: AdminPagesConfig,
+    base_url: str = BASE_URL,
+    grant_key: Ed25519PrivateKey | None = GRANT_KEY,
+) -> Iterator[Pages]:
     clock = FakeClock()
     app = create_app(
-        CollectorConfig(storage=StorageConfig(tmp_path / "data"), grant_key=GRANT_KEY, clock=clock)
+        CollectorConfig(storage=StorageConfig(tmp_path / "data"), grant_key=grant_key, clock=clock)
     )
     service: CollectorService = app.state.service
     pages = install_admin_pages(app, service, config)

@@ -7,13 +7,14 @@ Starlette's ``TestClient``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
 import httpx
 import pytest
 
-from collector.storage import ExemptionRecord, ExemptionStatus
+from collector.storage import BatchWrite, ExemptionRecord, ExemptionStatus
 from collector.web import AdminPagesConfig
 from collector.web.sessions import COOKIE_NAME
 from policies.model import Category
@@ -343,6 +344,8 @@ def test_approving_signs_a_grant_and_audits_the_admin(pending: tuple[Pages, str,
     assert f"Approved request {request_id}" in page
     assert "No request is waiting." in page
     assert "2026-12-02 12:00 UTC" in page  # the grant's expiry, in the decided table
+    audit = pages.client.get("/admin/audit").text
+    assert '<span class="k">expires</span> 2026-12-02 12:00 UTC' in audit
 
 
 def test_denying_needs_a_reason_and_records_it(pending: tuple[Pages, str, str]) -> None:
@@ -394,8 +397,7 @@ def test_an_unknown_request_gets_a_message(pending: tuple[Pages, str, str]) -> N
 
 
 def test_without_a_grant_key_approval_explains_why(tmp_path: Path) -> None:
-    for world in build(tmp_path, AdminPagesConfig()):
-        world.service._grant_key = None  # as if started without --grant-key
+    for world in build(tmp_path, AdminPagesConfig(), grant_key=None):
         request_id = request_exemption(world)
         world.sign_in()
         token = world.csrf("/admin/exemptions")
@@ -467,6 +469,34 @@ def test_devices_show_enrollment_usage_and_open_requests(pages: Pages) -> None:
     assert cells[6:8] == ["0 B", "0"]
     assert ">2</a>" in cells[8]
     assert "<caption>1 enrolled device, by device id</caption>" in page
+
+
+def test_devices_show_what_a_device_sent(pages: Pages) -> None:
+    sealed = bytes(3 * 1024 * 1024 // 2)
+    received = pages.service.now_ms()
+    pages.service.storage.put_batch(
+        BatchWrite(
+            device_id=pages.device.device_id,
+            seq=1,
+            batch_id="b-1",
+            header=b"{}",
+            start_ms=received - 60_000,
+            end_ms=received,
+            policy_version=7,
+            sealed=sealed,
+            sha256=hashlib.sha256(sealed).digest(),
+            received_at_ms=received,
+        )
+    )
+    pages.clock.advance(hours=2, minutes=5)
+    pages.sign_in()
+    page = pages.client.get("/admin/devices").text
+    row = re.search(r"<tr>\s*<td><code>dev-0001</code>.*?</tr>", page, re.S)
+    assert row, page
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0), re.S)
+    assert cells[4] == "2026-11-22 12:00 UTC (2 h ago)"
+    assert cells[5:8] == ["7", "1.5 MiB", "1"]
+    assert 'title="1572864 bytes"' in row.group(0)
 
 
 def test_a_new_token_is_shown_once_and_listed_as_unused(pages: Pages) -> None:
