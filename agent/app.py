@@ -247,6 +247,11 @@ class Agent:
     def device_id(self) -> str:
         return self._local.device_id()
 
+    def capture_state(self) -> CaptureState:
+        """The decision engine's state (policy, consent, grants...) as of now."""
+        with self._lock:
+            return self._engine.state
+
     def set_consent(self, accepted: bool) -> ConsentRecord:
         """Record the employee's answer to the notice of the policy in force."""
         with self._lock:

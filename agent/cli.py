@@ -1,10 +1,12 @@
-"""``overt agent ...``: run the capture agent, give or refuse consent, inspect batches.
+"""``overt agent ...``: run the capture agent, enroll it, give or refuse consent,
+inspect batches.
 
 This module is an entry point: it reads arguments, the environment and the
 terminal, configures logging, builds one :class:`~agent.config.AgentConfig`
-and hands it to :class:`~agent.app.Agent`. Until the tray and the control API
-exist, consent is given here, on the terminal, from a notice generated from
-the signed policy.
+and hands it to :class:`~agent.service.AgentService` (capture, sealing, the
+spool, upload, policy sync and the control socket). Consent can be given here
+on the terminal (``overt agent consent``), or through the control API while
+the agent runs (``overt consent``, the tray).
 
 Exit status: 0 on success; 1 when the agent cannot run (no display, no usable
 policy, unreadable state) with a one-line reason; 2 on a usage error.
@@ -25,11 +27,14 @@ from pathlib import Path
 from types import FrameType
 
 from agent.config import AgentConfig, default_state_dir
+from agent.control import ControlError
 from agent.local_state import LocalState, LocalStateError
 from agent.pipeline.batch import BatchHeader, decode_body
 from agent.pipeline.consent import ConsentRecord, capture_surface, surface_widening
 from agent.pipeline.records import PipelineError
 from agent.policy_source import load_policy
+from agent.remote import CollectorError
+from agent.sinks.base import SinkError
 from agent.sources.errors import SourceError
 from policies.errors import PolicyError
 from policies.keys import load_public_key, public_key_model
@@ -62,8 +67,12 @@ def _add_policy_arguments(parser: argparse.ArgumentParser) -> None:
         help="a pinned policy signing public key (repeatable)",
     )
     parser.add_argument("--threshold", type=int, default=1, metavar="N")
-    parser.add_argument("--tenant", required=True, help="this device's tenant")
-    parser.add_argument("--device-group", required=True, help="this device's group")
+    parser.add_argument(
+        "--tenant", help="this device's tenant (default: the one it is enrolled in)"
+    )
+    parser.add_argument(
+        "--device-group", help="this device's group (default: the one it is enrolled in)"
+    )
     parser.add_argument(
         "--state",
         type=Path,
@@ -80,11 +89,24 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="capture in the allow-listed apps until stopped (Ctrl+C)",
-        description="Capture in the policy's allow-listed apps, after consent, writing "
-        "batches to --sink DIR. Stops on Ctrl+C or SIGTERM and writes what it holds.",
+        description="Capture in the policy's allow-listed apps, after consent. Batches are "
+        "sealed to the dataset key and kept in the spool until uploaded to the collector "
+        "this device is enrolled with. Serves the control socket that the tray and "
+        "`overt status|pause|...` use. Stops on Ctrl+C or SIGTERM and spools what it holds.",
     )
     _add_policy_arguments(run)
-    run.add_argument("--sink", type=Path, required=True, metavar="DIR", help="batch directory")
+    run.add_argument(
+        "--sink",
+        type=Path,
+        metavar="DIR",
+        help="development only: write batches unsealed to DIR instead of the spool",
+    )
+    run.add_argument(
+        "--socket",
+        type=Path,
+        metavar="PATH",
+        help="the control socket (default: $XDG_RUNTIME_DIR/overt/agent.sock)",
+    )
     run.add_argument(
         "--minutes", type=float, default=None, help="stop by itself after this many minutes"
     )
@@ -101,6 +123,14 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     answer.add_argument("--accept", action="store_true", help="accept without asking")
     answer.add_argument("--decline", action="store_true", help="decline without asking")
 
+    enroll = commands.add_parser(
+        "enroll",
+        help="register this device with a collector, using a one-time token from an admin",
+    )
+    enroll.add_argument("--collector", required=True, metavar="URL")
+    enroll.add_argument("--token", required=True, metavar="TOKEN")
+    enroll.add_argument("--state", type=Path, default=None, metavar="DIR")
+
     batches = commands.add_parser(
         "batches",
         help="list the batches in a sink directory (add --records to see their content)",
@@ -116,11 +146,22 @@ def _config(args: argparse.Namespace) -> AgentConfig:
         raise _UsageError("the same --trust key was given twice")
     if not 1 <= args.threshold <= len(keys):
         raise _UsageError("--threshold must be between 1 and the number of --trust keys")
+    state_dir = args.state if args.state is not None else default_state_dir()
+    tenant, group = args.tenant, args.device_group
+    if tenant is None or group is None:
+        enrollment = LocalState(state_dir).enrollment()
+        if enrollment is None:
+            raise _UsageError(
+                "this device is not enrolled: give --tenant and --device-group, "
+                "or enroll it first (overt agent enroll)"
+            )
+        tenant = tenant or enrollment.tenant
+        group = group or enrollment.group
     return AgentConfig(
         trusted=SignerSet(keys=tuple(keys), threshold=args.threshold),
-        tenant=args.tenant,
-        device_group=args.device_group,
-        state_dir=args.state if args.state is not None else default_state_dir(),
+        tenant=tenant,
+        device_group=group,
+        state_dir=state_dir,
         policy_file=args.policy,
     )
 
@@ -162,10 +203,28 @@ def _consent(args: argparse.Namespace) -> int:
     return 0
 
 
+def _enroll(args: argparse.Namespace) -> int:
+    import httpx
+
+    from agent.remote import enroll
+
+    state_dir = args.state if args.state is not None else default_state_dir()
+    local = LocalState(state_dir)
+    with httpx.Client(base_url=args.collector, timeout=30.0) as client:
+        enrollment = enroll(client, local, args.token, time.time)
+    print(
+        f"enrolled device {enrollment.device_id} with {enrollment.collector} "
+        f"(tenant {enrollment.tenant}, group {enrollment.group})"
+    )
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
-    from agent.app import Agent
+    from agent.control import default_socket_path
+    from agent.service import AgentService
     from agent.sinks.directory import DirectorySink
     from agent.sources.input import select_input_hooks
+    from agent.sources.power import select_conditions_probe
     from agent.sources.screen import select_screen_grabber
     from agent.sources.window import select_window_probe
 
@@ -181,8 +240,22 @@ def _run(args: argparse.Namespace) -> int:
     probe = select_window_probe()
     hooks = select_input_hooks(config.clock)
     grabber = select_screen_grabber()
-    agent = Agent(config, probe=probe, hooks=hooks, grabber=grabber, sink=DirectorySink(args.sink))
-    agent.start()
+    service = AgentService(
+        config,
+        probe=probe,
+        hooks=hooks,
+        grabber=grabber,
+        conditions=select_conditions_probe(),
+        socket_path=args.socket if args.socket is not None else default_socket_path(),
+        sink=None if args.sink is None else DirectorySink(args.sink),
+    )
+    try:
+        service.start()
+    except BaseException:
+        probe.close()
+        grabber.close()
+        raise
+    agent = service.agent
     status = agent.status()
     if status.capturing:
         print(f"capturing under policy version {status.policy_version}; Ctrl+C stops")
@@ -197,12 +270,13 @@ def _run(args: argparse.Namespace) -> int:
             if deadline is not None and time.monotonic() >= deadline:
                 break
     finally:
-        agent.stop()
+        service.stop()
         probe.close()
         grabber.close()
     final = agent.status()
+    where = args.sink if args.sink is not None else "the spool"
     print(
-        f"stopped: {final.batches_written} batches written to {args.sink}, "
+        f"stopped: {final.batches_written} batches written to {where}, "
         f"{final.events_seen} events seen, {final.events_lost} lost"
     )
     return 0
@@ -240,7 +314,7 @@ def _batches(args: argparse.Namespace) -> int:
     return 0
 
 
-_HANDLERS = {"run": _run, "consent": _consent, "batches": _batches}
+_HANDLERS = {"run": _run, "consent": _consent, "enroll": _enroll, "batches": _batches}
 
 
 def main(argv: Sequence[str], prog: str = "overt agent") -> int:
@@ -263,6 +337,15 @@ def main(argv: Sequence[str], prog: str = "overt agent") -> int:
     except PolicyError as exc:
         print(f"{command}: error ({exc.label}): {exc}", file=sys.stderr)
         return 1
-    except (_NoPolicyError, SourceError, LocalStateError, PipelineError, OSError) as exc:
+    except (
+        _NoPolicyError,
+        SourceError,
+        LocalStateError,
+        PipelineError,
+        SinkError,
+        CollectorError,
+        ControlError,
+        OSError,
+    ) as exc:
         print(f"{command}: error: {exc}", file=sys.stderr)
         return 1

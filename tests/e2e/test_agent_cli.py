@@ -46,12 +46,15 @@ def signed_policy(tmp_path: Path) -> Path:
 
 
 DEVICE = ("--trust", "it.pub", "--tenant", "example-corp", "--device-group", "office")
+#: Each agent gets its own control socket: others may be running on this machine.
+SOCKET = ("--socket", "ctl.sock")
 
 
 def test_run_without_a_display_says_how_to_fix_it(signed_policy: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
     result = overt("agent", "run", "--policy", signed_policy, *DEVICE, "--state", "st",
-                   "--sink", "out", "--minutes", "0.05", cwd=tmp_path, env=env)  # fmt: skip
+                   "--sink", "out", "--socket", "ctl.sock", "--minutes", "0.05", cwd=tmp_path,
+                   env=env)  # fmt: skip
     assert result.returncode == 1
     assert "no X display: set DISPLAY, or run under Xvfb" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -85,7 +88,19 @@ def test_consent_then_run_writes_batches_a_person_can_read(
     assert consent.returncode == 0, consent.stderr
     assert "overt-workapp" in consent.stdout  # the notice names the captured app
     run = subprocess.Popen(
-        [*OVERT, "agent", "run", *DEVICE, "--state", "st", "--sink", "out", "--minutes", "1"],
+        [
+            *OVERT,
+            "agent",
+            "run",
+            *DEVICE,
+            "--state",
+            "st",
+            "--sink",
+            "out",
+            *SOCKET,
+            "--minutes",
+            "1",
+        ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
