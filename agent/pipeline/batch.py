@@ -1,9 +1,9 @@
 """Batches: grouping records by age and size, and the batch formats.
 
 This module owns the batch header (format 1), the batch body container
-(format 2; format 1 is still read) and ``Batcher``, which cuts the record
-stream into batches. It does not seal, sign, spool or upload (``agent.sinks``
-and later stages do), reads no clock and does no I/O.
+(format 3; formats 2 and 1 are still read) and ``Batcher``, which cuts the
+record stream into batches. It does not seal, sign, spool or upload
+(``agent.sinks`` and later stages do), reads no clock and does no I/O.
 
 Header, format 1 (plaintext; canonical JSON: UTF-8, keys sorted, no spaces,
 ASCII only, integers only)::
@@ -19,20 +19,20 @@ ASCII only, integers only)::
 and the samples they keep; ``redactions`` counts redacted matches in text
 spans; times are epoch milliseconds covering every record of the body.
 
-Body, format 2 (written; format 1 is still read)::
+Body, format 3 (written; formats 2 and 1 are still read)::
 
-    "OVTB"  u8 version (2)  u32le N  <N bytes: one zstd frame>  <image blobs>
+    "OVTB"  u8 version (3)  u32le N  <N bytes: one zstd frame>  <image blobs>
 
 The zstd frame holds ``u32le M``, an M-byte JSON manifest
 ``{"records": R, "strings": [...], "images": [[id, length], ...]}`` and then
 the columns back to back, each a one-byte tag and its values: ``0`` unsigned
 LEB128, ``1`` zigzag then LEB128, ``2`` IEEE-754 doubles, little-endian,
-bytes shuffled (all first bytes, then all second bytes...). The encoder tags
-an integer column ``0`` when none of its values is negative (zigzag would
-spend a bit on a sign that is never there: a 64-127 ms interval would take
-two bytes); every value fits in a signed 64-bit integer. The image blobs
-follow the frame in the manifest's order, stored as encoded (WebP or JPEG),
-not recompressed.
+bytes shuffled (all first bytes, then all second bytes...), ``3`` the
+pointer stream (below). The encoder tags an integer column ``0`` when none
+of its values is negative (zigzag would spend a bit on a sign that is never
+there: a 64-127 ms interval would take two bytes); every value fits in a
+signed 64-bit integer. The image blobs follow the frame in the manifest's
+order, stored as encoded (WebP or JPEG), not recompressed.
 
 Columns carry no names and no lengths: the schema fixes them. First
 ``order``, R values, each record's kind in body order (0 context, 1 click,
@@ -43,13 +43,31 @@ difference from the previous record of the kind (the first: from 0),
 strings and enums as indexes into the string table (optional strings: 0 for
 None, else index + 1), floats as doubles, tuples as a length column then the
 flattened values, pairs as a length column then the first and the second
-items. For paths, ``t``, ``x`` and ``y`` are instead the difference from the
-previous path's anchor — its last sample's time plus its ``dwell_ms``, and
-its last sample's position (the first path: from 0): a path mostly starts
-where and when the last one stopped (a hover where an approach ended, an
-approach from the hover), and the differences are small (about two
-compressed bytes less per path in ``bench/pipeline.py``).
+items.
+
+The path records are instead one pointer stream (tag ``3``), bit-packed,
+most significant bit first, zero bits padding its last byte: each path's
+kind (``0`` hover, ``10`` approach, ``11`` drag), then integer columns, each
+a sign bit (``1``: zigzag), its order k as Exp-Golomb of order 0, then its
+values as Exp-Golomb of order k (``u + 2**k`` in n bits after n - k - 1
+zero bits), no header when a column is empty: each path's samples less one;
+the first path's ``t``, ``x``, ``y`` (three one-value columns); the other
+paths' ``t``, ``x``, ``y`` as the difference from the previous path's
+anchor — its last sample's time plus its ``dwell_ms``, and its last
+sample's position (a path mostly starts where and when the last one
+stopped: a hover where an approach ended, an approach from the hover);
+``dwell_ms``; then the ``dt``, ``dx`` and ``dy`` of every step of every
+path, path after path. The encoder picks each column's order for its
+values. A batch of a minute holds a few dozen kept samples; byte-aligned
+varints and zstd's per-frame entropy tables cost more than the samples
+themselves there (5.6 bytes per kept sample in format 2, 3.9 in format 3,
+``bench/session_bytes.py``). A path's ``dt``, ``dx`` and ``dy`` must be of
+one length.
 A new record kind or field is a new body format.
+
+Body, format 2 (read only): as format 3, with the path records as columns
+like the other kinds', except that ``t``, ``x`` and ``y`` are the anchor
+differences described above (the first path's: from 0).
 
 Body, format 1 (read only): the same container; the manifest is
 ``{"strings", "kinds", "columns": [[name, encoding, count, bytes], ...],
@@ -102,8 +120,8 @@ from .records import (
 )
 
 HEADER_FORMAT = 1
-BODY_FORMAT = 2  # written
-BODY_FORMATS_READ = (1, 2)
+BODY_FORMAT = 3  # written
+BODY_FORMATS_READ = (1, 2, 3)
 BODY_MAGIC = b"OVTB"
 MAX_BODY_RECORDS_BYTES = 256 * 2**20  # decompressed record section, a sanity bound
 ZSTD_LEVEL = 9
@@ -289,7 +307,10 @@ _KIND_OF: dict[type[Any], int] = {s[1]: i for i, s in enumerate(_SCHEMAS)}
 _PATH = _KIND_OF[MousePathRecord]
 _TYPECODES = {1: "b", 2: "h", 4: "i", 8: "q"}
 _VARINT, _F64 = "varint", "f64"  # format-1 column encodings
-_TAG_UNSIGNED, _TAG_ZIGZAG, _TAG_F64 = 0, 1, 2  # format-2 column tags
+_TAG_UNSIGNED, _TAG_ZIGZAG, _TAG_F64 = 0, 1, 2  # column tags (formats 2 and 3)
+_TAG_POINTER = 3  # format 3: the path records as one bit-packed pointer stream
+#: Path kinds in the pointer stream: codes 0, 10 and 11 (hovers are the most common).
+_POINTER_KINDS = (PathKind.HOVER, PathKind.APPROACH, PathKind.DRAG)
 _LITTLE = sys.byteorder == "little"
 _I64 = 2**63
 
@@ -429,8 +450,190 @@ def _unchain(
         at, ax, ay = ts[i] + sum(dts[i]) + dwells[i], xs[i] + sum(dxs[i]), ys[i] + sum(dys[i])
 
 
-def _columns(records: Sequence[Record], strings: _Strings) -> list[tuple[str, bool, list[int]]]:
-    """The body's columns in format-2 order: (name, is float64, values)."""
+class _BitWriter:
+    """Bits, most significant first, into bytes; the last byte is padded with zeros."""
+
+    __slots__ = ("_acc", "_bits", "_out")
+
+    def __init__(self) -> None:
+        self._acc = 0
+        self._bits = 0
+        self._out = bytearray()
+
+    def write(self, value: int, width: int) -> None:
+        """``value`` (below ``2**width``) in ``width`` bits."""
+        self._acc = (self._acc << width) | value
+        self._bits += width
+        if self._bits >= 64:  # keep the accumulator small: whole bytes go out
+            spare = self._bits & 7
+            self._out += (self._acc >> spare).to_bytes(self._bits >> 3, "big")
+            self._acc &= (1 << spare) - 1
+            self._bits = spare
+
+    def exp_golomb(self, u: int, k: int) -> None:
+        """``u`` ≥ 0 as Exp-Golomb of order ``k``: ``u + 2**k`` in n bits after n - k - 1 zeros."""
+        v = u + (1 << k)
+        self.write(v, 2 * v.bit_length() - k - 1)
+
+    def getvalue(self) -> bytes:
+        pad = -self._bits & 7
+        return bytes(self._out) + (self._acc << pad).to_bytes((self._bits + pad) >> 3, "big")
+
+
+class _BitReader:
+    """The reading side of ``_BitWriter``, from a byte offset of ``data``."""
+
+    __slots__ = ("_data", "_end", "pos")
+
+    def __init__(self, data: bytes, offset: int) -> None:
+        self._data = data
+        self._end = 8 * len(data)
+        self.pos = 8 * offset  # in bits
+
+    @property
+    def left(self) -> int:
+        return self._end - self.pos
+
+    def read(self, width: int) -> int:
+        end = self.pos + width
+        if end > self._end:
+            raise BodyFormatError("the pointer stream is cut off")
+        first, last = self.pos >> 3, (end + 7) >> 3
+        chunk = int.from_bytes(self._data[first:last], "big") >> (8 * last - end)
+        self.pos = end
+        return chunk & ((1 << width) - 1)
+
+    def exp_golomb(self, k: int) -> int:
+        zeros = 0
+        while not self.read(1):
+            zeros += 1
+            if zeros > 64:
+                raise BodyFormatError("an Exp-Golomb code longer than 64 bits")
+        return ((1 << (zeros + k)) | self.read(zeros + k)) - (1 << k)
+
+
+def _exp_golomb_order(values: Sequence[int]) -> int:
+    """The order k that codes ``values`` (≥ 0), and k itself, in about the fewest bits.
+
+    A value of bit length L takes about 2 * max(L, k + 1) - k - 1 bits at order
+    k, so the sums come from a histogram of bit lengths (ignoring the rare
+    carry that adds a bit); k takes 2 * bit_length(k + 1) - 1 bits.
+    """
+    lengths: dict[int, int] = {}
+    for u in values:
+        n = u.bit_length()
+        lengths[n] = lengths.get(n, 0) + 1
+    return min(
+        range(max(lengths) + 1),
+        key=lambda k: (
+            2 * (k + 1).bit_length() + sum(c * (2 * max(n, k + 1) - k) for n, c in lengths.items())
+        ),
+    )
+
+
+def _write_pointer_column(w: _BitWriter, values: Sequence[int]) -> None:
+    """A column of integers: a sign bit (zigzag when any is negative), its
+    Exp-Golomb order k (order 0), then each value at order k. No header when
+    empty: the reader knows how many values to expect."""
+    if not values:
+        return
+    if not all(-_I64 <= v < _I64 for v in values):
+        raise PipelineError("an integer in a record does not fit in 64 bits")
+    signed = any(v < 0 for v in values)
+    us = [(v << 1) ^ (v >> 63) for v in values] if signed else values
+    k = _exp_golomb_order(us)
+    w.write(signed, 1)
+    w.exp_golomb(k, 0)
+    for u in us:
+        w.exp_golomb(u, k)
+
+
+def _read_pointer_column(r: _BitReader, count: int) -> list[int]:
+    if count == 0:
+        return []
+    signed = r.read(1)
+    k = r.exp_golomb(0)
+    if k > 64:
+        raise BodyFormatError("an Exp-Golomb order above 64")
+    if count * (k + 1) > r.left:  # every value takes at least k + 1 bits
+        raise BodyFormatError("the pointer stream is shorter than its records need")
+    us = [r.exp_golomb(k) for _ in range(count)]
+    if signed:
+        if any(u >> 64 for u in us):
+            raise BodyFormatError("an integer does not fit in 64 bits")
+        return [(u >> 1) ^ -(u & 1) for u in us]
+    if any(u >> 63 for u in us):
+        raise BodyFormatError("an integer does not fit in 64 bits")
+    return us
+
+
+def _pointer_stream(paths: Sequence[MousePathRecord]) -> bytes:
+    """The path records of a body as one bit-packed stream (format 3).
+
+    In order: each path's kind (``0`` hover, ``10`` approach, ``11`` drag),
+    then the columns, each as ``_write_pointer_column`` writes it: samples
+    less one per path; the first path's ``t``, ``x`` and ``y`` (three
+    one-value columns); the other paths' ``t``, ``x``, ``y`` from the
+    previous path's anchor (``_chain``); ``dwell_ms``; then ``dt``, ``dx``
+    and ``dy`` of every path's steps, path after path. Zero bits pad the last
+    byte. Exp-Golomb with an order chosen per column fits small, skewed
+    values (a hover starting 2 px from where the last path stopped) and
+    large ones alike, with no table to pay for in every batch.
+    """
+    w = _BitWriter()
+    for p in paths:
+        if not len(p.dt) == len(p.dx) == len(p.dy):
+            raise PipelineError("a path's dt, dx and dy differ in length")
+        code = _POINTER_KINDS.index(p.kind)
+        w.write((0, 0b10, 0b11)[code], min(2, code + 1))
+    starts = _chain(paths)
+    columns: list[Sequence[int]] = [[len(p.dt) for p in paths]]
+    columns += [starts[name][:1] for name in ("t", "x", "y")]
+    columns += [starts[name][1:] for name in ("t", "x", "y")]
+    columns.append([p.dwell_ms for p in paths])
+    for name in ("dt", "dx", "dy"):
+        columns.append([v for p in paths for v in getattr(p, name)])
+    for values in columns:
+        _write_pointer_column(w, values)
+    return w.getvalue()
+
+
+def _read_pointer_stream(section: bytes, pos: int, count: int) -> tuple[list[MousePathRecord], int]:
+    """``count`` path records from the stream at ``section[pos:]``; returns them
+    and the byte position after the stream."""
+    r = _BitReader(section, pos)
+    kinds = []
+    for _ in range(count):
+        code = r.read(1) and 1 + r.read(1)
+        kinds.append(_POINTER_KINDS[code])
+    steps = _read_pointer_column(r, count)
+    if any(n < 0 for n in steps):
+        raise BodyFormatError("a negative sample count")
+    first = [_read_pointer_column(r, min(1, count)) for _ in range(3)]  # t, x, y
+    rest = [_read_pointer_column(r, max(0, count - 1)) for _ in range(3)]
+    ts, xs, ys = (a + b for a, b in zip(first, rest, strict=True))
+    dwells = _read_pointer_column(r, count)
+    flat = [_read_pointer_column(r, sum(steps)) for _ in range(3)]  # dt, dx, dy
+    dts: list[tuple[int, ...]] = []
+    dxs: list[tuple[int, ...]] = []
+    dys: list[tuple[int, ...]] = []
+    at = 0
+    for n in steps:
+        dts.append(tuple(flat[0][at : at + n]))
+        dxs.append(tuple(flat[1][at : at + n]))
+        dys.append(tuple(flat[2][at : at + n]))
+        at += n
+    _unchain(ts, xs, ys, dts, dxs, dys, dwells)
+    paths = [
+        MousePathRecord(*row) for row in zip(ts, kinds, xs, ys, dts, dxs, dys, dwells, strict=True)
+    ]
+    if r.read(-r.pos & 7):
+        raise BodyFormatError("the pointer stream's padding is not zero")
+    return paths, r.pos >> 3
+
+
+def _columns(records: Sequence[Record], strings: _Strings) -> list[bytes]:
+    """The body's columns in format-3 order, each as its tag and its values."""
     by_kind: list[list[Any]] = [[] for _ in _SCHEMAS]
     order: list[int] = []
     for rec in records:
@@ -439,55 +642,57 @@ def _columns(records: Sequence[Record], strings: _Strings) -> list[tuple[str, bo
             raise PipelineError(f"not a record: {type(rec).__name__}")
         order.append(k)
         by_kind[k].append(rec)
-    columns: list[tuple[str, bool, list[int]]] = [("order", False, order)]
-    for k, ((kind, _, schema), recs) in enumerate(zip(_SCHEMAS, by_kind, strict=True)):
+    columns = [_int_column(order)]
+    for k, ((_kind, _, schema), recs) in enumerate(zip(_SCHEMAS, by_kind, strict=True)):
         if not recs:
             continue
-        chained = _chain(recs) if k == _PATH else {}
+        if k == _PATH:
+            columns.append(bytes([_TAG_POINTER]) + _pointer_stream(recs))
+            continue
         for name, ftype, _enum in schema:
-            col = f"{kind}.{name}"
-            if name in chained:
-                columns.append((col, False, chained[name]))
-                continue
             values = [getattr(r, name) for r in recs]
             if ftype == "t":
                 prev, deltas = 0, []
                 for v in values:
                     deltas.append(v - prev)
                     prev = v
-                columns.append((col, False, deltas))
+                columns.append(_int_column(deltas))
             elif ftype in "ib":
-                columns.append((col, False, [int(v) for v in values]))
+                columns.append(_int_column([int(v) for v in values]))
             elif ftype in "se":
-                columns.append((col, False, [strings.ref(str(v)) for v in values]))
+                columns.append(_int_column([strings.ref(str(v)) for v in values]))
             elif ftype == "o":
                 columns.append(
-                    (col, False, [0 if v is None else strings.ref(v) + 1 for v in values])
+                    _int_column([0 if v is None else strings.ref(v) + 1 for v in values])
                 )
             elif ftype == "f":
-                packed = struct.pack(f"<{len(values)}d", *values)
-                columns.append((col, True, list(struct.unpack(f"<{len(values)}q", packed))))
+                columns.append(bytes([_TAG_F64]) + _pack(_f64_bits(values), 8))
             elif ftype == "I":
-                columns.append((col + ".n", False, [len(v) for v in values]))
-                columns.append((col, False, [x for v in values for x in v]))
+                columns.append(_int_column([len(v) for v in values]))
+                columns.append(_int_column([x for v in values for x in v]))
             else:  # "P"
-                columns.append((col + ".n", False, [len(v) for v in values]))
-                columns.append((col + ".a", False, [p[0] for v in values for p in v]))
-                columns.append((col + ".b", False, [p[1] for v in values for p in v]))
+                columns.append(_int_column([len(v) for v in values]))
+                columns.append(_int_column([p[0] for v in values for p in v]))
+                columns.append(_int_column([p[1] for v in values for p in v]))
     return columns
 
 
+def _f64_bits(values: Sequence[float]) -> list[int]:
+    """Doubles as the signed 64-bit integers with the same bits."""
+    return list(struct.unpack(f"<{len(values)}q", struct.pack(f"<{len(values)}d", *values)))
+
+
+def _int_column(values: Sequence[int]) -> bytes:
+    """Tag ``0`` and unsigned LEB128 when no value is negative, else tag ``1`` and zigzag."""
+    if all(v >= 0 for v in values):
+        return bytes([_TAG_UNSIGNED]) + _uvarint(values)
+    return bytes([_TAG_ZIGZAG]) + _varint(values)
+
+
 def encode_body(records: Sequence[Record], images: Mapping[str, bytes]) -> bytes:
-    """Pack records and image blobs into a body (format 2)."""
+    """Pack records and image blobs into a body (format 3)."""
     strings = _Strings()
-    chunks = []
-    for _name, is_f64, values in _columns(records, strings):
-        if is_f64:
-            chunks += [bytes([_TAG_F64]), _pack(values, 8)]
-        elif all(v >= 0 for v in values):
-            chunks += [bytes([_TAG_UNSIGNED]), _uvarint(values)]
-        else:
-            chunks += [bytes([_TAG_ZIGZAG]), _varint(values)]
+    chunks = _columns(records, strings)
     blobs = list(images.items())
     manifest = {
         "records": len(records),
@@ -504,7 +709,7 @@ def encode_body(records: Sequence[Record], images: Mapping[str, bytes]) -> bytes
 
 
 def decode_body(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
-    """Unpack a body of format 2 or 1; raises ``BodyFormatError`` when it is not one."""
+    """Unpack a body of format 3, 2 or 1; raises ``BodyFormatError`` when it is not one."""
     if len(data) < 9 or data[:4] != BODY_MAGIC:
         raise BodyFormatError("not a batch body (bad magic)")
     if data[4] not in BODY_FORMATS_READ:
@@ -539,10 +744,11 @@ def _decode(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
     strings: list[str] = manifest["strings"]
     if not all(isinstance(s, str) for s in strings):
         raise BodyFormatError("string table holds a non-string")
+    paths: list[MousePathRecord] = []  # format 3: read whole from the pointer stream
     if version == 1:
         cols = _columns_v1(section, 4 + m, manifest)
     else:
-        cols = _columns_v2(section, 4 + m, manifest["records"])
+        cols, paths = _columns_v2(section, 4 + m, manifest["records"], version)
     images: dict[str, bytes] = {}
     ipos = 9 + n
     for image_id, length in manifest["images"]:
@@ -561,6 +767,9 @@ def _decode(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
         count = order.count(k)
         if count == 0:
             per_kind.append([])
+            continue
+        if version >= 3 and k == _PATH:
+            per_kind.append(list(paths))
             continue
         field_values: list[list[Any]] = []
         for name, ftype, enum in schema:
@@ -628,11 +837,16 @@ def _columns_v1(section: bytes, pos: int, manifest: dict[str, Any]) -> dict[str,
     return cols
 
 
-def _columns_v2(section: bytes, pos: int, records: object) -> dict[str, list[int]]:
-    """Format 2: tagged columns back to back; the schema says which and how many."""
+def _columns_v2(
+    section: bytes, pos: int, records: object, version: int
+) -> tuple[dict[str, list[int]], list[MousePathRecord]]:
+    """Formats 2 and 3: tagged columns back to back; the schema says which and
+    how many. Format 3 holds the path records as one pointer stream instead of
+    their columns; they are returned apart."""
     if type(records) is not int or records < 0:
         raise BodyFormatError("bad record count in the manifest")
     cols: dict[str, list[int]] = {}
+    paths: list[MousePathRecord] = []
 
     def take(name: str, count: int) -> list[int]:
         nonlocal pos
@@ -658,6 +872,11 @@ def _columns_v2(section: bytes, pos: int, records: object) -> dict[str, list[int
         count = order.count(k)
         if count == 0:
             continue
+        if version >= 3 and k == _PATH:
+            if pos >= len(section) or section[pos] != _TAG_POINTER:
+                raise BodyFormatError("the path records' pointer stream is missing")
+            paths, pos = _read_pointer_stream(section, pos + 1, count)
+            continue
         for name, ftype, _enum in schema:
             col = f"{kind}.{name}"
             if ftype in "IP":
@@ -673,7 +892,7 @@ def _columns_v2(section: bytes, pos: int, records: object) -> dict[str, list[int
         raise BodyFormatError("unknown record kind")
     if pos != len(section):
         raise BodyFormatError("trailing bytes after the columns")
-    return cols
+    return cols, paths
 
 
 def _index(i: int) -> int:

@@ -142,7 +142,24 @@ def _body(manifest: dict[str, object], columns: bytes, version: int = BODY_FORMA
 
 
 def _v2(records: int, columns: bytes) -> bytes:
-    return _body({"records": records, "strings": [], "images": []}, columns)
+    return _body({"records": records, "strings": [], "images": []}, columns, version=2)
+
+
+def _v3(records: int, columns: bytes) -> bytes:
+    return _body({"records": records, "strings": [], "images": []}, columns, version=3)
+
+
+def _bits(*fields: str) -> bytes:
+    """Bits written as strings of 0 and 1, padded with zeros to whole bytes."""
+    bits = "".join(fields)
+    bits += "0" * (-len(bits) % 8)
+    return int(bits, 2).to_bytes(len(bits) // 8, "big") if bits else b""
+
+
+# One hover at t=5, (1, 2), dwell 3, as a format-3 pointer stream (tag 3): kind
+# 0; samples less one: sign 0, k=0 ("1"), value 0 ("1"); t, x, y, dwell: sign
+# 0, k=0, the value at order 0 (5 = "00110", 1 = "010", 2 = "011", 3 = "00100").
+_HOVER = bytes([0, 3]) + bytes([3]) + _bits("0", "011", "0100110", "01010", "01011", "0100100")
 
 
 # A keytiming record (kind 6): order column, then its t and pressed columns;
@@ -157,6 +174,8 @@ def _corrupt_cases() -> list[tuple[str, bytes]]:
     flipped[9 + frame_len // 2] ^= 0xFF
     bad_manifest = zstandard.ZstdCompressor().compress(struct.pack("<I", 5) + b"{nope")
     assert decode_body(_v2(1, _TIMING))[0] == [KeyTimingRecord(5, True)]
+    hover = MousePathRecord(5, PathKind.HOVER, 1, 2, (), (), (), 3)
+    assert decode_body(_v3(1, _HOVER))[0] == [hover]
     return [
         ("empty", b""),
         ("bad magic", b"NOPE" + good[4:]),
@@ -189,6 +208,24 @@ def _corrupt_cases() -> list[tuple[str, bytes]]:
             "negative tuple length",
             _v2(1, bytes([0, 3]) + bytes([0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0])),
         ),
+        ("pointer stream missing", _v3(1, bytes([0, 3]))),
+        ("path columns where the pointer stream belongs", _v3(1, bytes([0, 3]) + bytes(16))),
+        ("pointer stream cut off", _v3(1, _HOVER[:-1])),
+        ("pointer stream padding not zero", _v3(1, _HOVER[:-1] + bytes([_HOVER[-1] | 1]))),
+        ("pointer stream with trailing bytes", _v3(1, _HOVER + bytes([0]))),
+        (  # a hover of 2**20 samples, starting at 0 with no dwell, and its steps missing
+            "more samples than the stream holds",
+            _v3(1, bytes([0, 3, 3]) + _bits("0", "01", "0" * 20 + "1" + "1" * 20, "011" * 4, "01")),
+        ),
+        ("an Exp-Golomb code over 64 bits", _v3(1, bytes([0, 3, 3]) + _bits("0", "0" * 80))),
+        (
+            "an Exp-Golomb order over 64",
+            _v3(1, bytes([0, 3, 3]) + _bits("0", "0", "0000001000010") + bytes(8)),
+        ),
+        (
+            "a negative sample count",
+            _v3(1, bytes([0, 3, 3]) + _bits("0", "1", "1", "010") + bytes(8)),
+        ),
     ]
 
 
@@ -202,12 +239,12 @@ def test_corrupt_body_is_a_clear_error(name: str, data: bytes) -> None:
 
 def test_unknown_version_says_so() -> None:
     good = encode_body(SAMPLE, {})
-    with pytest.raises(BodyFormatError, match="unknown batch body format 3"):
-        decode_body(good[:4] + bytes([3]) + good[5:])
+    with pytest.raises(BodyFormatError, match="unknown batch body format 4"):
+        decode_body(good[:4] + bytes([4]) + good[5:])
 
 
-def test_bodies_are_written_in_format_2() -> None:
-    assert encode_body(SAMPLE, {})[4] == BODY_FORMAT == 2
+def test_bodies_are_written_in_format_3() -> None:
+    assert encode_body(SAMPLE, {})[4] == BODY_FORMAT == 3
 
 
 def test_integers_beyond_64_bits_are_refused() -> None:
@@ -225,12 +262,12 @@ def test_path_starts_whose_difference_overflows_64_bits_are_refused() -> None:
 
 
 def _leb128_columns(body: bytes, counts: list[int]) -> list[tuple[int, list[int]]]:
-    """The first columns of a format-2 body as (tag, values), ``counts[i]`` values each."""
+    """The first columns of a format-3 body as (tag, values), ``counts[i]`` values each."""
     frame = zstandard.ZstdDecompressor().decompress(body[9:])
     (m,) = struct.unpack_from("<I", frame)
     data, pos, out = frame[4 + m :], 0, []
     for n in counts:
-        tag, values = data[pos], []
+        tag, values = data[pos], list[int]()
         pos += 1
         while len(values) < n:
             acc = shift = 0
@@ -245,20 +282,106 @@ def _leb128_columns(body: bytes, counts: list[int]) -> list[tuple[int, list[int]
     return out
 
 
+def _pointer_columns(body: bytes) -> tuple[list[str], dict[str, tuple[int, list[int]]]]:
+    """The path kinds and the columns (sign bit, values) of a format-3 body that
+    holds only path records, read as the module docstring describes them."""
+    section, _ = _unframe(body)
+    (m,) = struct.unpack_from("<I", section)
+    count = json.loads(section[4 : 4 + m])["records"]
+    data = section[4 + m :]
+    assert data[: 1 + count] == bytes([0] + [3] * count)  # the order column: all paths
+    assert data[1 + count] == 3  # the pointer stream's tag
+    bits = "".join(f"{b:08b}" for b in data[2 + count :])
+    pos = 0
+
+    def take(n: int) -> str:
+        nonlocal pos
+        pos += n
+        return bits[pos - n : pos]
+
+    def exp_golomb(k: int) -> int:
+        zeros = len(bits[pos:]) - len(bits[pos:].lstrip("0"))
+        take(zeros)
+        return int(take(zeros + k + 1), 2) - (1 << k)
+
+    def column(n: int) -> tuple[int, list[int]]:
+        if n == 0:
+            return (0, [])
+        sign = int(take(1))
+        k = exp_golomb(0)
+        values = [exp_golomb(k) for _ in range(n)]
+        return sign, [(u >> 1) ^ -(u & 1) for u in values] if sign else values
+
+    kinds = [
+        "hover" if take(1) == "0" else "approach" if take(1) == "0" else "drag"
+        for _ in range(count)
+    ]
+    cols = {"samples": column(count)}
+    for name in ("t1", "x1", "y1"):
+        cols[name] = column(1)
+    for name in ("t", "x", "y"):
+        cols[name] = column(count - 1)
+    cols["dwell"] = column(count)
+    for name in ("dt", "dx", "dy"):
+        cols[name] = column(sum(cols["samples"][1]))
+    assert set(bits[pos:]) <= {"0"}  # zero padding ...
+    assert len(bits) - pos < 8  # ... to a whole byte
+    return kinds, cols
+
+
 def test_a_path_starts_from_where_and_when_the_last_one_stopped() -> None:
-    """Format 2 codes a path's first sample from the previous path's last
-    sample (its time plus the dwell): a hover where an approach ended, an
-    approach from where the hover was, cost a byte each."""
+    """The pointer stream codes a path's first sample from the previous path's
+    last sample (its time plus the dwell): a hover where an approach ended, an
+    approach from where the hover was, cost a few bits each."""
     approach = MousePathRecord(T_MS, PathKind.APPROACH, 512, 384, (90, 80), (40, 31), (-60, -7), 70)
     hover = MousePathRecord(T_MS + 240, PathKind.HOVER, 583, 317, (), (), (), 4000)
     after = MousePathRecord(T_MS + 4240, PathKind.APPROACH, 583, 317, (75,), (120,), (3,), 20)
     body = encode_body([approach, hover, after], {})
     assert decode_body(body)[0] == [approach, hover, after]
-    order, t, _kind, x, y = _leb128_columns(body, [3, 3, 3, 3, 3])
-    assert order == (0, [3, 3, 3])
-    assert t == (0, [T_MS, 0, 0])  # tag 0: no value is negative, no zigzag
-    assert x == (0, [512, 0, 0])
-    assert y == (0, [384, 0, 0])
+    kinds, cols = _pointer_columns(body)
+    assert kinds == ["approach", "hover", "approach"]
+    assert cols["samples"] == (0, [2, 0, 1])
+    assert (cols["t1"], cols["x1"], cols["y1"]) == ((0, [T_MS]), (0, [512]), (0, [384]))
+    assert cols["t"] == cols["x"] == cols["y"] == (0, [0, 0])  # sign 0: none negative
+    assert cols["dwell"] == (0, [70, 4000, 20])
+    assert cols["dt"] == (0, [90, 80, 75])
+    assert cols["dx"] == (0, [40, 31, 120])
+    assert cols["dy"] == (1, [-60, -7, 3])
+
+
+@st.composite
+def wide_paths(draw: st.DrawFn) -> list[MousePathRecord]:
+    """Paths with values across the 64-bit range, whose anchor differences
+    still fit in 64 bits (anything else is refused, see above)."""
+    out = []
+    for _ in range(draw(st.integers(1, 6))):
+        n = draw(st.integers(0, 8))
+        steps = st.lists(st.integers(-(2**40), 2**40), min_size=n, max_size=n).map(tuple)
+        out.append(
+            MousePathRecord(
+                draw(st.integers(-(2**60), 2**60)),
+                draw(st.sampled_from(PathKind)),
+                draw(st.integers(-(2**60), 2**60)),
+                draw(st.integers(-(2**60), 2**60)),
+                draw(steps),
+                draw(steps),
+                draw(steps),
+                draw(st.integers(0, 2**40)),
+            )
+        )
+    return out
+
+
+@settings(max_examples=200)
+@given(wide_paths())
+def test_the_pointer_stream_round_trips_wide_values(paths: list[MousePathRecord]) -> None:
+    assert decode_body(encode_body(paths, {}))[0] == paths
+
+
+def test_a_path_whose_steps_differ_in_length_is_refused() -> None:
+    bad = MousePathRecord(T_MS, PathKind.DRAG, 0, 0, (5, 5), (1,), (1, 1), 0)
+    with pytest.raises(PipelineError, match="differ in length"):
+        encode_body([bad], {})
 
 
 def test_a_column_with_a_negative_value_is_zigzag_coded() -> None:
@@ -324,9 +447,9 @@ def test_a_format_1_body_still_decodes() -> None:
     assert decode_body(FORMAT_1_BODY) == (FORMAT_1_RECORDS, FORMAT_1_IMAGES)
 
 
-def _encode_body_v1(records: list[Record], images: dict[str, bytes]) -> bytes:
-    """The format-1 encoder as it was (commit 8e3743e), for round trips through
-    the format-1 decoder."""
+def _reference_columns(records: list[Record], version: int) -> tuple[list[str], list[Any]]:
+    """The string table and the named columns of formats 1 and 2, as their
+    encoders built them (format 2: path starts from the previous path's anchor)."""
     strings: dict[str, int] = {}
 
     def ref(v: str) -> int:
@@ -339,9 +462,19 @@ def _encode_body_v1(records: list[Record], images: dict[str, bytes]) -> bytes:
         recs: list[Any] = [r for r, o in zip(records, order, strict=True) if o == k]
         if not recs:
             continue
+        anchored: dict[str, list[int]] = {}
+        if kind == "path" and version == 2:
+            at = ax = ay = 0
+            for p in recs:
+                anchored.setdefault("t", []).append(p.t - at)
+                anchored.setdefault("x", []).append(p.x - ax)
+                anchored.setdefault("y", []).append(p.y - ay)
+                at, ax, ay = p.t + sum(p.dt) + p.dwell_ms, p.x + sum(p.dx), p.y + sum(p.dy)
         for name, ftype, _enum in schema:
             col, values = f"{kind}.{name}", [getattr(r, name) for r in recs]
-            if ftype == "t":
+            if name in anchored:
+                columns.append((col, anchored[name]))
+            elif ftype == "t":
                 columns.append((col, [b - a for a, b in zip([0, *values], values, strict=False)]))
             elif ftype in "ib":
                 columns.append((col, [int(v) for v in values]))
@@ -367,17 +500,28 @@ def _encode_body_v1(records: list[Record], images: dict[str, bytes]) -> bytes:
                 columns.append((col + ".n", [len(v) for v in values]))
                 columns.append((col + ".a", [p[0] for v in values for p in v]))
                 columns.append((col + ".b", [p[1] for v in values for p in v]))
+    return list(strings), columns
+
+
+def _shuffled_f64(values: list[int]) -> bytes:
+    raw = struct.pack(f"<{len(values)}q", *values)
+    return b"".join(raw[i::8] for i in range(8))
+
+
+def _encode_body_v1(records: list[Record], images: dict[str, bytes]) -> bytes:
+    """The format-1 encoder as it was (commit 8e3743e), for round trips through
+    the format-1 decoder."""
+    strings, columns = _reference_columns(records, 1)
     entries, chunks = [], []
     for name, values in columns:
         if name.endswith(".scale"):
-            raw = struct.pack(f"<{len(values)}q", *values)
-            encoding, chunk = "f64", b"".join(raw[i::8] for i in range(8))
+            encoding, chunk = "f64", _shuffled_f64(values)
         else:
             encoding, chunk = "varint", _zigzag_leb128(values)
         entries.append([name, encoding, len(values), len(chunk)])
         chunks.append(chunk)
     manifest = {
-        "strings": list(strings),
+        "strings": strings,
         "kinds": [s[0] for s in _SCHEMAS],
         "columns": entries,
         "images": [[k, len(v)] for k, v in images.items()],
@@ -386,6 +530,39 @@ def _encode_body_v1(records: list[Record], images: dict[str, bytes]) -> bytes:
     section = struct.pack("<I", len(mbytes)) + mbytes + b"".join(chunks)
     frame = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(section)
     return b"".join([BODY_MAGIC, b"\x01", struct.pack("<I", len(frame)), frame, *images.values()])
+
+
+def _encode_body_v2(records: list[Record], images: dict[str, bytes]) -> bytes:
+    """The format-2 encoder as it was (commit bcaceb9), for round trips through
+    the format-2 decoder."""
+    strings, columns = _reference_columns(records, 2)
+    chunks = []
+    for name, values in columns:
+        if name.endswith(".scale"):
+            chunks.append(b"\x02" + _shuffled_f64(values))
+        elif all(v >= 0 for v in values):
+            chunks.append(b"\x00" + _leb128(values))
+        else:
+            chunks.append(b"\x01" + _zigzag_leb128(values))
+    manifest = {
+        "records": len(records),
+        "strings": strings,
+        "images": [[k, len(v)] for k, v in images.items()],
+    }
+    mbytes = json.dumps(manifest, separators=(",", ":")).encode()
+    section = struct.pack("<I", len(mbytes)) + mbytes + b"".join(chunks)
+    frame = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(section)
+    return b"".join([BODY_MAGIC, b"\x02", struct.pack("<I", len(frame)), frame, *images.values()])
+
+
+def _leb128(values: list[int]) -> bytes:
+    out = bytearray()
+    for u in values:
+        while u >= 0x80:
+            out.append((u & 0x7F) | 0x80)
+            u >>= 7
+        out.append(u)
+    return bytes(out)
 
 
 def _zigzag_leb128(values: list[int]) -> bytes:
@@ -418,6 +595,38 @@ def test_format_1_bodies_round_trip_through_the_decoder(
     recs: list[Record], images: dict[str, bytes]
 ) -> None:
     assert decode_body(_encode_body_v1(recs, images)) == (recs, images)
+
+
+# The format-2 body of FORMAT_1_RECORDS, as the format-2 encoder wrote it
+# (commit bcaceb9); it must keep decoding.
+FORMAT_2_BODY = base64.b64decode(
+    "T1ZUQgJ9AQAAKLUv/WDOAJ0LAIYUTUEwiTgdAKp8WCpVVEjBOsA+c+TAfJq8DjBZ9bw6bsKt1v9s1nC1BlooQ2FX"
+    "g1OslgV96vECZWS3DfxhEBIRIXvvFDsAPQA5ANi7GQsAN217w10wh+HFX4hD2vaoubnLLpUJCwmScWDXtjM4cjrc"
+    "GqZFDwAnj2JbigqmxS6DHM5d4H+FFTXROmf9DWybhWa3Cg17d+vvIzUZJjEZoG2H12vbloqE1+G07Tt+GHdu1hAQ"
+    "I748cm1769jI8NDQMvD7Aq+vDT6J5rQAoipnRU2fUOBAcGr+Dz6nIRo6JVHSP1/rPxwoOEbpdBK9Ku9wa9LT/xfQ"
+    "BAul51e1rJJP3iCh/ERfJ4Y9k7nkn0RV+Tqqo1MeynMJw7HIayk0+rzwC8Tg89YnAoQEv3VgwLGuqw8Xk0KJXNdp"
+    "GygwAgKZ9hBoWw4B8Gj4t4QBCDPsosNRmTNGsHZmEIRl+47sDVNbJCVloXBeJdbULUzgFd1rNa61wtsDUklGRmtl"
+    "eVJJRkZkZWx0YQ=="
+)
+
+
+def test_a_format_2_body_still_decodes() -> None:
+    assert FORMAT_2_BODY[4] == 2
+    assert decode_body(FORMAT_2_BODY) == (FORMAT_1_RECORDS, FORMAT_1_IMAGES)
+
+
+def test_the_format_2_reference_encoder_writes_what_format_2_wrote() -> None:
+    ours = _encode_body_v2(FORMAT_1_RECORDS, FORMAT_1_IMAGES)
+    assert ours[:5] == FORMAT_2_BODY[:5]
+    assert _unframe(ours) == _unframe(FORMAT_2_BODY)
+
+
+@settings(max_examples=100)
+@given(st.lists(records, max_size=40), st.dictionaries(text, st.binary(max_size=64), max_size=4))
+def test_format_2_bodies_round_trip_through_the_decoder(
+    recs: list[Record], images: dict[str, bytes]
+) -> None:
+    assert decode_body(_encode_body_v2(recs, images)) == (recs, images)
 
 
 # ------------------------------------------------------------------ header
