@@ -18,7 +18,8 @@ stop, and nothing else:
 
 Usage::
 
-    overt tray [--socket PATH] [--no-agent] [--poll SECONDS] [-v] [-- AGENT-RUN-ARGS…]
+    overt tray [--socket PATH] [--no-agent] [--poll SECONDS] [--menu-map FILE] [-v]
+               [-- AGENT-RUN-ARGS…]
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class TrayOptions:
     poll_interval_ms: int
     verbose: bool
     agent_args: tuple[str, ...] = field(default=())
+    menu_map: Path | None = None
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -73,6 +75,13 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often to ask the agent for its status (default 2)",
     )
+    parser.add_argument(
+        "--menu-map",
+        type=Path,
+        metavar="FILE",
+        help="each time the menu opens, write where its entries are on the screen to FILE "
+        "(JSON; for UI automation)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the tray does")
     return parser
 
@@ -97,6 +106,7 @@ def parse_options(argv: Sequence[str], prog: str = "overt tray") -> TrayOptions:
         poll_interval_ms=int(ns.poll * 1000),
         verbose=ns.verbose,
         agent_args=tuple(agent_args),
+        menu_map=ns.menu_map,
     )
 
 
@@ -151,9 +161,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "overt tray") -> int:
         log.warning("no system tray yet; the icon appears when one starts")
 
     runner = ThreadRunner()
-    controller = TrayController(
-        api, runner, TrayConfig(poll_interval_ms=options.poll_interval_ms), launcher=launcher
-    )
+    config = TrayConfig(poll_interval_ms=options.poll_interval_ms, menu_map=options.menu_map)
+    controller = TrayController(api, runner, config, launcher=launcher)
     controller.quit_requested.connect(app.quit)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: app.quit())

@@ -21,6 +21,13 @@ CATEGORIES = (
     ("other", "Another reason (explain below)"),
 )
 _LABELS = dict(CATEGORIES)
+#: The same, short enough for a column.
+SHORT_LABELS = {
+    "bandwidth": "Limited bandwidth",
+    "sensitive": "Sensitive information",
+    "battery": "Often on battery",
+    "other": "Other",
+}
 
 MAX_REASON_CHARS = 2000
 MIN_DAYS, MAX_DAYS, DEFAULT_DAYS = 1, 366, 30
@@ -85,7 +92,7 @@ def request_rows(requests: tuple[ExemptionRequest, ...]) -> list[RequestRow]:
     return [
         RequestRow(
             request_id=r.request_id,
-            category=category_label(r.category),
+            category=SHORT_LABELS.get(r.category, r.category),
             reason=r.reason,
             duration="1 day" if r.duration_days == 1 else f"{r.duration_days} days",
             status=_status(r),

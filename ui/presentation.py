@@ -104,10 +104,20 @@ class MenuEntry:
 
 @dataclass(frozen=True, slots=True)
 class TrayView:
+    """What the tray shows. ``detail`` is one smaller line under the headline
+    in the menu (why no agent answers, or the app being recorded)."""
+
     icon: IconKind
     headline: str
     tooltip: str
     menu: tuple[MenuEntry, ...]
+    detail: str = ""
+
+    @property
+    def menu_pause_max(self) -> int | None:
+        """The longest pause offered (the one-click choice), if any."""
+        minutes = [e.minutes for e in self.menu if e.command == "pause" and e.minutes]
+        return max(minutes) if minutes else None
 
     def entry(self, entry_id: str) -> MenuEntry:
         for entry in self.menu:
@@ -298,13 +308,13 @@ def present(state: AgentState, tz: tzinfo | None = None) -> TrayView:
             head = "Not capturing: starting the agent…"
         else:
             head = "Not capturing: the agent is not running"
-        tip = [head]
-        if state.why and not state.starting:
-            tip.append(state.why)
-        return TrayView(IconKind.NOT_RUNNING, head, "\n".join(tip), _menu(state, head))
+        why = state.why if state.why and not state.starting else ""
+        tip = "\n".join([head, why] if why else [head])
+        return TrayView(IconKind.NOT_RUNNING, head, tip, _menu(state, head), detail=why)
     head = headline(state, tz)
-    tooltip = "\n".join([head, *details(state)])
-    return TrayView(icon_for(state), head, tooltip, _menu(state, head))
+    lines = details(state)
+    tooltip = "\n".join([head, *lines])
+    return TrayView(icon_for(state), head, tooltip, _menu(state, head), lines[0] if lines else "")
 
 
 # -- what happens over time ---------------------------------------------------

@@ -17,12 +17,16 @@ says so and offers to start one when it can.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
+from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCursor, QIcon
 from PySide6.QtWidgets import (
     QDialog,
@@ -30,6 +34,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMenu,
     QSystemTrayIcon,
+    QVBoxLayout,
     QWidget,
     QWidgetAction,
 )
@@ -69,6 +74,41 @@ class TrayConfig:
     ledger_days: int = 7
     #: Open the consent notice by itself when the agent needs an answer.
     prompt_consent: bool = True
+    #: When set, every time the menu opens, write where each entry is on the
+    #: screen to this JSON file (for UI automation; see ``menu_map``).
+    menu_map: Path | None = None
+
+
+#: Keyboard mnemonics (Alt+letter in the menu) by entry id or command.
+_MNEMONICS = {
+    "consent": "n",
+    "start_agent": "s",
+    "resume": "r",
+    "discard:5": "d",
+    "captured": "w",
+    "exemption": "e",
+    "quit": "q",
+}
+
+
+def with_mnemonic(label: str, letter: str | None) -> str:
+    """``label`` for a QAction: ``&`` escaped, and ``&`` before ``letter``."""
+    text = label.replace("&", "&&")
+    if not letter:
+        return text
+    lower = text.lower()
+    # Prefer the letter where a word starts: "Answer the capture &notice".
+    starts = [i for i, c in enumerate(lower) if c == letter and (i == 0 or lower[i - 1] == " ")]
+    at = starts[0] if starts else lower.find(letter)
+    return text if at < 0 else text[:at] + "&" + text[at:]
+
+
+def _without_mnemonic(text: str) -> str:
+    return "&".join(part.replace("&", "") for part in text.split("&&"))
+
+
+def _rect(x: int, y: int, w: int, h: int) -> list[int]:
+    return [x, y, w, h]
 
 
 def discard_message(minutes: int, result: DiscardResult) -> str:
@@ -98,18 +138,34 @@ class _Headline(QWidgetAction):
         row.setContentsMargins(10, 6, 14, 6)
         row.setSpacing(8)
         self.icon_label = QLabel()
+        self.icon_label.setAlignment(Qt.AlignmentFlag.AlignTop)
         self.text_label = QLabel()
         font = self.text_label.font()
         font.setBold(True)
         self.text_label.setFont(font)
+        self.detail_label = QLabel()
+        self.detail_label.setStyleSheet("color: palette(placeholder-text);")
+        self.detail_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.text_label.setTextFormat(Qt.TextFormat.PlainText)
+        column = QVBoxLayout()
+        column.setSpacing(2)
+        column.addWidget(self.text_label)
+        column.addWidget(self.detail_label)
         row.addWidget(self.icon_label)
-        row.addWidget(self.text_label, 1)
+        row.addLayout(column, 1)
+        self._box = box
         self.setDefaultWidget(box)
 
-    def show_state(self, icon: QIcon, text: str) -> None:
+    def show_state(self, icon: QIcon, text: str, detail: str) -> None:
         self.icon_label.setPixmap(icon.pixmap(20, 20))
         self.text_label.setText(text)
+        self.detail_label.setText(detail)
+        self.detail_label.setVisible(bool(detail))
+        # The menu sizes a widget entry from its size hint, and only looks
+        # again when the action changes: refresh the hint, then say so.
+        self._box.adjustSize()
         self.setText(text)
+        self.setStatusTip(detail)
 
 
 class TrayController(QObject):
@@ -152,6 +208,9 @@ class TrayController(QObject):
 
         self.menu = QMenu()
         self.menu.setObjectName("overt-tray-menu")
+        self._menu_opened = 0
+        if self._config.menu_map is not None:
+            self.menu.installEventFilter(self)
         self.tray = QSystemTrayIcon()
         self.tray.setContextMenu(self.menu)
         self.tray.activated.connect(self._activated)
@@ -255,23 +314,24 @@ class TrayController(QObject):
         self.tray.setToolTip(f"Overt — {view.tooltip}")
         layout = tuple(entry.id for entry in view.menu)
         if layout != self._layout:
-            self._rebuild_menu(view.menu)
+            self._rebuild_menu(view)
             self._layout = layout
         for entry in view.menu:
             if entry.separator:
                 continue
             action = self._actions[entry.id]
             if isinstance(action, _Headline):
-                action.show_state(icon, entry.label)
+                action.show_state(icon, entry.label, view.detail)
                 continue
-            if action.text() != entry.label:
-                action.setText(entry.label)
+            label = self._label(entry, view)
+            if action.text() != label:
+                action.setText(label)
             action.setEnabled(entry.enabled)
 
-    def _rebuild_menu(self, entries: tuple[MenuEntry, ...]) -> None:
+    def _rebuild_menu(self, view: TrayView) -> None:
         self.menu.clear()
         self._actions.clear()
-        for entry in entries:
+        for entry in view.menu:
             if entry.separator:
                 self.menu.addSeparator()
                 continue
@@ -281,10 +341,57 @@ class TrayController(QObject):
                 self.menu.addAction(headline)
                 self._actions[entry.id] = headline
                 continue
-            action = self.menu.addAction(entry.label)
+            action = self.menu.addAction(self._label(entry, view))
             action.setObjectName(entry.id)
             action.triggered.connect(self._handler(entry))
             self._actions[entry.id] = action
+
+    def _label(self, entry: MenuEntry, view: TrayView) -> str:
+        letter = _MNEMONICS.get(entry.id)
+        if entry.command == "pause" and entry.minutes == view.menu_pause_max:
+            letter = "p"  # the one-click pause
+        return with_mnemonic(entry.label, letter)
+
+    # -- the menu map, for UI automation ------------------------------------------
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.menu and event.type() == QEvent.Type.Show:
+            # Where the menu lands is known once it is shown.
+            QTimer.singleShot(0, self._write_menu_map)
+        return False
+
+    def menu_map(self) -> dict[str, object]:
+        """Each entry's label, state and rectangle on the screen (x, y, w, h)."""
+        origin = self.menu.pos()
+        entries: dict[str, object] = {}
+        for entry_id, action in self._actions.items():
+            box = self.menu.actionGeometry(action).translated(origin)
+            entries[entry_id] = {
+                "label": _without_mnemonic(action.text()),
+                "detail": self.view.detail if entry_id == "status" else "",
+                "enabled": action.isEnabled(),
+                "rect": _rect(box.x(), box.y(), box.width(), box.height()),
+            }
+        g = self.menu.geometry()
+        return {
+            "opened": self._menu_opened,
+            "menu": _rect(g.x(), g.y(), g.width(), g.height()),
+            "entries": entries,
+        }
+
+    def _write_menu_map(self) -> None:
+        target = self._config.menu_map
+        if target is None or not self.menu.isVisible():
+            return
+        self._menu_opened += 1
+        data = json.dumps(self.menu_map(), indent=1).encode("utf-8")
+        try:
+            fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            with os.fdopen(fd, "wb") as stream:
+                stream.write(data)
+            os.replace(temp, target)
+        except OSError as exc:
+            log.warning("cannot write the menu map: %s", exc.strerror)
 
     def _handler(self, entry: MenuEntry) -> Callable[[], None]:
         def triggered() -> None:

@@ -243,6 +243,7 @@ class FakeAgent:
 
     def exemption_list(self) -> dict[str, Any]:
         with self.lock:
+            self._record("exemption_list")
             if not self.exemptions_available:
                 raise ControlError("unavailable", "this agent has no collector to ask")
             return {"requests": [dict(r) for r in self.requests]}

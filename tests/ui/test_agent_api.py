@@ -56,7 +56,7 @@ def test_every_command_round_trips(api: ControlAgentApi, agent: FakeAgent) -> No
     assert len(ledger.batches) == len(agent.batches)
     assert [name for name, _ in agent.calls] == [
         "pause", "resume", "discard", "consent_decline", "consent_accept",
-        "exemption_request", "ledger",
+        "exemption_request", "exemption_list", "ledger",
     ]  # fmt: skip
 
 

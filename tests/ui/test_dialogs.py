@@ -51,7 +51,7 @@ def test_the_consent_notice_is_generated_from_the_policy(qtbot: QtBot) -> None:
     for app in stack.agent.notice["apps"]:
         assert app["name"] in text
     assert "It is kept for" in text
-    assert dialog.later_button.text() == "Decide later"
+    assert dialog.later_button.text() == "Decide &later"
     save_screenshot(dialog, "consent-dialog")
 
 
@@ -90,7 +90,7 @@ def test_an_answer_the_agent_refuses_is_not_lost_silently(qtbot: QtBot) -> None:
 def test_reopening_an_answered_notice_says_what_the_answer_was(qtbot: QtBot) -> None:
     stack = agent_stack(consent="declined")
     dialog = consent_dialog(qtbot, stack, declined_before=True)
-    assert dialog.later_button.text() == "Close"
+    assert dialog.later_button.text() == "&Close"
     labels = [w.text() for w in dialog.findChildren(type(dialog.message))]
     assert any("You declined this notice" in t for t in labels)
 
@@ -179,17 +179,17 @@ def test_a_request_needs_a_reason_then_goes_to_the_agent(qtbot: QtBot, stack: Ag
     dialog.duration.setValue(14)
     assert dialog.send_button.isEnabled()
     dialog.send_button.click()
-    assert stack.agent.calls[-1] == (
-        "exemption_request",
-        ("battery", "I work from trains most days", 14),
-    )
+    assert stack.agent.calls[-2:] == [
+        ("exemption_request", ("battery", "I work from trains most days", 14)),
+        ("exemption_list", ()),  # the list is read again
+    ]
     assert dialog.message.text() == "Sent. It is waiting for an admin's decision."
     assert dialog.reason.toPlainText() == ""
     assert row(dialog.requests, 0) == [
-        "I often work on battery",
-        "I work from trains most days",
+        "Often on battery",
         "14 days",
         "waiting for a decision",
+        "I work from trains most days",
     ]
 
 
@@ -204,7 +204,7 @@ def test_earlier_decisions_are_shown(qtbot: QtBot, stack: AgentStack) -> None:
          "grant_expires": None},
     ]  # fmt: skip
     dialog = exemption_dialog(qtbot, stack)
-    statuses = [row(dialog.requests, i)[3] for i in range(2)]
+    statuses = [row(dialog.requests, i)[2] for i in range(2)]
     assert statuses == [
         "approved until 2026-12-20 (decided 2026-11-20)",
         "denied: HR apps are already on the never-capture list (decided 2026-11-21)",
@@ -216,7 +216,7 @@ def test_earlier_decisions_are_shown(qtbot: QtBot, stack: AgentStack) -> None:
 def test_a_refused_request_keeps_what_was_typed(qtbot: QtBot, stack: AgentStack) -> None:
     stack.agent.exemptions_available = False
     dialog = exemption_dialog(qtbot, stack)
-    assert "this agent has no collector to ask" in row(dialog.requests, 0)[1]
+    assert "this agent has no collector to ask" in row(dialog.requests, 0)[3]
     dialog.reason.setPlainText("metered line")
     dialog.send_button.click()
     assert dialog.message.text() == "Not sent. this agent has no collector to send it to"

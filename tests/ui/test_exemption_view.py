@@ -77,4 +77,4 @@ def test_rows_say_what_became_of_each_request_pending_first() -> None:
         "denied: not on a metered plan (decided 2026-11-21)",
     ]
     assert rows[0].duration == "1 day"
-    assert rows[1].category == "Limited bandwidth (metered or slow internet at home)"
+    assert rows[1].category == "Limited bandwidth"

@@ -94,6 +94,7 @@ def test_agent_not_running_has_its_own_icon_and_everything_but_quit_is_off() -> 
     assert view.icon is IconKind.NOT_RUNNING
     assert view.headline == "Not capturing: the agent is not running"
     assert "no socket at /x" in view.tooltip
+    assert view.detail == "the agent is not running (no socket at /x)"
     enabled = {e.id for e in view.menu if e.enabled and not e.separator}
     assert enabled == {"quit"}
 
@@ -153,7 +154,9 @@ def test_pause_offers_the_policy_maximum_first_and_shorter_choices(
 
 
 def test_tooltip_details_uploads_and_policy() -> None:
-    tooltip = present(status()).tooltip
+    view = present(status())
+    tooltip = view.tooltip
+    assert view.detail == "Recording LibreOffice Writer now"
     assert "Recording LibreOffice Writer now" in tooltip
     assert "Uploaded today: 639 KiB of 50 MiB" in tooltip
     assert "Policy 3 of Example Corp" in tooltip

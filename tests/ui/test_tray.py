@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtCore import QPoint
 from PySide6.QtWidgets import QWidgetAction
 from pytestqt.qtbot import QtBot
 
@@ -16,7 +19,7 @@ from ui.calls import InlineRunner
 from ui.dialogs import ConsentDialog
 from ui.launcher import AgentCommand, AgentLauncher
 from ui.presentation import IconKind
-from ui.tray import TrayConfig, TrayController
+from ui.tray import TrayConfig, TrayController, with_mnemonic
 
 
 def make_tray(qtbot: QtBot, stack: AgentStack, **kw: Any) -> TrayController:
@@ -39,7 +42,7 @@ def icon_of(controller: TrayController) -> IconKind:
 
 
 def labels(controller: TrayController) -> list[str]:
-    return [a.text() for a in controller.menu.actions() if not a.isSeparator()]
+    return [a.text().replace("&", "") for a in controller.menu.actions() if not a.isSeparator()]
 
 
 def test_the_icon_tooltip_and_menu_show_the_agents_state(qtbot: QtBot, stack: AgentStack) -> None:
@@ -215,7 +218,7 @@ def test_closing_the_notice_unanswered_does_not_reopen_it(qtbot: QtBot) -> None:
     first.reject()
     tray.refresh()
     assert not first.isVisible()
-    assert tray.action("consent").text() == "Answer the capture notice…"
+    assert tray.action("consent").text() == "Answer the capture &notice…"
     tray.action("consent").trigger()
     assert tray.dialogs["consent"].isVisible()
     qtbot.addWidget(tray.dialogs["consent"])
@@ -279,3 +282,63 @@ def test_menu_screenshots(qtbot: QtBot, stack: AgentStack, state: str) -> None:
     path = save_screenshot(tray.menu, f"tray-menu-{state}")
     tray.menu.hide()
     assert path.stat().st_size > 0
+
+
+def test_menu_entries_have_keyboard_mnemonics(qtbot: QtBot, stack: AgentStack) -> None:
+    tray = make_tray(qtbot, stack)
+    texts = {name: tray.action(name).text() for name in ("pause:30", "pause:15", "resume", "quit")}
+    assert texts == {
+        "pause:30": "&Pause for 30 minutes",
+        "pause:15": "Pause for 15 minutes",
+        "resume": "&Resume now",
+        "quit": "&Quit",
+    }
+    assert with_mnemonic("Salt & pepper", "p") == "Salt && &pepper"
+    assert with_mnemonic("abc", "z") == "abc"
+
+
+def test_the_menu_map_says_where_each_entry_is(
+    qtbot: QtBot, stack: AgentStack, tmp_path: Path
+) -> None:
+    target = tmp_path / "menu.json"
+    tray = make_tray(qtbot, stack, menu_map=target)
+    tray.menu.popup(QPoint(40, 60))
+    qtbot.waitExposed(tray.menu)
+    qtbot.waitUntil(target.exists)
+    data = json.loads(target.read_text(encoding="utf-8"))
+    assert data["opened"] == 1
+    entries = data["entries"]
+    assert entries["pause:30"]["label"] == "Pause for 30 minutes"
+    assert entries["pause:30"]["enabled"] is True
+    assert entries["resume"]["enabled"] is False
+    x, y, w, h = entries["quit"]["rect"]
+    mx, my, mw, mh = data["menu"]
+    assert mx <= x
+    assert x + w <= mx + mw
+    assert my <= y
+    assert y + h <= my + mh
+    assert entries["pause:30"]["rect"][1] < entries["quit"]["rect"][1]
+    tray.menu.hide()
+
+
+def test_the_headline_always_fits_the_menu(qtbot: QtBot, stack: AgentStack) -> None:
+    # The headline gets longer (capturing, then paused with the time of the
+    # resume) while the menu keeps its entries; the menu must grow with it.
+    stack.agent.current_app = None  # no detail line at first
+    tray = make_tray(qtbot, stack)
+    tray.menu.popup(QPoint(10, 10))
+    qtbot.waitExposed(tray.menu)
+    tray.menu.hide()
+    stack.agent.pause(30)
+    tray.refresh()
+    tray.menu.popup(QPoint(10, 10))
+    qtbot.waitExposed(tray.menu)
+    headline = tray.action("status")
+    assert isinstance(headline, QWidgetAction)
+    widget = headline.defaultWidget()
+    assert widget is not None
+    box = tray.menu.actionGeometry(headline)
+    assert box.height() >= widget.sizeHint().height()
+    assert box.width() >= widget.sizeHint().width()
+    save_screenshot(tray.menu, "tray-menu-after-change")
+    tray.menu.hide()
