@@ -8,7 +8,9 @@ stop, and nothing else:
    mechanisms of Linux harmless together);
 2. if no agent answers on the control socket, start one —
    ``python -m overt agent run <everything after -->`` — unless
-   ``--no-agent``; an agent that already listens is only connected to;
+   ``--no-agent``; an agent that already listens is only connected to. A
+   ``--socket`` given to the tray is passed on to the agent it starts (unless
+   the agent's arguments name one), so that both use the same socket;
 3. the Qt application and the :class:`~ui.tray.TrayController`;
 4. on Quit, SIGTERM or SIGINT: stop polling, close the windows and stop the
    agent *this tray started* (so quitting the tray never leaves capture
@@ -110,6 +112,15 @@ def parse_options(argv: Sequence[str], prog: str = "overt tray") -> TrayOptions:
     )
 
 
+def agent_arguments(options: TrayOptions) -> tuple[str, ...]:
+    """The arguments for ``overt agent run``: the user's, plus the tray's socket."""
+    args = options.agent_args
+    names_socket = any(a == "--socket" or a.startswith("--socket=") for a in args)
+    if options.socket_path is None or names_socket:
+        return args
+    return (*args, "--socket", os.fspath(options.socket_path))
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "overt tray") -> int:
     options = parse_options(sys.argv[1:] if argv is None else argv, prog)
     logging.basicConfig(
@@ -140,7 +151,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "overt tray") -> int:
 
     launcher = None
     if options.start_agent:
-        launcher = AgentLauncher(AgentCommand.overt_agent_run(options.agent_args))
+        launcher = AgentLauncher(AgentCommand.overt_agent_run(agent_arguments(options)))
         try:
             api.status()
             log.info("an agent is already listening; connecting to it")

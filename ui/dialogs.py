@@ -116,21 +116,20 @@ class ConsentDialog(QDialog):
         self.message.setWordWrap(True)
         self.message.setStyleSheet(ERROR_STYLE)
         layout.addWidget(self.message)
-        buttons = QDialogButtonBox()
+        # A plain row, not a QDialogButtonBox: the box makes its accept
+        # button the default, and Enter must not answer a consent question.
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
         self.accept_button = QPushButton("&Accept")
         self.decline_button = QPushButton("&Decline")
         self.later_button = QPushButton("Decide &later" if offer.needed else "&Close")
-        buttons.addButton(self.accept_button, QDialogButtonBox.ButtonRole.AcceptRole)
-        buttons.addButton(self.decline_button, QDialogButtonBox.ButtonRole.DestructiveRole)
-        buttons.addButton(self.later_button, QDialogButtonBox.ButtonRole.RejectRole)
+        for button in (self.accept_button, self.decline_button, self.later_button):
+            button.setAutoDefault(False)
+            buttons.addWidget(button)
         self.accept_button.clicked.connect(lambda: self._answer(True))
         self.decline_button.clicked.connect(lambda: self._answer(False))
         self.later_button.clicked.connect(self.reject)
-        # No default button: Enter must not answer a consent question.
-        for button in (self.accept_button, self.decline_button, self.later_button):
-            button.setAutoDefault(False)
-            button.setDefault(False)
-        layout.addWidget(buttons)
+        layout.addLayout(buttons)
         self.text.setFocus()
         self.resize(620, 640)
 

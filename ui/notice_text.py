@@ -164,11 +164,13 @@ def notice_sections(notice: Mapping[str, Any]) -> list[Section]:
             "stored: " + ", ".join(k.replace("_", " ") for k in kinds) + "."
         )
     review = _int(notice, "review_window_minutes")
-    if review is not None:
+    if review:
         care.append(
             f"Everything waits {minutes_phrase(review)} on this computer before it is "
             "uploaded; until then you can discard it from the tray."
         )
+    elif review == 0:
+        care.append("There is no review window: what is captured is uploaded as soon as it can be.")
     upload = _obj(notice, "upload")
     daily = _int(upload, "daily_bytes")
     if daily is not None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ui.app import parse_options
+from ui.app import agent_arguments, parse_options
 
 
 def test_arguments_after_the_double_dash_go_to_the_agent() -> None:
@@ -32,3 +32,15 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
         parse_options(argv)
     assert exited.value.code == 2
     assert "usage: overt tray" in capsys.readouterr().err
+
+
+def test_the_trays_socket_is_passed_to_the_agent_it_starts() -> None:
+    options = parse_options(["--socket", "/run/x.sock", "--", "--trust", "k.pub"])
+    assert agent_arguments(options) == ("--trust", "k.pub", "--socket", "/run/x.sock")
+
+
+def test_a_socket_named_for_the_agent_is_left_as_it_is() -> None:
+    for args in (["--socket", "/a.sock"], ["--socket=/a.sock"]):
+        options = parse_options(["--socket", "/run/x.sock", "--", *args])
+        assert agent_arguments(options) == tuple(args)
+    assert agent_arguments(parse_options(["--", "--trust", "k"])) == ("--trust", "k")

@@ -52,6 +52,8 @@ def test_the_consent_notice_is_generated_from_the_policy(qtbot: QtBot) -> None:
         assert app["name"] in text
     assert "It is kept for" in text
     assert dialog.later_button.text() == "Decide &later"
+    buttons = (dialog.accept_button, dialog.decline_button, dialog.later_button)
+    assert not any(b.isDefault() for b in buttons)  # Enter answers nothing
     save_screenshot(dialog, "consent-dialog")
 
 

@@ -84,3 +84,11 @@ def test_sections_do_not_change_the_notice() -> None:
     before = copy.deepcopy(notice)
     notice_html(notice)
     assert notice == before
+
+
+def test_no_review_window_is_said_plainly() -> None:
+    notice = office_notice()
+    notice["review_window_minutes"] = 0
+    text = _text(notice)
+    assert "There is no review window" in text
+    assert "waits 0 minutes" not in text
