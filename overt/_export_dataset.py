@@ -57,7 +57,11 @@ action; its id is a six-digit counter over the whole export.
 
 Each batch is applied as a unit: everything it produces is computed first
 and written only if the whole batch went through (a frame that will not
-reassemble rejects the batch, and nothing of it is written).
+reassemble rejects the batch, and nothing of it is written). PNG encoding,
+the dearest step by far, may run in worker processes (:class:`PngEncoder`
+with ``jobs`` > 0): a batch's output is then written once the next batch has
+been computed, so that the workers encode one batch's frames while this
+process decrypts and reassembles the next.
 """
 
 from __future__ import annotations
@@ -66,8 +70,11 @@ import io
 import json
 import logging
 import math
+import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,12 +183,49 @@ class _DeviceState:
         return replace(self, session=session)
 
 
+def _encode_png(size: tuple[int, int], rgb: bytes, level: int) -> bytes:
+    """PNG bytes of an RGB frame (module level: it runs in worker processes)."""
+    buf = io.BytesIO()
+    Image.frombytes("RGB", size, rgb).save(buf, format="PNG", compress_level=level)
+    return buf.getvalue()
+
+
+class PngEncoder:
+    """Encodes frames as PNG, here (``jobs`` 0) or in ``jobs`` worker processes.
+
+    ``submit`` returns a thunk that yields the bytes. Workers are started
+    with ``spawn`` (the caller may hold threads, such as the store's), only
+    when the first frame comes, and stopped by ``close``.
+    """
+
+    def __init__(self, level: int, jobs: int = 0) -> None:
+        self.level = level
+        self.jobs = jobs
+        self._pool: ProcessPoolExecutor | None = None
+
+    def submit(self, img: Image.Image) -> Callable[[], bytes]:
+        rgb = img.convert("RGB")
+        if self.jobs <= 0:
+            data = _encode_png(rgb.size, rgb.tobytes(), self.level)
+            return lambda: data
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=context)
+        future: Future[bytes] = self._pool.submit(_encode_png, rgb.size, rgb.tobytes(), self.level)
+        return future.result
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
 @dataclass(slots=True)
 class _Output:
     """What one batch produces, held until the whole batch went through."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
-    images: list[tuple[str, bytes]] = field(default_factory=list)
+    images: list[tuple[str, Callable[[], bytes]]] = field(default_factory=list)
     sessions: list[dict[str, Any]] = field(default_factory=list)
     frames: int = 0
 
@@ -210,13 +254,15 @@ class DatasetWriter:
     session and closes the files.
     """
 
-    def __init__(self, root: Path, *, idle_split_ms: int, png_compress_level: int) -> None:
+    def __init__(self, root: Path, *, idle_split_ms: int, png: PngEncoder) -> None:
         self.root = root
         self.idle_split_ms = idle_split_ms
-        self.png_compress_level = png_compress_level
         self.counts = DatasetCounts()
+        self._png = png
         self._state: _DeviceState | None = None
         self._next_session = 1
+        #: Output computed but not yet written (only with PNG workers).
+        self._held: _Output | None = None
         try:
             (root / IMAGES).mkdir(parents=True, exist_ok=True)
             self._metadata = open(root / METADATA, "w", encoding="utf-8")  # noqa: SIM115
@@ -259,8 +305,9 @@ class DatasetWriter:
             self._commit(out)
 
     def close(self) -> None:
-        """End the last session, flush and fsync the files."""
+        """End the last session, write what is held, flush and fsync the files."""
         self._switch_device(None)
+        self._commit(None)
         try:
             for stream in (self._metadata, self._actions, self._sessions):
                 stream.flush()
@@ -288,9 +335,21 @@ class DatasetWriter:
             None if device_id is None else _DeviceState(device_id, next_session=self._next_session)
         )
 
-    def _commit(self, out: _Output) -> None:
+    def _commit(self, out: _Output | None) -> None:
+        """Write ``out`` in order after what is held; with PNG workers, hold ``out``
+        back (until the next call) so that its frames encode meanwhile."""
+        if self._png.jobs > 0:
+            out, self._held = self._held, out
+        if out is not None:
+            self._write(out)
+
+    def _write(self, out: _Output) -> None:
         try:
-            for name, data in out.images:
+            for name, encoded in out.images:
+                try:
+                    data = encoded()
+                except BrokenProcessPool as exc:
+                    raise OutputError(f"the PNG encoding workers stopped: {exc}") from exc
                 path = self.root / name
                 path.parent.mkdir(exist_ok=True)
                 with open(path, "wb") as stream:
@@ -393,7 +452,7 @@ class DatasetWriter:
             frame = None
         if frame is not None and frame.session_id != session.session_id:
             name = f"{IMAGES}/{session.session_id}/{session.images:06d}.png"
-            out.images.append((name, self._png(frame.image)))
+            out.images.append((name, self._png.submit(frame.image)))
             session.images += 1
             frame = s.frame = replace(frame, session_id=session.session_id, file_name=name)
         row: dict[str, Any] = {
@@ -423,11 +482,6 @@ class DatasetWriter:
         session.end_ms = max(session.end_ms, end)
         session.last_seq = seq
         s.last_action_end = end if s.last_action_end is None else max(s.last_action_end, end)
-
-    def _png(self, img: Image.Image) -> bytes:
-        buf = io.BytesIO()
-        img.save(buf, format="PNG", compress_level=self.png_compress_level)
-        return buf.getvalue()
 
 
 COLUMNS = (

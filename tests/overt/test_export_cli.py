@@ -141,7 +141,7 @@ def test_progress_on_request_goes_to_stderr(
     tmp_path: Path, store: Store, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["--data", str(store.data), "--key", str(store.key), "--out", str(tmp_path / "o")]
-    assert main([*args, "--progress"]) == 0
+    assert main([*args, "--progress", "--jobs", "0"]) == 0
     err = capsys.readouterr().err
     assert err.startswith("\r[")
     assert err.endswith("] 3/3 batches  " + err.rsplit("batches  ", 1)[1])
@@ -177,7 +177,9 @@ def test_nothing_exportable_is_exit_1_and_writes_nothing(
 ) -> None:
     other_key, _ = write_dataset_keypair(tmp_path, "other")
     out = tmp_path / "o"
-    code = main(["--data", str(store.data), "--key", str(other_key), "--out", str(out)])
+    code = main(
+        ["--data", str(store.data), "--key", str(other_key), "--out", str(out), "--jobs", "0"]
+    )
     captured = capsys.readouterr()
     assert code == 1
     assert "rejected batches 3" in captured.out
@@ -192,7 +194,9 @@ def test_an_output_directory_in_use_is_exit_1(
     out = tmp_path / "o"
     out.mkdir()
     (out / "keep").write_bytes(png(screen(32, 32, 1)))
-    code = main(["--data", str(store.data), "--key", str(store.key), "--out", str(out)])
+    code = main(
+        ["--data", str(store.data), "--key", str(store.key), "--out", str(out), "--jobs", "0"]
+    )
     assert code == 1
     assert "not an empty directory" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep"]
@@ -205,6 +209,7 @@ def test_an_output_directory_in_use_is_exit_1(
         ["--data", "d", "--key", "k", "--out", "o", "--idle-minutes", "0"],
         ["--data", "d", "--key", "k", "--out", "o", "--png-level", "12"],
         ["--data", "d", "--key", "k", "--out", "o", "--bogus"],
+        ["--data", "d", "--key", "k", "--out", "o", "--jobs", "-1"],
     ],
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
