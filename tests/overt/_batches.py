@@ -29,7 +29,7 @@ from agent.pipeline.records import (
     TextSpanRecord,
     to_ms,
 )
-from agent.pipeline.screens import CodecChooser, FrameEncoder, GrabRequest
+from agent.pipeline.screens import Codec, CodecChooser, FrameEncoder, GrabRequest, encode_image
 from overt.export import StoredBatch
 from policies.model import KeyMode, Redaction, Screenshots, TitleAction
 from policies.sealed import seal_batch
@@ -61,6 +61,14 @@ class PngCodec(CodecChooser):
         buf = io.BytesIO()
         img.save(buf, format="PNG")
         return buf.getvalue()
+
+
+class LossyCodec(CodecChooser):
+    """Lossy WebP whatever the content (the chooser would take lossless for
+    screen content when it has the time)."""
+
+    def encode(self, img: Image.Image, quality: int) -> bytes:
+        return encode_image(img, quality, codec=Codec.LOSSY)
 
 
 def png(img: Image.Image) -> bytes:

@@ -57,6 +57,7 @@ from ._batches import (
     SHOTS,
     T_MS,
     Keys,
+    LossyCodec,
     PngCodec,
     Recorder,
     T,
@@ -217,7 +218,7 @@ def test_lossy_frames_are_within_tolerance_and_coordinates_scale_to_the_image(
     tmp_path: Path,
 ) -> None:
     keys = Keys()
-    rec = Recorder()  # the agent's own codec choice: WebP (or JPEG), lossy
+    rec = Recorder(codec=LossyCodec())
     d = decision(shots=SHOTS.model_copy(update={"max_width": 160, "quality": 90}))
     w = EDITOR
     rec.screens[w.window_id] = screen(320, 200, 3, [(60, 60)])
@@ -233,6 +234,8 @@ def test_lossy_frames_are_within_tolerance_and_coordinates_scale_to_the_image(
     assert (click["x"], click["y"]) == (160, 100)
     assert (click["image_width"], click["image_height"], click["image_scale"]) == (160, 100, 0.5)
     assert (click["image_x"], click["image_y"]) == (80, 50)
+    blobs = [blob for b in rec.batches for blob in decode_body(b.body)[1].values()]
+    assert all(blob[12:16] == b"VP8 " for blob in blobs)  # lossy WebP, not VP8L
     expected = rec.grabbed[0][2].resize((160, 100), Image.Resampling.BOX)
     with Image.open(out / click["file_name"]) as img:
         diff = ImageChops.difference(img.convert("RGB"), expected)
@@ -762,3 +765,23 @@ def test_summary_lists_counts_and_each_rejected_batch(tmp_path: Path) -> None:
     assert "images written 2" in text
     assert f"device {DEVICE} seq 2 batch {b[1].header.batch_id}: unknown device" in text
     assert FORMAT == 1
+
+
+def test_png_workers_write_the_same_dataset_as_inline_encoding(tmp_path: Path) -> None:
+    keys = Keys()
+    rec = Recorder(codec=PngCodec(), max_age_s=4.0)
+    work_session(rec)
+    items = [keys.stored(b) for b in rec.batches]
+    bad = replace(items[1], device_key=None)  # a rejection between held outputs
+    items = [items[0], bad, *items[2:]]
+    outs = {}
+    for jobs in (0, 2):
+        out = tmp_path / f"jobs-{jobs}"
+        summary = export_batches(items, keys.dataset, ExportConfig(out=out, jobs=jobs))
+        assert summary.images > 0
+        outs[jobs] = {
+            p.relative_to(out).as_posix(): p.read_bytes()
+            for p in out.rglob("*")
+            if p.is_file() and p.name != "dataset.json"
+        }
+    assert outs[0] == outs[2]
