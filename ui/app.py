@@ -31,7 +31,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,8 +121,22 @@ def agent_arguments(options: TrayOptions) -> tuple[str, ...]:
     return (*args, "--socket", os.fspath(options.socket_path))
 
 
+def missing_display(env: Mapping[str, str], platform: str = sys.platform) -> str | None:
+    """Why Qt would find no screen here, or None. Qt itself aborts the process
+    on a missing display; saying so first is kinder and starts no agent."""
+    if not platform.startswith("linux") or env.get("QT_QPA_PLATFORM"):
+        return None
+    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
+        return None
+    return "no display: the tray needs a desktop session (set DISPLAY)"
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "overt tray") -> int:
     options = parse_options(sys.argv[1:] if argv is None else argv, prog)
+    problem = missing_display(os.environ)
+    if problem is not None:
+        print(f"{prog}: {problem}", file=sys.stderr)
+        return 1
     logging.basicConfig(
         level=logging.INFO if options.verbose else logging.WARNING,
         format="overt tray: %(levelname)s %(name)s: %(message)s",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from ui.app import agent_arguments, parse_options
+from ui.app import agent_arguments, missing_display, parse_options
 
 
 def test_arguments_after_the_double_dash_go_to_the_agent() -> None:
@@ -44,3 +47,26 @@ def test_a_socket_named_for_the_agent_is_left_as_it_is() -> None:
         options = parse_options(["--socket", "/run/x.sock", "--", *args])
         assert agent_arguments(options) == tuple(args)
     assert agent_arguments(parse_options(["--", "--trust", "k"])) == ("--trust", "k")
+
+
+def test_no_display_is_said_before_anything_starts() -> None:
+    assert missing_display({}, "linux") is not None
+    assert missing_display({"DISPLAY": ":1"}, "linux") is None
+    assert missing_display({"WAYLAND_DISPLAY": "wayland-0"}, "linux") is None
+    assert missing_display({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
+    assert missing_display({}, "darwin") is None
+
+
+def test_overt_tray_without_a_display_exits_1_with_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"}}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "overt", "tray", "--socket", str(tmp_path / "a.sock"),
+         "--", "--trust", "k.pub"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == (
+        "overt tray: no display: the tray needs a desktop session (set DISPLAY)\n"
+    )
+    assert not (tmp_path / "a.sock").exists()
