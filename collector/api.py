@@ -131,12 +131,7 @@ def _ok(model: BaseModel, status: int = 200) -> Response:
 
 
 def _target(request: Request) -> str:
-    """The request target as the device signed it: raw path, then ``?query`` if any."""
-    scope = request.scope
-    raw = scope.get("raw_path") or scope["path"].encode("utf-8")
-    query = scope.get("query_string") or b""
-    target = raw.decode("latin-1")
-    return f"{target}?{query.decode('latin-1')}" if query else target
+    return _scope_target(request.scope)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -260,43 +255,6 @@ def _device_routes(service: CollectorService, limits: Limits) -> APIRouter:
         return _ok(
             schemas.EnrollOut(device_id=device.device_id, tenant=device.tenant, group=device.group),
             201,
-        )
-
-    @router.post(
-        "/batches",
-        status_code=201,
-        response_model=schemas.BatchAckOut,
-        summary="upload one sealed batch; acknowledged once it is durable",
-        responses={
-            200: {"model": schemas.BatchAckOut, "description": "identical resend: duplicate"},
-            **_E401,
-            **_error(409, "sequence_conflict: this (device, seq) is stored with other bytes"),
-            **_error(413, f"over MAX_SEALED_BYTES ({MAX_SEALED_BYTES}); refused before reading"),
-            **_error(
-                422,
-                "malformed_batch, wrong_device (the header names another device) or "
-                "bad_batch_signature",
-            ),
-            **_E503,
-        },
-        openapi_extra=_merge(
-            _device_headers(),
-            {
-                "requestBody": {
-                    "required": True,
-                    "description": "a sealed batch, policies/sealed.py format 1",
-                    "content": {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
-                }
-            },
-        ),
-    )
-    async def upload_batch(request: Request) -> Response:
-        body = await read_body(request, limits.sealed_batch_bytes)
-        result = await service.ingest(request.headers, request.method, _target(request), body)
-        stored = result.outcome is BatchOutcome.STORED
-        ack = {"status": result.outcome.value, "seq": result.seq, "batch_id": result.batch_id}
-        return Response(
-            json.dumps(ack).encode(), status_code=201 if stored else 200, media_type=JSON
         )
 
     @router.get(
@@ -665,31 +623,35 @@ def _int_param(request: Request, name: str, default: int | None, low: int, high:
 # ----------------------------------------------------------- errors, schema
 
 
+def error_parts(exc: CollectorError, path: str) -> tuple[int, bytes, dict[str, str]]:
+    """Status, JSON body and extra headers of the answer to ``exc`` on ``path``."""
+    status = next((s for kind, s in _STATUS if isinstance(exc, kind)), 500)
+    headers: dict[str, str] = {}
+    detail = exc.detail
+    if status == 401:
+        # One answer for every reason: the reason is in the debug log only.
+        detail = (
+            "bad, used or expired enrollment token"
+            if path == "/v1/enroll"
+            else "authentication failed"
+        )
+        if path.startswith("/v1/admin/"):
+            headers["WWW-Authenticate"] = "Bearer"
+    elif status == 413:
+        headers["Connection"] = "close"
+    elif status == 503:
+        headers["Retry-After"] = "5"
+        logger.error("store unavailable: %s", exc)
+    elif status == 500:
+        logger.error("internal error %s: %s", exc.code, exc)
+    return status, json.dumps({"error": exc.code, "detail": detail}).encode(), headers
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def collector_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, CollectorError)
-        status = next((s for kind, s in _STATUS if isinstance(exc, kind)), 500)
-        headers: dict[str, str] = {}
-        detail = exc.detail
-        if status == 401:
-            detail = (
-                "bad, used or expired enrollment token"
-                if request.url.path == "/v1/enroll"
-                else "authentication failed"
-            )
-            if request.url.path.startswith("/v1/admin/"):
-                headers["WWW-Authenticate"] = "Bearer"
-        elif status == 413:
-            headers["Connection"] = "close"
-        elif status == 503:
-            headers["Retry-After"] = "5"
-            logger.error("store unavailable: %s", exc)
-        elif status == 500:
-            logger.error("internal error %s: %s", exc.code, exc)
-        body = {"error": exc.code, "detail": detail}
-        return Response(
-            json.dumps(body).encode(), status_code=status, media_type=JSON, headers=headers
-        )
+        status, body, headers = error_parts(exc, request.url.path)
+        return Response(body, status_code=status, media_type=JSON, headers=headers)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -729,6 +691,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         models.update(model_schema.pop("$defs", {}))
         models[model.__name__] = model_schema
+    for model in (schemas.BatchAckOut, schemas.ErrorOut):
+        models[model.__name__] = model.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+    schema["paths"][BATCHES_PATH] = BATCHES_OPENAPI
     components.setdefault("securitySchemes", {})["bearer"] = {
         "type": "http",
         "scheme": "bearer",
@@ -736,6 +703,133 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     }
     app.openapi_schema = schema
     return schema
+
+
+# ------------------------------------------------------------ batch uploads
+
+BATCHES_PATH = "/v1/batches"
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its body was complete."""
+
+
+class BatchUploads:
+    """``POST /v1/batches``, answered here without routing: the hot path.
+
+    An ASGI middleware in front of the FastAPI app: every other request goes
+    on to the app. It reads the body within ``limit`` (413 before reading a
+    declared ``Content-Length`` over it; a chunked body is cut off at the
+    limit), hands headers and bytes to :meth:`CollectorService.ingest`, and
+    answers with the same JSON as the rest of the API. Its OpenAPI entry is
+    :data:`BATCHES_OPENAPI`.
+    """
+
+    def __init__(self, app: Any, service: CollectorService, limit: int) -> None:
+        self.app = app
+        self.service = service
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != BATCHES_PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        extra: dict[str, str] = {}
+        try:
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            body = await self._body(headers, receive)
+            result = await self.service.ingest(headers, "POST", _scope_target(scope), body)
+            status = 201 if result.outcome is BatchOutcome.STORED else 200
+            ack = {"status": result.outcome.value, "seq": result.seq, "batch_id": result.batch_id}
+            payload = json.dumps(ack).encode()
+        except _ClientGone:
+            return
+        except CollectorError as exc:
+            status, payload, extra = error_parts(exc, BATCHES_PATH)
+        response_headers = [
+            (b"content-type", JSON.encode()),
+            (b"content-length", str(len(payload)).encode()),
+            *((k.lower().encode(), v.encode()) for k, v in extra.items()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _body(self, headers: dict[str, str], receive: Any) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None:
+            declared = declared.strip()
+            if not (declared.isascii() and declared.isdigit()):
+                raise InvalidRequestError("Content-Length is not a number")
+            if int(declared) > self.limit:
+                raise PayloadTooLargeError(f"the body is over the {self.limit}-byte limit")
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.limit:
+                raise PayloadTooLargeError(f"the body is over the {self.limit}-byte limit")
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _scope_target(scope: Any) -> str:
+    """The request target as the device signed it: raw path, then ``?query`` if any."""
+    raw = scope.get("raw_path") or scope["path"].encode("utf-8")
+    query = scope.get("query_string") or b""
+    target = raw.decode("latin-1")
+    return f"{target}?{query.decode('latin-1')}" if query else target
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {JSON: {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+    }
+
+
+#: The OpenAPI operation of ``POST /v1/batches`` (served by :class:`BatchUploads`).
+BATCHES_OPENAPI: dict[str, Any] = {
+    "post": {
+        "tags": ["device"],
+        "summary": "upload one sealed batch; acknowledged once it is durable",
+        "operationId": "upload_batch_v1_batches_post",
+        **_device_headers(),
+        "requestBody": {
+            "required": True,
+            "description": "a sealed batch, policies/sealed.py format 1",
+            "content": {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        },
+        "responses": {
+            "201": {
+                "description": "stored and durable",
+                "content": {JSON: {"schema": {"$ref": "#/components/schemas/BatchAckOut"}}},
+            },
+            "200": {
+                "description": "an identical resend of a stored (device, seq): duplicate",
+                "content": {JSON: {"schema": {"$ref": "#/components/schemas/BatchAckOut"}}},
+            },
+            "401": _error_response("authentication failed (one answer for every reason)"),
+            "409": _error_response(
+                "sequence_conflict: this (device, seq) is stored with other bytes"
+            ),
+            "413": _error_response(
+                f"over MAX_SEALED_BYTES ({MAX_SEALED_BYTES}); refused before the body is read"
+            ),
+            "422": _error_response(
+                "malformed_batch, wrong_device (the header names another device) or "
+                "bad_batch_signature"
+            ),
+            "503": _error_response("the store cannot write now; retry after Retry-After"),
+        },
+    }
+}
 
 
 # ------------------------------------------------------------------- the app
@@ -770,6 +864,7 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> FastA
     app.include_router(_device_routes(service, config.limits))
     app.include_router(_admin_routes(service, config.limits))
     _install_error_handlers(app)
+    app.add_middleware(BatchUploads, service=service, limit=config.limits.sealed_batch_bytes)
     openapi: Callable[[], dict[str, Any]] = lambda: _openapi(app)  # noqa: E731
     app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -41,6 +41,8 @@ from collector.errors import CorruptStoreError, StorageError
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^seg-(\d{8})\.dat$")
+#: Buffers per writev call (Linux's IOV_MAX).
+_IOV_MAX = 1024
 
 
 def segment_name(segment_id: int) -> str:
@@ -168,6 +170,40 @@ class BlobSegments:
         self._active_size += len(data)
         self._dirty.add(self._active_id)
         return self._active_id, offset
+
+    def append_many(self, items: list[bytes]) -> list[tuple[int, int]]:
+        """Append each item (one ``writev`` per segment touched); where each one went."""
+        if not self.writable:
+            raise StorageError("blob segments are open read-only")
+        places: list[tuple[int, int]] = []
+        pending: list[bytes] = []
+        for data in items:
+            if self._active_fd is None or (
+                self._active_size > 0 and self._active_size + len(data) > self.max_segment_bytes
+            ):
+                self._write_all(pending)
+                pending = []
+                self._open_active(self._active_id + 1, create=True)
+            places.append((self._active_id, self._active_size))
+            self._active_size += len(data)
+            pending.append(data)
+        self._write_all(pending)
+        return places
+
+    def _write_all(self, buffers: list[bytes]) -> None:
+        """Write ``buffers`` at the end of the active segment (already counted in its size)."""
+        if not buffers:
+            return
+        assert self._active_fd is not None
+        self._dirty.add(self._active_id)
+        views = [memoryview(b) for b in buffers]
+        while views:
+            written = os.writev(self._active_fd, views[:_IOV_MAX])
+            while views and written >= len(views[0]):
+                written -= len(views[0])
+                views.pop(0)
+            if views and written:
+                views[0] = views[0][written:]
 
     def dirty_sizes(self) -> dict[int, int]:
         """The new lengths of the segments appended to since the last sync."""

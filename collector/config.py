@@ -84,6 +84,8 @@ class CollectorConfig:
     enrollment_token_minutes: int = 60
     #: How long a device's key and revocation state may be cached in memory.
     device_cache_seconds: float = 30.0
+    #: Threads that verify batch uploads (signatures, hashes) beside the event loop.
+    verify_threads: int = 1
 
 
 @dataclass(frozen=True, slots=True)

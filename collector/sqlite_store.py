@@ -26,11 +26,11 @@ Guarantees after a crash (SIGKILL, power loss) at any moment:
   the list of ranges to zero commit together, the ranges are zeroed and
   synced before the call returns, and ranges still listed at start (a crash
   in between) are zeroed again then;
-- remembered nonces survive a restart, except those of requests answered in
-  the last few milliseconds before the crash (they are persisted with the
-  next group, not before the answer): a replay of such a request could be
-  accepted once. Batch uploads are not affected (a replayed batch is a
-  duplicate).
+- remembered nonces survive a restart, except those of requests other than
+  batch uploads answered in the last ``NONCE_FLUSH_SECONDS`` before the crash
+  (they are persisted with the writer's next group, not before the answer):
+  a replay of such a request could be accepted once after the restart. The
+  nonce of a batch upload is durable before the batch is acknowledged.
 
 Only one serving collector may open a data directory (``exclusive=True``
 takes ``DATA/.lock``); tools beside it open it non-exclusive and may not
@@ -49,6 +49,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
@@ -91,6 +92,8 @@ DB_FILE = "collector.db"
 BLOB_DIR = ("blobs", "v1")
 LOCK_FILE = ".lock"
 
+#: An idle writer persists claimed nonces at least this often.
+NONCE_FLUSH_SECONDS = 0.5
 #: How often (in the callers' clock) expired nonces are deleted from the table.
 _NONCE_PRUNE_MS = 60_000
 _PAGE = 128
@@ -229,13 +232,45 @@ class _Tx:
 
 @dataclass
 class _Job(Generic[T]):
-    apply: Callable[[_Tx], T]
+    apply: Callable[[_Tx], T] | None
     future: Future[T]
     #: Zeroes ranges after commit: its future waits for that as well.
     erases: bool = False
+    #: A batch write (``apply`` is None): consecutive ones are written together.
+    batch: BatchWrite | None = None
+
+
+class _GroupStats:
+    """Group sizes and times, logged at debug level every ``every`` seconds."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every = every
+        self.groups = self.writes = 0
+        self.busy = 0.0
+        self.since = time.perf_counter()
+
+    def add(self, writes: int, seconds: float) -> None:
+        self.groups += 1
+        self.writes += writes
+        self.busy += seconds
+        now = time.perf_counter()
+        if now - self.since >= self.every:
+            logger.debug(
+                "writer: %d writes in %d groups (%.1f per group), %.1f ms per group, busy %.0f%%",
+                self.writes,
+                self.groups,
+                self.writes / self.groups,
+                1000 * self.busy / self.groups,
+                100 * self.busy / (now - self.since),
+            )
+            self.groups = self.writes = 0
+            self.busy = 0.0
+            self.since = now
 
 
 _STOP = object()
+#: Stands for "nothing queued": the writer only persists claimed nonces.
+_FLUSH = object()
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -358,13 +393,17 @@ class SQLiteStorage:
             self._nonce_heap: list[tuple[int, str, str]] = []
             self._nonce_lock = threading.Lock()
             self._nonce_pruned_ms = 0
-            self._load_nonces()
+            self._pending_nonces: list[tuple[str, str, int]] = []
+            self._prune_before: int | None = None
+            if config.exclusive:
+                self._load_nonces()
         except (sqlite3.Error, OSError) as exc:
             self._blobs.close()
             self._writer_conn.close()
             self._release_lock()
             raise _wrap(exc) from exc
         self._queue: queue.SimpleQueue[_Job[Any] | object] = queue.SimpleQueue()
+        self._stats = _GroupStats()
         self._writer = threading.Thread(target=self._run, name="collector-writer", daemon=True)
         self._writer.start()
 
@@ -454,13 +493,15 @@ class SQLiteStorage:
     # --------------------------------------------------------- the writer
 
     def _submit(self, apply: Callable[[_Tx], T], *, erases: bool = False) -> Future[T]:
-        future: Future[T] = Future()
+        return self._enqueue(_Job(apply, Future(), erases))
+
+    def _enqueue(self, job: _Job[T]) -> Future[T]:
         with self._submit_lock:
             if not self._closed:
-                self._queue.put(_Job(apply, future, erases))
-                return future
-        future.set_exception(StorageError("the store is closed"))
-        return future
+                self._queue.put(job)
+                return job.future
+        job.future.set_exception(StorageError("the store is closed"))
+        return job.future
 
     def _write(self, apply: Callable[[_Tx], T], *, erases: bool = False) -> T:
         return self._submit(apply, erases=erases).result()
@@ -468,21 +509,27 @@ class SQLiteStorage:
     def _run(self) -> None:
         stop = False
         while not stop:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            jobs: list[_Job[Any]] = [first]  # type: ignore[list-item]
-            while len(jobs) < self.config.max_group:
+            jobs: list[_Job[Any]] = []
+            try:
+                item = self._queue.get(timeout=NONCE_FLUSH_SECONDS)
+            except queue.Empty:
+                item = _FLUSH
+            while True:
+                if item is _STOP:
+                    stop = True
+                    break
+                if isinstance(item, _Job):
+                    jobs.append(item)
+                if len(jobs) >= self.config.max_group:
+                    break
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is _STOP:
-                    stop = True
-                    break
-                jobs.append(item)  # type: ignore[arg-type]
             try:
+                started = time.perf_counter()
                 self._run_group(jobs)
+                self._stats.add(len(jobs), time.perf_counter() - started)
             except BaseException as exc:  # never leave a caller waiting
                 logger.exception("writer group failed")
                 with contextlib.suppress(sqlite3.Error):
@@ -500,8 +547,21 @@ class SQLiteStorage:
                 item.future.set_exception(StorageError("the store is closed"))
 
     def _run_group(self, jobs: list[_Job[Any]]) -> None:
+        """One transaction, one blob fsync, for every write in ``jobs`` (see module doc).
+
+        Each SQLite call and each syscall lets go of the GIL, and getting it
+        back can take a whole switch interval while the event loop thread is
+        busy; so consecutive batch writes are applied together (one query for
+        duplicates, one ``writev``, one multi-row insert, one device update)
+        rather than one by one.
+        """
         conn = self._writer_conn
         blobs = self._blobs if self.config.exclusive else None
+        with self._nonce_lock:
+            nonces, self._pending_nonces = self._pending_nonces, []
+            prune_before, self._prune_before = self._prune_before, None
+        if not jobs and not nonces:
+            return
         mark = self._blobs.mark()
         tx = _Tx(conn, blobs)
         results: list[tuple[_Job[Any], Any, BaseException | None]] = []
@@ -511,10 +571,24 @@ class SQLiteStorage:
             for job in jobs:
                 if job.future.set_running_or_notify_cancel():
                     job.future.set_exception(_wrap(exc))
+            self._requeue_nonces(nonces)
             return
-        for job in jobs:
+        index = 0
+        while index < len(jobs):
+            if jobs[index].batch is not None:
+                run = []
+                while index < len(jobs) and jobs[index].batch is not None:
+                    if jobs[index].future.set_running_or_notify_cancel():
+                        run.append(jobs[index])
+                    index += 1
+                if run:
+                    results.extend(self._apply_batches(tx, run))
+                continue
+            job = jobs[index]
+            index += 1
             if not job.future.set_running_or_notify_cancel():
                 continue
+            assert job.apply is not None
             conn.execute("SAVEPOINT job")
             try:
                 result = job.apply(tx)
@@ -526,6 +600,10 @@ class SQLiteStorage:
                 conn.execute("RELEASE job")
                 results.append((job, result, None))
         try:
+            if nonces:
+                _insert_nonces(conn, nonces)
+            if prune_before is not None:
+                conn.execute("DELETE FROM nonces WHERE expires_ms < ?", (prune_before,))
             if blobs is not None:
                 for segment_id, size in blobs.dirty_sizes().items():
                     conn.execute(
@@ -541,6 +619,7 @@ class SQLiteStorage:
                 conn.execute("ROLLBACK")
             with contextlib.suppress(OSError):
                 self._blobs.rollback(mark)
+            self._requeue_nonces(nonces)
             error = _wrap(exc)
             for job, _, _ in results:
                 job.future.set_exception(error)
@@ -561,6 +640,25 @@ class SQLiteStorage:
                 job.future.set_exception(zero_error)
             else:
                 job.future.set_result(result)
+
+    def _apply_batches(
+        self, tx: _Tx, run: list[_Job[Any]]
+    ) -> list[tuple[_Job[Any], Any, BaseException | None]]:
+        batches = [job.batch for job in run if job.batch is not None]
+        tx.conn.execute("SAVEPOINT batches")
+        try:
+            outcomes = _put_batches(tx, batches)
+        except Exception as exc:
+            tx.conn.execute("ROLLBACK TO batches")
+            tx.conn.execute("RELEASE batches")
+            return [(job, None, exc) for job in run]
+        tx.conn.execute("RELEASE batches")
+        return [(job, outcome, None) for job, outcome in zip(run, outcomes, strict=True)]
+
+    def _requeue_nonces(self, nonces: list[tuple[str, str, int]]) -> None:
+        if nonces:
+            with self._nonce_lock:
+                self._pending_nonces[:0] = nonces
 
     # -------------------------------------------------------------- readers
 
@@ -769,30 +867,24 @@ class SQLiteStorage:
                 return False
             self._nonces[key] = expires_ms
             heapq.heappush(heap, (expires_ms, device_id, nonce))
-            prune = now_ms - self._nonce_pruned_ms >= _NONCE_PRUNE_MS
-            if prune:
+            if now_ms - self._nonce_pruned_ms >= _NONCE_PRUNE_MS:
                 self._nonce_pruned_ms = now_ms
-
-        def apply(tx: _Tx) -> None:
-            tx.conn.execute(
-                "INSERT OR REPLACE INTO nonces (device_id, nonce, expires_ms) VALUES (?, ?, ?)",
-                (device_id, nonce, expires_ms),
-            )
-            if prune:
-                tx.conn.execute("DELETE FROM nonces WHERE expires_ms < ?", (now_ms,))
-
-        # Persisted with the next group; the caller does not wait (see module doc).
-        self._submit(apply).add_done_callback(_log_failure)
+                self._prune_before = now_ms
+            # Persisted by the writer's next group: a batch upload of this
+            # request is written in that group or a later one, so the nonce is
+            # durable before the batch is acknowledged. Other requests do not
+            # wait; an idle writer flushes within NONCE_FLUSH_SECONDS.
+            self._pending_nonces.append((device_id, nonce, expires_ms))
         return True
-
-    # ---------------------------------------------------------------- batches
 
     def submit_batch(self, batch: BatchWrite) -> Future[BatchOutcome]:
         if not self.config.exclusive:
             future: Future[BatchOutcome] = Future()
             future.set_exception(StorageError("batches are written by the serving collector only"))
             return future
-        return self._submit(lambda tx: _put_batch(tx, batch))
+        return self._enqueue(_Job(None, Future(), batch=batch))
+
+    # ---------------------------------------------------------------- batches
 
     def put_batch(self, batch: BatchWrite) -> BatchOutcome:
         return self.submit_batch(batch).result()
@@ -1094,47 +1186,105 @@ class SQLiteStorage:
         return "" if row is None else str(row[0])
 
 
-def _put_batch(tx: _Tx, batch: BatchWrite) -> BatchOutcome:
+_BATCH_INSERT_ROW = "(?,?,?,?,?,?,?,?,?,?,?,?)"
+#: Rows per multi-row statement (12 parameters each, well under SQLite's limit).
+_ROWS_PER_STATEMENT = 500
+
+
+def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _put_batches(tx: _Tx, batches: list[BatchWrite]) -> list[BatchOutcome]:
+    """Store batches together; an outcome per batch, in order (see ``Storage.submit_batch``)."""
     conn = tx.conn
-    row = conn.execute(
-        "SELECT sha256 FROM batches WHERE device_id = ? AND seq = ?", (batch.device_id, batch.seq)
-    ).fetchone()
-    if row is not None:
-        if bytes(row[0]) == batch.sha256:
-            return BatchOutcome.DUPLICATE
-        if batch.conflict_audit is not None:
-            _insert_audit(conn, batch.conflict_audit)
-        return BatchOutcome.CONFLICT
+    known: dict[tuple[str, int], bytes] = {}
+    keys = list(dict.fromkeys((b.device_id, b.seq) for b in batches))
+    for key_chunk in _chunks(keys, _ROWS_PER_STATEMENT):
+        # A join, not "(device_id, seq) IN (VALUES ...)": SQLite scans the table for that.
+        sql = (
+            "SELECT b.device_id, b.seq, b.sha256 FROM (VALUES "  # noqa: S608 (placeholders only)
+            + ",".join(["(?,?)"] * len(key_chunk))
+            + ") AS v JOIN batches AS b ON b.device_id = v.column1 AND b.seq = v.column2"
+        )
+        for device_id, seq, sha256 in conn.execute(sql, [v for k in key_chunk for v in k]):
+            known[(device_id, seq)] = bytes(sha256)
+    outcomes: list[BatchOutcome] = []
+    new: list[BatchWrite] = []
+    conflicts: list[AuditEvent] = []
+    for batch in batches:
+        key = (batch.device_id, batch.seq)
+        stored = known.get(key)
+        if stored is None:
+            known[key] = batch.sha256
+            new.append(batch)
+            outcomes.append(BatchOutcome.STORED)
+        elif stored == batch.sha256:
+            outcomes.append(BatchOutcome.DUPLICATE)
+        else:
+            outcomes.append(BatchOutcome.CONFLICT)
+            if batch.conflict_audit is not None:
+                conflicts.append(batch.conflict_audit)
+    if conflicts:
+        conn.executemany(
+            "INSERT INTO audit (at_ms, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
+            [_audit_row(event) for event in conflicts],
+        )
+    if not new:
+        return outcomes
     assert tx.blobs is not None
-    segment_id, offset = tx.blobs.append(batch.sealed)
-    conn.execute(
-        "INSERT INTO batches (device_id, seq, batch_id, header, start_ms, end_ms, policy_version, "
-        "size, sha256, received_at_ms, segment_id, segment_offset) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+    places = tx.blobs.append_many([b.sealed for b in new])
+    rows: list[tuple[object, ...]] = [
         (
-            batch.device_id,
-            batch.seq,
-            batch.batch_id,
-            batch.header.decode("utf-8"),
-            batch.start_ms,
-            batch.end_ms,
-            batch.policy_version,
-            len(batch.sealed),
-            batch.sha256,
-            batch.received_at_ms,
+            b.device_id,
+            b.seq,
+            b.batch_id,
+            b.header.decode("utf-8"),
+            b.start_ms,
+            b.end_ms,
+            b.policy_version,
+            len(b.sealed),
+            b.sha256,
+            b.received_at_ms,
             segment_id,
             offset,
-        ),
-    )
-    conn.execute(
-        "UPDATE devices SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?), "
-        "bytes = bytes + ?, batches = batches + 1, policy_version = ? WHERE device_id = ?",
-        (batch.received_at_ms, len(batch.sealed), batch.policy_version, batch.device_id),
-    )
-    return BatchOutcome.STORED
+        )
+        for b, (segment_id, offset) in zip(new, places, strict=True)
+    ]
+    for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
+        conn.execute(
+            "INSERT INTO batches (device_id, seq, batch_id, header, start_ms, end_ms, "  # noqa: S608 (placeholders only)
+            "policy_version, size, sha256, received_at_ms, segment_id, segment_offset) VALUES "
+            + ",".join([_BATCH_INSERT_ROW] * len(chunk)),
+            [v for row in chunk for v in row],
+        )
+    per_device: dict[str, list[int]] = {}
+    for b in new:
+        seen, size, count, _ = per_device.get(b.device_id, [0, 0, 0, 0])
+        per_device[b.device_id] = [
+            max(seen, b.received_at_ms),
+            size + len(b.sealed),
+            count + 1,
+            b.policy_version,
+        ]
+    updates: list[tuple[object, ...]] = [(d, *values) for d, values in per_device.items()]
+    for chunk in _chunks(updates, _ROWS_PER_STATEMENT):
+        conn.execute(
+            "UPDATE devices SET last_seen_ms = max(coalesce(devices.last_seen_ms, 0), v.column2), "  # noqa: S608 (placeholders only)
+            "bytes = devices.bytes + v.column3, batches = devices.batches + v.column4, "
+            "policy_version = v.column5 FROM (VALUES "
+            + ",".join(["(?,?,?,?,?)"] * len(chunk))
+            + ") AS v WHERE devices.device_id = v.column1",
+            [v for row in chunk for v in row],
+        )
+    return outcomes
 
 
-def _log_failure(future: Future[Any]) -> None:
-    error = future.exception()
-    if error is not None:
-        logger.error("persisting a nonce failed: %s", error)
+def _insert_nonces(conn: sqlite3.Connection, nonces: list[tuple[str, str, int]]) -> None:
+    for chunk in _chunks(nonces, _ROWS_PER_STATEMENT):
+        conn.execute(
+            "INSERT OR REPLACE INTO nonces (device_id, nonce, expires_ms) VALUES "  # noqa: S608 (placeholders only)
+            + ",".join(["(?,?,?)"] * len(chunk)),
+            [v for row in chunk for v in row],
+        )

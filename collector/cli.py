@@ -1,0 +1,190 @@
+"""``overt collector ...``: run the collector and manage credentials on its data directory.
+
+Commands::
+
+    serve         --data DIR [--host H] [--port P] [--grant-key ADMIN.key]
+                  [--policy SIGNED.json ...]
+    enroll-token  --data DIR --tenant T --group G [--expires-minutes N]
+    admin-token   --data DIR [--name NAME]
+    admin-user    --data DIR --name NAME      (password on stdin, or asked twice)
+
+``enroll-token``, ``admin-token`` and ``admin-user`` work on the data
+directory directly (beside a running collector, too) and print the new
+secret on stdout, once; it is stored only hashed. Exit status: 0 on success,
+1 when the command fails (one line on stderr says why), 2 on a usage error.
+This module is an entry point: it reads arguments, files and the terminal,
+configures logging and builds the typed configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from collector.config import DEFAULT_PORT, CollectorConfig, ServeConfig, StorageConfig
+from collector.errors import CollectorError, ConfigError
+from collector.service import CollectorService
+from collector.sqlite_store import SQLiteStorage
+from policies.errors import PolicyError
+from policies.keys import load_private_key
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="The Overt collector: ingest, enrollment, policies, exemptions."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the collector (HTTP) on a data directory",
+        description="Serve the collector API. Prints one line once it listens and writes "
+        "DIR/collector.json (url, pid); SIGTERM or Ctrl+C stops it cleanly.",
+    )
+    serve.add_argument("--data", required=True, type=Path, metavar="DIR")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"0 lets the OS choose (default {DEFAULT_PORT})",
+    )
+    serve.add_argument(
+        "--grant-key",
+        type=Path,
+        metavar="ADMIN.key",
+        help="admin Ed25519 key (overt policy keygen) that signs exemption grants",
+    )
+    serve.add_argument(
+        "--policy",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="SIGNED.json",
+        help="a signed policy to store at start (repeatable)",
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+
+    token = commands.add_parser(
+        "enroll-token",
+        help="create a single-use enrollment token for one device",
+    )
+    token.add_argument("--data", required=True, type=Path, metavar="DIR")
+    token.add_argument("--tenant", required=True)
+    token.add_argument("--group", required=True)
+    token.add_argument("--expires-minutes", type=int, default=60, metavar="N")
+
+    admin_token = commands.add_parser("admin-token", help="create an admin API bearer token")
+    admin_token.add_argument("--data", required=True, type=Path, metavar="DIR")
+    admin_token.add_argument("--name", default="admin", help="who the token is for")
+
+    user = commands.add_parser(
+        "admin-user",
+        help="create an admin user for the web pages, or change its password",
+        description="The password is read from stdin when it is not a terminal, "
+        "otherwise asked for twice. It is stored as an scrypt hash with a per-user salt.",
+    )
+    user.add_argument("--data", required=True, type=Path, metavar="DIR")
+    user.add_argument("--name", required=True)
+    return parser
+
+
+def _local_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _read_password(name: str) -> str:
+    if not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise ConfigError("no password on stdin")
+        return password
+    first = getpass.getpass(f"password for {name}: ")
+    second = getpass.getpass("again: ")
+    if first != second:
+        raise ConfigError("the two passwords differ")
+    return first
+
+
+def _open_service(data: Path) -> CollectorService:
+    storage = SQLiteStorage(StorageConfig(data_dir=data, exclusive=False))
+    return CollectorService(storage, CollectorConfig(storage=storage.config))
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        from collector.server import serve
+
+        grant_key = None
+        if args.grant_key is not None:
+            try:
+                grant_key = load_private_key(args.grant_key)
+            except PolicyError as exc:
+                raise ConfigError(str(exc)) from exc
+        config = ServeConfig(
+            collector=CollectorConfig(
+                storage=StorageConfig(data_dir=args.data), grant_key=grant_key
+            ),
+            host=args.host,
+            port=args.port,
+            policy_files=tuple(args.policy),
+            log_level=args.log_level,
+        )
+        return serve(config)
+
+    if args.command == "admin-user":
+        password = _read_password(args.name)
+        service = _open_service(args.data)
+        try:
+            service.set_admin_password(args.name, password, _local_actor())
+        finally:
+            service.close()
+        print(f"admin user {args.name} saved", file=sys.stderr)
+        return 0
+
+    service = _open_service(args.data)
+    try:
+        if args.command == "enroll-token":
+            new = service.create_enrollment_token(
+                args.tenant, args.group, args.expires_minutes, _local_actor()
+            )
+            print(new.token)
+            print(
+                f"single-use token {new.record.token_id} for tenant {args.tenant}, group "
+                f"{args.group}; expires in {args.expires_minutes} minute(s)",
+                file=sys.stderr,
+            )
+        elif args.command == "admin-token":
+            print(service.create_admin_token(args.name, _local_actor()))
+            print(f"admin token for {args.name}; it is shown only this once", file=sys.stderr)
+    finally:
+        service.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "overt collector") -> int:
+    parser = _parser(prog)
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    logging.basicConfig(
+        level=getattr(logging, str(getattr(args, "log_level", "warning")).upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return _run(args)
+    except CollectorError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
