@@ -43,11 +43,14 @@ is ``key``; key timing records are ``key_down`` and ``key_up``. Records are
 taken in time order within a batch (ties in body order).
 
 The screenshot of an action is the latest frame at or before it (in that
-order) of the window the action happened in, in the same session: frames
-are dropped at a marker, a missing batch and a change of app, and a frame is
-used only while the window has the size it had when the frame was taken.
-Records carry no window id, so two windows of the same app with the same
-size are not told apart until the next frame.
+order) of the window the action happened in: frames are forgotten at a
+marker, a missing batch and a change of app (an idle split keeps the frame
+and writes it again into the new session's folder), and a frame is used
+only while the window has the size it had when the frame was taken. Records
+carry no window id, so two windows of the same app with the same size are
+not told apart until the next frame; and since a delta names its chain by
+the keyframe's content hash, two windows whose keyframes are pixel-identical
+within one batch share one chain here.
 
 Sessions end at every marker (gap, pause start and end, discard, consent,
 policy change), at a missing or rejected batch (a sequence number skipped),
@@ -289,6 +292,14 @@ class DatasetWriter:
         self._commit(out)
         self._state = state
         self._next_session = state.next_session
+        log.debug(
+            "batch %s seq %d: %d actions, %d frames, %d images",
+            header.batch_id,
+            header.seq,
+            len(out.rows),
+            out.frames,
+            len(out.images),
+        )
         c = self.counts
         c.batches += 1
         c.sealed_bytes += batch.sealed_size

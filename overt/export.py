@@ -20,7 +20,8 @@ Output guarantees: the dataset is built in a hidden sibling directory
 fsynced first. ``OUT`` therefore either does not exist or holds a complete
 dataset, also after a crash (which can leave a ``.partial`` directory to
 delete). An ``OUT`` that exists and is not empty is refused, never
-overwritten. ``DIR`` is only read. No private key material is written
+overwritten. The exporter writes nothing under ``DIR`` (the store is opened
+non-exclusive, beside a running collector). No private key material is written
 anywhere: ``dataset.json`` names the dataset key by its ids from the batch
 headers and the SHA-256 of its public key.
 
@@ -28,7 +29,8 @@ headers and the SHA-256 of its public key.
 
     {"format": 1, "created_at": ISO, "source": DIR,
      "dataset_key": {"key_ids": [...], "public_key_sha256": HEX},
-     "options": {"idle_split_seconds": S, "images": "referenced"},
+     "options": {"idle_split_seconds": S, "images": "referenced",
+                 "png_compress_level": L},
      "counts": {"batches", "sealed_bytes", "events", "actions",
                 "actions_with_screenshot", "frames", "images", "sessions",
                 "rejected"},
@@ -124,6 +126,14 @@ class ExportConfig:
     jobs: int = 0
     #: Where the batches came from, for ``dataset.json``.
     source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.idle_split_s > 0:
+            raise ValueError("idle_split_s must be more than 0")
+        if not 0 <= self.png_compress_level <= 9:
+            raise ValueError("png_compress_level must be 0 to 9")
+        if self.jobs < 0:
+            raise ValueError("jobs must be 0 or more")
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,7 +386,11 @@ def _write_manifest(
             "key_ids": sorted(writer.counts.dataset_key_ids),
             "public_key_sha256": hashlib.sha256(public).hexdigest(),
         },
-        "options": {"idle_split_seconds": config.idle_split_s, "images": "referenced"},
+        "options": {
+            "idle_split_seconds": config.idle_split_s,
+            "images": "referenced",
+            "png_compress_level": config.png_compress_level,
+        },
         "counts": {
             "batches": summary.batches,
             "sealed_bytes": summary.sealed_bytes,

@@ -785,3 +785,18 @@ def test_png_workers_write_the_same_dataset_as_inline_encoding(tmp_path: Path) -
             if p.is_file() and p.name != "dataset.json"
         }
     assert outs[0] == outs[2]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"idle_split_s": 0.0}, "idle_split_s"),
+        ({"png_compress_level": 10}, "png_compress_level"),
+        ({"jobs": -1}, "jobs"),
+    ],
+)
+def test_impossible_options_are_refused(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        ExportConfig(out=tmp_path / "o", **changes)
