@@ -21,17 +21,20 @@ spans; times are epoch milliseconds covering every record of the body.
 
 Body, format 3 (written; formats 2 and 1 are still read)::
 
-    "OVTB"  u8 version (3)  u32le N  <N bytes: one zstd frame>  <image blobs>
+    "OVTB"  u8 version (3)  u32le N  <N bytes: one zstd frame>  <pointer stream>
+    <image blobs>
 
 The zstd frame holds ``u32le M``, an M-byte JSON manifest
 ``{"records": R, "strings": [...], "images": [[id, length], ...]}`` and then
 the columns back to back, each a one-byte tag and its values: ``0`` unsigned
 LEB128, ``1`` zigzag then LEB128, ``2`` IEEE-754 doubles, little-endian,
 bytes shuffled (all first bytes, then all second bytes...), ``3`` the
-pointer stream (below). The encoder tags an integer column ``0`` when none
-of its values is negative (zigzag would spend a bit on a sign that is never
-there: a 64-127 ms interval would take two bytes); every value fits in a
-signed 64-bit integer. The image blobs follow the frame in the manifest's
+length of the pointer stream (below) as one unsigned LEB128. The encoder
+tags an integer column ``0`` when none of its values is negative (zigzag
+would spend a bit on a sign that is never there: a 64-127 ms interval would
+take two bytes); every value fits in a signed 64-bit integer. The pointer
+stream follows the frame, not compressed (zstd cannot shrink it and spent
+about 20 bytes a batch trying), then the image blobs in the manifest's
 order, stored as encoded (WebP or JPEG), not recompressed.
 
 Columns carry no names and no lengths: the schema fixes them. First
@@ -45,29 +48,29 @@ None, else index + 1), floats as doubles, tuples as a length column then the
 flattened values, pairs as a length column then the first and the second
 items.
 
-The path records are instead one pointer stream (tag ``3``), bit-packed,
-most significant bit first, zero bits padding its last byte: each path's
-kind (``0`` hover, ``10`` approach, ``11`` drag), then integer columns, each
-a sign bit (``1``: zigzag), its order k as Exp-Golomb of order 0, then its
-values as Exp-Golomb of order k (``u + 2**k`` in n bits after n - k - 1
-zero bits), no header when a column is empty: each path's samples less one;
-the first path's ``t``, ``x``, ``y`` (three one-value columns); the other
-paths' ``t``, ``x``, ``y`` as the difference from the previous path's
-anchor — its last sample's time plus its ``dwell_ms``, and its last
-sample's position (a path mostly starts where and when the last one
-stopped: a hover where an approach ended, an approach from the hover);
-``dwell_ms``; then the ``dt``, ``dx`` and ``dy`` of every step of every
-path, path after path. The encoder picks each column's order for its
-values. A batch of a minute holds a few dozen kept samples; byte-aligned
-varints and zstd's per-frame entropy tables cost more than the samples
-themselves there (5.6 bytes per kept sample in format 2, 3.9 in format 3,
-``bench/session_bytes.py``). A path's ``dt``, ``dx`` and ``dy`` must be of
-one length.
+The path records' columns are instead the pointer stream's length (tag
+``3``). The stream is bit-packed, most significant bit first, zero bits
+padding its last byte: each path's kind (``0`` hover, ``10`` approach,
+``11`` drag), then integer columns, each a sign bit (``1``: zigzag), its
+order k as Exp-Golomb of order 0, then its values as Exp-Golomb of order k
+(``u + 2**k`` in n bits after n - k - 1 zero bits), no header when a column
+is empty: each path's samples less one; the first path's ``t``, ``x``,
+``y`` (three one-value columns); the other paths' ``t``, ``x``, ``y`` as
+the difference from the previous path's anchor — its last sample's time
+plus its ``dwell_ms``, and its last sample's position (a path mostly starts
+where and when the last one stopped: a hover where an approach ended, an
+approach from the hover); ``dwell_ms``; then the ``dt``, ``dx`` and ``dy``
+of every step of every path, path after path. The encoder picks each
+column's order for its values. A batch of a minute holds a few dozen kept
+samples, too few for zstd to learn their statistics: in the batches of
+``bench/session_bytes.py`` the paths cost 5.2 bytes per kept sample in
+format 2 and 4.0 in format 3 (what the body grows by with them). A path's
+``dt``, ``dx`` and ``dy`` must be of one length.
 A new record kind or field is a new body format.
 
-Body, format 2 (read only): as format 3, with the path records as columns
-like the other kinds', except that ``t``, ``x`` and ``y`` are the anchor
-differences described above (the first path's: from 0).
+Body, format 2 (read only): as format 3 without a pointer stream: the path
+records are columns like the other kinds', except that ``t``, ``x`` and
+``y`` are the anchor differences described above (the first path's: from 0).
 
 Body, format 1 (read only): the same container; the manifest is
 ``{"strings", "kinds", "columns": [[name, encoding, count, bytes], ...],
@@ -598,10 +601,10 @@ def _pointer_stream(paths: Sequence[MousePathRecord]) -> bytes:
     return w.getvalue()
 
 
-def _read_pointer_stream(section: bytes, pos: int, count: int) -> tuple[list[MousePathRecord], int]:
-    """``count`` path records from the stream at ``section[pos:]``; returns them
+def _read_pointer_stream(data: bytes, pos: int, count: int) -> tuple[list[MousePathRecord], int]:
+    """``count`` path records from the stream at ``data[pos:]``; returns them
     and the byte position after the stream."""
-    r = _BitReader(section, pos)
+    r = _BitReader(data, pos)
     kinds = []
     for _ in range(count):
         code = r.read(1) and 1 + r.read(1)
@@ -632,8 +635,9 @@ def _read_pointer_stream(section: bytes, pos: int, count: int) -> tuple[list[Mou
     return paths, r.pos >> 3
 
 
-def _columns(records: Sequence[Record], strings: _Strings) -> list[bytes]:
-    """The body's columns in format-3 order, each as its tag and its values."""
+def _columns(records: Sequence[Record], strings: _Strings) -> tuple[list[bytes], bytes]:
+    """The body's columns in format-3 order, each as its tag and its values,
+    and the pointer stream (empty without path records)."""
     by_kind: list[list[Any]] = [[] for _ in _SCHEMAS]
     order: list[int] = []
     for rec in records:
@@ -643,11 +647,13 @@ def _columns(records: Sequence[Record], strings: _Strings) -> list[bytes]:
         order.append(k)
         by_kind[k].append(rec)
     columns = [_int_column(order)]
+    stream = b""
     for k, ((_kind, _, schema), recs) in enumerate(zip(_SCHEMAS, by_kind, strict=True)):
         if not recs:
             continue
         if k == _PATH:
-            columns.append(bytes([_TAG_POINTER]) + _pointer_stream(recs))
+            stream = _pointer_stream(recs)
+            columns.append(bytes([_TAG_POINTER]) + _uvarint([len(stream)]))
             continue
         for name, ftype, _enum in schema:
             values = [getattr(r, name) for r in recs]
@@ -674,7 +680,7 @@ def _columns(records: Sequence[Record], strings: _Strings) -> list[bytes]:
                 columns.append(_int_column([len(v) for v in values]))
                 columns.append(_int_column([p[0] for v in values for p in v]))
                 columns.append(_int_column([p[1] for v in values for p in v]))
-    return columns
+    return columns, stream
 
 
 def _f64_bits(values: Sequence[float]) -> list[int]:
@@ -692,7 +698,7 @@ def _int_column(values: Sequence[int]) -> bytes:
 def encode_body(records: Sequence[Record], images: Mapping[str, bytes]) -> bytes:
     """Pack records and image blobs into a body (format 3)."""
     strings = _Strings()
-    chunks = _columns(records, strings)
+    chunks, stream = _columns(records, strings)
     blobs = list(images.items())
     manifest = {
         "records": len(records),
@@ -703,7 +709,7 @@ def encode_body(records: Sequence[Record], images: Mapping[str, bytes]) -> bytes
     section = struct.pack("<I", len(mbytes)) + mbytes + b"".join(chunks)
     frame = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(section)
     return b"".join(
-        [BODY_MAGIC, bytes([BODY_FORMAT]), struct.pack("<I", len(frame)), frame]
+        [BODY_MAGIC, bytes([BODY_FORMAT]), struct.pack("<I", len(frame)), frame, stream]
         + [v for _, v in blobs]
     )
 
@@ -744,13 +750,21 @@ def _decode(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
     strings: list[str] = manifest["strings"]
     if not all(isinstance(s, str) for s in strings):
         raise BodyFormatError("string table holds a non-string")
-    paths: list[MousePathRecord] = []  # format 3: read whole from the pointer stream
+    ipos = 9 + n  # the pointer stream (format 3), then the image blobs
+    paths: list[MousePathRecord] = []
     if version == 1:
         cols = _columns_v1(section, 4 + m, manifest)
     else:
-        cols, paths = _columns_v2(section, 4 + m, manifest["records"], version)
+        cols, stream_length = _columns_v2(section, 4 + m, manifest["records"], version)
+        if stream_length:
+            if ipos + stream_length > len(data):
+                raise BodyFormatError("truncated pointer stream")
+            stream = data[ipos : ipos + stream_length]
+            paths, end = _read_pointer_stream(stream, 0, cols["order"].count(_PATH))
+            if end != stream_length:
+                raise BodyFormatError("the pointer stream is longer than its records")
+            ipos += stream_length
     images: dict[str, bytes] = {}
-    ipos = 9 + n
     for image_id, length in manifest["images"]:
         if not isinstance(image_id, str) or not isinstance(length, int) or length < 0:
             raise BodyFormatError("bad image entry")
@@ -839,14 +853,14 @@ def _columns_v1(section: bytes, pos: int, manifest: dict[str, Any]) -> dict[str,
 
 def _columns_v2(
     section: bytes, pos: int, records: object, version: int
-) -> tuple[dict[str, list[int]], list[MousePathRecord]]:
+) -> tuple[dict[str, list[int]], int]:
     """Formats 2 and 3: tagged columns back to back; the schema says which and
-    how many. Format 3 holds the path records as one pointer stream instead of
-    their columns; they are returned apart."""
+    how many. Format 3 has, in place of the path records' columns, the byte
+    length of their pointer stream, which is returned with the columns."""
     if type(records) is not int or records < 0:
         raise BodyFormatError("bad record count in the manifest")
     cols: dict[str, list[int]] = {}
-    paths: list[MousePathRecord] = []
+    stream_length = 0
 
     def take(name: str, count: int) -> list[int]:
         nonlocal pos
@@ -875,7 +889,7 @@ def _columns_v2(
         if version >= 3 and k == _PATH:
             if pos >= len(section) or section[pos] != _TAG_POINTER:
                 raise BodyFormatError("the path records' pointer stream is missing")
-            paths, pos = _read_pointer_stream(section, pos + 1, count)
+            (stream_length,), pos = _read_varints(section, pos + 1, 1, zigzag=False)
             continue
         for name, ftype, _enum in schema:
             col = f"{kind}.{name}"
@@ -892,7 +906,7 @@ def _columns_v2(
         raise BodyFormatError("unknown record kind")
     if pos != len(section):
         raise BodyFormatError("trailing bytes after the columns")
-    return cols, paths
+    return cols, stream_length
 
 
 def _index(i: int) -> int:

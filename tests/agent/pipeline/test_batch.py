@@ -134,11 +134,14 @@ SAMPLE: list[Record] = [
 ]
 
 
-def _body(manifest: dict[str, object], columns: bytes, version: int = BODY_FORMAT) -> bytes:
-    """A body put together by hand, to say exactly what is wrong with it."""
+def _body(
+    manifest: dict[str, object], columns: bytes, version: int = BODY_FORMAT, after: bytes = b""
+) -> bytes:
+    """A body put together by hand, to say exactly what is wrong with it;
+    ``after`` follows the frame (a pointer stream)."""
     mbytes = json.dumps(manifest).encode()
     frame = zstandard.ZstdCompressor().compress(struct.pack("<I", len(mbytes)) + mbytes + columns)
-    return BODY_MAGIC + bytes([version]) + struct.pack("<I", len(frame)) + frame
+    return BODY_MAGIC + bytes([version]) + struct.pack("<I", len(frame)) + frame + after
 
 
 def _v2(records: int, columns: bytes) -> bytes:
@@ -149,6 +152,14 @@ def _v3(records: int, columns: bytes) -> bytes:
     return _body({"records": records, "strings": [], "images": []}, columns, version=3)
 
 
+def _paths_v3(count: int, stream: bytes, declared: int | None = None) -> bytes:
+    """A format-3 body of ``count`` path records: the order column, the pointer
+    stream's tag and length (``declared``, if given), and the stream after the frame."""
+    length = len(stream) if declared is None else declared
+    columns = bytes([0] + [3] * count) + bytes([3, length])
+    return _body({"records": count, "strings": [], "images": []}, columns, 3, stream)
+
+
 def _bits(*fields: str) -> bytes:
     """Bits written as strings of 0 and 1, padded with zeros to whole bytes."""
     bits = "".join(fields)
@@ -156,10 +167,10 @@ def _bits(*fields: str) -> bytes:
     return int(bits, 2).to_bytes(len(bits) // 8, "big") if bits else b""
 
 
-# One hover at t=5, (1, 2), dwell 3, as a format-3 pointer stream (tag 3): kind
-# 0; samples less one: sign 0, k=0 ("1"), value 0 ("1"); t, x, y, dwell: sign
-# 0, k=0, the value at order 0 (5 = "00110", 1 = "010", 2 = "011", 3 = "00100").
-_HOVER = bytes([0, 3]) + bytes([3]) + _bits("0", "011", "0100110", "01010", "01011", "0100100")
+# The pointer stream of one hover at t=5, (1, 2), dwell 3: kind 0; samples less
+# one: sign 0, k=0 ("1"), value 0 ("1"); t, x, y, dwell: sign 0, k=0, the value
+# at order 0 (5 = "00110", 1 = "010", 2 = "011", 3 = "00100").
+_HOVER = _bits("0", "011", "0100110", "01010", "01011", "0100100")
 
 
 # A keytiming record (kind 6): order column, then its t and pressed columns;
@@ -175,7 +186,7 @@ def _corrupt_cases() -> list[tuple[str, bytes]]:
     bad_manifest = zstandard.ZstdCompressor().compress(struct.pack("<I", 5) + b"{nope")
     assert decode_body(_v2(1, _TIMING))[0] == [KeyTimingRecord(5, True)]
     hover = MousePathRecord(5, PathKind.HOVER, 1, 2, (), (), (), 3)
-    assert decode_body(_v3(1, _HOVER))[0] == [hover]
+    assert decode_body(_paths_v3(1, _HOVER))[0] == [hover]
     return [
         ("empty", b""),
         ("bad magic", b"NOPE" + good[4:]),
@@ -210,22 +221,17 @@ def _corrupt_cases() -> list[tuple[str, bytes]]:
         ),
         ("pointer stream missing", _v3(1, bytes([0, 3]))),
         ("path columns where the pointer stream belongs", _v3(1, bytes([0, 3]) + bytes(16))),
-        ("pointer stream cut off", _v3(1, _HOVER[:-1])),
-        ("pointer stream padding not zero", _v3(1, _HOVER[:-1] + bytes([_HOVER[-1] | 1]))),
-        ("pointer stream with trailing bytes", _v3(1, _HOVER + bytes([0]))),
+        ("pointer stream cut off", _paths_v3(1, _HOVER, declared=len(_HOVER) + 1)),
+        ("pointer stream shorter than its records", _paths_v3(1, _HOVER[:-1])),
+        ("pointer stream padding not zero", _paths_v3(1, _HOVER[:-1] + bytes([_HOVER[-1] | 1]))),
+        ("pointer stream longer than its records", _paths_v3(1, _HOVER + bytes([0]))),
         (  # a hover of 2**20 samples, starting at 0 with no dwell, and its steps missing
             "more samples than the stream holds",
-            _v3(1, bytes([0, 3, 3]) + _bits("0", "01", "0" * 20 + "1" + "1" * 20, "011" * 4, "01")),
+            _paths_v3(1, _bits("0", "01", "0" * 20 + "1" + "1" * 20, "011" * 4, "01")),
         ),
-        ("an Exp-Golomb code over 64 bits", _v3(1, bytes([0, 3, 3]) + _bits("0", "0" * 80))),
-        (
-            "an Exp-Golomb order over 64",
-            _v3(1, bytes([0, 3, 3]) + _bits("0", "0", "0000001000010") + bytes(8)),
-        ),
-        (
-            "a negative sample count",
-            _v3(1, bytes([0, 3, 3]) + _bits("0", "1", "1", "010") + bytes(8)),
-        ),
+        ("an Exp-Golomb code over 64 bits", _paths_v3(1, _bits("0", "0" * 80))),
+        ("an Exp-Golomb order over 64", _paths_v3(1, _bits("0", "0", "0000001000010") + bytes(8))),
+        ("a negative sample count", _paths_v3(1, _bits("0", "1", "1", "010") + bytes(8))),
     ]
 
 
@@ -285,13 +291,13 @@ def _leb128_columns(body: bytes, counts: list[int]) -> list[tuple[int, list[int]
 def _pointer_columns(body: bytes) -> tuple[list[str], dict[str, tuple[int, list[int]]]]:
     """The path kinds and the columns (sign bit, values) of a format-3 body that
     holds only path records, read as the module docstring describes them."""
-    section, _ = _unframe(body)
+    section, after = _unframe(body)
     (m,) = struct.unpack_from("<I", section)
     count = json.loads(section[4 : 4 + m])["records"]
     data = section[4 + m :]
     assert data[: 1 + count] == bytes([0] + [3] * count)  # the order column: all paths
-    assert data[1 + count] == 3  # the pointer stream's tag
-    bits = "".join(f"{b:08b}" for b in data[2 + count :])
+    assert data[1 + count :] == bytes([3, len(after)])  # the stream's tag and length ...
+    bits = "".join(f"{b:08b}" for b in after)  # ... and the stream, after the frame
     pos = 0
 
     def take(n: int) -> str:
