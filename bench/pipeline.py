@@ -19,7 +19,9 @@ are not grabbed (frame encoding runs on a worker and is measured in
 headless-desktop.md).
 
 Reports the median events/s of several runs, how many records and batches
-came out, and the bytes each kept mouse sample costs after compression.
+came out, and the bytes each kept mouse sample costs after compression
+(paths encoded alone, batch by batch and all in one, and what they add to
+the batches they were sent in).
 Results go in BENCHMARKS.md by hand.
 """
 
@@ -297,7 +299,8 @@ def mouse_bytes_per_sample(paths_by_batch: list[list[MousePathRecord]]) -> tuple
     The paths are encoded alone with ``encode_body`` and the size of an empty
     body is taken off; the result is divided by the samples they keep. Once
     with all paths in one body, once batch by batch (what was really sent:
-    each batch pays for its own compression tables).
+    each batch pays for its own compression tables). The figure of the
+    target (2 bytes) is the batch-by-batch one.
     """
     empty = len(encode_body([], {}))
     samples = max(1, sum(p.samples for paths in paths_by_batch for p in paths))
@@ -305,6 +308,19 @@ def mouse_bytes_per_sample(paths_by_batch: list[list[MousePathRecord]]) -> tuple
     all_in_one = (len(encode_body(together, {})) - empty) / samples
     per_batch = sum(len(encode_body(paths, {})) - empty for paths in paths_by_batch) / samples
     return all_in_one, per_batch
+
+
+def mouse_bytes_in_batches(records_by_batch: list[list[Record]]) -> float:
+    """What a kept mouse sample adds to the batches it was sent in: each batch's
+    records encoded with and without their paths (image blobs left out), the
+    difference summed over the batches and divided by the samples kept. Paths
+    share the body with everything else, so this is what they really cost."""
+    grown = samples = 0
+    for records in records_by_batch:
+        others = [r for r in records if not isinstance(r, MousePathRecord)]
+        grown += len(encode_body(records, {})) - len(encode_body(others, {}))
+        samples += sum(r.samples for r in records if isinstance(r, MousePathRecord))
+    return grown / max(1, samples)
 
 
 def main() -> None:
@@ -325,9 +341,9 @@ def main() -> None:
         times.append(elapsed)
     rate = len(events) / statistics.median(times)
 
-    records: list[Record] = []
-    for b in batches:
-        records += decode_body(b.body)[0]
+    records_by_batch = [decode_body(b.body)[0] for b in batches]
+    records = [r for batch in records_by_batch for r in batch]
+    in_batches = mouse_bytes_in_batches(records_by_batch)
     paths = [r for r in records if isinstance(r, MousePathRecord)]
     samples = sum(p.samples for p in paths)
     moves = sum(1 for ev, _ in events if type(ev) is MouseMove)
@@ -358,7 +374,7 @@ def main() -> None:
         f"{per_sample:.2f} bytes per kept sample after zstd (all paths in one body, less an "
         f"empty body); {per_batch:.2f} within the run's own batches, "
         f"{per_batch * samples:,.0f} bytes in all ({per_batch * samples / max(1, moves):.3f} "
-        f"per pointer move seen)"
+        f"per pointer move seen); {in_batches:.2f} added to the batches with everything else"
     )
 
 

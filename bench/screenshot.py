@@ -61,7 +61,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import tests.desktop as harness
 from agent.events import Rect, WindowInfo
 from agent.pipeline.occlusion import blank_covered
-from agent.pipeline.screens import ENCODE_BUDGET_MS, WEBP, FrameEncoder, encode_image
+from agent.pipeline.screens import (
+    ENCODE_BUDGET_MS,
+    WEBP,
+    Codec,
+    FrameEncoder,
+    encode_image,
+    looks_like_screen,
+)
 from agent.sources._mss import MssScreenGrabber
 from agent.sources._xorg import XorgWindowProbe
 from agent.sources.input import EventQueue
@@ -116,15 +123,24 @@ class Case:
     kinds: dict[str, int] = field(default_factory=dict)
     frame_size: tuple[int, int] = (0, 0)
     image_size: tuple[int, int] = (0, 0)
-    codec: str = ""
+    codecs: dict[str, int] = field(default_factory=dict)
 
     def add_kind(self, kind: str) -> None:
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
 
+    def add_codec(self, data: bytes) -> None:
+        codec = codec_of(data)
+        self.codecs[codec] = self.codecs.get(codec, 0) + 1
+
+    @property
+    def codec(self) -> str:
+        """The codec of most images (``WebP-LL``: lossless), or ``-``."""
+        return max(self.codecs, key=lambda c: self.codecs[c]) if self.codecs else "-"
+
 
 def codec_of(data: bytes) -> str:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WebP"
+        return "WebP-LL" if b"VP8L" in data[12:40] else "WebP"
     if data[:2] == b"\xff\xd8":
         return "JPEG"
     return "?"
@@ -165,7 +181,7 @@ def request(
     case.add_kind(str(encoded.record.kind))
     case.sizes.append(len(encoded.image))
     case.image_size = (encoded.record.width, encoded.record.height)
-    case.codec = codec_of(encoded.image)
+    case.add_codec(encoded.image)
 
 
 def settle(grabber: MssScreenGrabber, window: WindowInfo, timeout: float = 5.0) -> None:
@@ -244,7 +260,7 @@ def naive_png(w: Window, n: int, label: str) -> Case:
         case.total.append((t1 - t0) * 1000)
         case.sizes.append(buf.tell())
         case.frame_size = case.image_size = (frame.width, frame.height)
-        case.codec = "PNG"
+        case.codecs["PNG"] = case.codecs.get("PNG", 0) + 1
         case.add_kind("png")
     return case
 
@@ -274,6 +290,15 @@ def pillow_steps(w: Window, n: int) -> list[tuple[str, float, int | None]]:
         ("mss grab alone (XShm)", lambda: sct.grab(box)),
         ("BGRX to RGB alone (_to_rgb)", lambda: _to_rgb(shot)),
         ("Image.frombytes", lambda: Image.frombytes("RGB", size, frame.rgb)),
+        (f"colour count (looks_like_screen), {wh}", lambda: looks_like_screen(img)),
+        (
+            f"encode_image lossless (effort 80, m2), {wh}",
+            lambda: encode_image(img, 50, codec=Codec.LOSSLESS),
+        ),
+        (
+            f"encode_image lossless fast (10, m1), {wh}",
+            lambda: encode_image(img, 50, codec=Codec.LOSSLESS_FAST),
+        ),
         (f"encode_image q50 (WebP m2), {wh}", lambda: encode_image(img, 50)),
         (f"  compare: WebP q50 method 0, {wh}", lambda: save(img, "WEBP", quality=50, method=0)),
         (f"  compare: JPEG q50, {wh}", lambda: save(img, "JPEG", quality=50)),
@@ -287,6 +312,10 @@ def pillow_steps(w: Window, n: int) -> list[tuple[str, float, int | None]]:
             (
                 f"resize to {DEFAULT.max_width}x{h} (bilinear)",
                 lambda: img.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0),
+            ),
+            (
+                f"encode_image lossless fast (10, m1), {DEFAULT.max_width}x{h}",
+                lambda: encode_image(small, 50, codec=Codec.LOSSLESS_FAST),
             ),
             (
                 f"encode_image q50 (WebP m2), {DEFAULT.max_width}x{h}",
@@ -346,7 +375,7 @@ def via_grab_worker(w: Window, settings: Screenshots, n: int, label: str) -> Cas
             case.total.append((time.perf_counter() - t0) * 1000)
             case.sizes.append(len(done.image))
             case.add_kind(str(done.record.kind))
-            case.codec = codec_of(done.image)
+            case.add_codec(done.image)
             case.image_size = (done.record.width, done.record.height)
             case.frame_size = (done.record.source_width, done.record.source_height)
     finally:
@@ -407,7 +436,8 @@ def machine() -> list[str]:
         f"python:   {platform.python_version()} ({platform.python_implementation()}), "
         f"Pillow {PIL.__version__} ({webp}, {turbo} {features.version('jpg')}), "
         f"mss {version('mss')}, python-xlib {version('python-xlib')}",
-        f"codec:    WebP (method 2) where it fits {ENCODE_BUDGET_MS:.0f} ms, else JPEG"
+        f"codec:    WebP lossless for screen content (lossy for photos) where it fits "
+        f"{ENCODE_BUDGET_MS:.0f} ms per frame, else a faster effort, lossy, JPEG"
         if WEBP
         else "codec:    JPEG (no WebP in this Pillow)",
     ]
@@ -424,16 +454,18 @@ def p90(values: list[float]) -> float:
 def report(cases: list[Case], baseline: Case) -> list[str]:
     lines = [
         f"{'case':<44}{'frame':>11}{'image':>11}{'median':>9}{'p90':>9}"
-        f"{'KiB':>8}  {'codec':<5} {'kinds'}"
+        f"{'KiB':>8}  {'codec':<7} {'kinds'}"
     ]
     for case in [*cases, baseline]:
         size = f"{statistics.median(case.sizes) / 1024:.1f}" if case.sizes else "-"
         frame = "x".join(map(str, case.frame_size))
         image = "x".join(map(str, case.image_size)) if case.sizes else "-"
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(case.kinds.items()))
+        if len(case.codecs) > 1:
+            kinds += "; " + ", ".join(f"{k} {v}" for k, v in sorted(case.codecs.items()))
         lines.append(
             f"{case.label:<44}{frame:>11}{image:>11}{statistics.median(case.total):>9.1f}"
-            f"{p90(case.total):>9.1f}{size:>8}  {case.codec or '-':<5} {kinds}"
+            f"{p90(case.total):>9.1f}{size:>8}  {case.codec:<7} {kinds}"
         )
     return lines
 

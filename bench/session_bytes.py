@@ -37,7 +37,9 @@ a 16-byte tag, a 64-byte signature), the naive bytes
 headers' counts), screenshots kept, and what a kept mouse sample costs: the
 session's ``MousePathRecord`` s encoded alone with ``encode_body``, less an
 empty body, divided by the samples they keep (once all in one body, and once
-batch by batch as they were sent). Results go in BENCHMARKS.md by hand.
+batch by batch as they were sent), and what they add to the batches they
+were sent in (``bench.pipeline.mouse_bytes_in_batches``). It also names the
+codec of every screenshot blob. Results go in BENCHMARKS.md by hand.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ from agent.sources._pynput import PynputHooks, _end_xrecord
 from agent.sources._xorg import XorgWindowProbe
 from agent.sources.screen import select_screen_grabber
 from bench._machine import machine
-from bench.pipeline import hand_path, mouse_bytes_per_sample, reach
+from bench.pipeline import hand_path, mouse_bytes_in_batches, mouse_bytes_per_sample, reach
 from policies.keys import generate_private_key, public_key_model
 from policies.model import SignerSet
 from policies.verify import parse_policy_payload, sign_policy
@@ -431,6 +433,15 @@ def run_session(person: Person, rng: random.Random, seconds: float) -> dict[str,
 # ---------------------------------------------------------------- the agent
 
 
+def blob_codec(blob: bytes) -> str:
+    """``webp-lossless`` (a VP8L chunk), ``webp-lossy``, ``jpeg`` or ``other``."""
+    if blob[:2] == b"\xff\xd8":
+        return "jpeg"
+    if blob[:4] == b"RIFF" and blob[8:12] == b"WEBP":
+        return "webp-lossless" if b"VP8L" in blob[12:40] else "webp-lossy"
+    return "other"
+
+
 def example_screenshots(policy: str, app_id: str) -> dict[str, Any]:
     """The screenshot settings of one app in one of ``policies/examples``."""
     doc = json.loads((ROOT / "policies" / "examples" / policy).read_text("utf-8"))
@@ -583,17 +594,23 @@ def main() -> None:
     }
     image_bytes = 0
     kept = {kind: [0, 0] for kind in ScreenshotKind}  # count, blob bytes
+    codecs: dict[str, int] = {}  # "<kind> <codec>": count
     paths_by_batch: list[list[MousePathRecord]] = []
+    records_by_batch = []
     for b in r.batches:
         records, images = decode_body(b.body)
+        records_by_batch.append(records)
         image_bytes += sum(len(v) for v in images.values())
         for shot in records:
             if isinstance(shot, ScreenshotRecord):
                 kept[shot.kind][0] += 1
                 kept[shot.kind][1] += len(images[shot.image])
+                key = f"{shot.kind} {blob_codec(images[shot.image])}"
+                codecs[key] = codecs.get(key, 0) + 1
         paths_by_batch.append([p for p in records if isinstance(p, MousePathRecord)])
     samples = sum(p.samples for ps in paths_by_batch for p in ps)
     all_in_one, per_batch = mouse_bytes_per_sample(paths_by_batch)
+    in_batches = mouse_bytes_in_batches(records_by_batch)
 
     print(f"machine:   {machine()}")
     print(
@@ -613,6 +630,7 @@ def main() -> None:
         + "; ".join(
             f"{n} {kind}s {b:,} bytes ({b / max(1, n):,.0f} each)" for kind, (n, b) in kept.items()
         )
+        + f"; codecs {dict(sorted(codecs.items()))}"
     )
     print(
         f"naive:     {naive_bytes:,} bytes ({r.naive_shots} full-screen PNGs {r.naive_png:,}, "
@@ -624,7 +642,8 @@ def main() -> None:
         f"{r.moves_sent:,} moves; {all_in_one:.2f} bytes per kept sample after zstd (all "
         f"paths in one body, less an empty body); {per_batch:.2f} within the session's "
         f"own batches, {per_batch * samples:,.0f} bytes in all "
-        f"({per_batch * samples / max(1, r.moves_sent):.3f} per pointer move sent)"
+        f"({per_batch * samples / max(1, r.moves_sent):.3f} per pointer move sent); "
+        f"{in_batches:.2f} added to the batches with everything else"
     )
 
 
