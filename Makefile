@@ -38,10 +38,12 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 
-run:
-	@echo "make run is not available yet: it arrives with the tray and collector work." >&2
-	@echo "Until then, see README.md for the policy walkthrough (overt policy ...)." >&2
-	@exit 2
+# The whole system on the embedded defaults: demo keys, a local collector on
+# SQLite, the agent enrolled, the agent and the tray on this desktop (or on a
+# private Xvfb when there is no display, with a short scripted session).
+# Ctrl+C stops everything it started. See tools/demo.py and README.md.
+run: desktop-deps $(STAMP)
+	$(BIN)/python tools/demo.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

@@ -15,6 +15,7 @@ policy, unreadable state) with a one-line reason; 2 on a usage error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -100,6 +101,13 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         type=Path,
         metavar="DIR",
         help="development only: write batches unsealed to DIR instead of the spool",
+    )
+    run.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="close a batch after S seconds (default 60; shorter for demos and tests)",
     )
     run.add_argument(
         "--socket",
@@ -229,6 +237,10 @@ def _run(args: argparse.Namespace) -> int:
     from agent.sources.window import select_window_probe
 
     config = _config(args)
+    if args.batch_seconds is not None:
+        if not 1 <= args.batch_seconds <= 3600:
+            raise _UsageError("--batch-seconds must be between 1 and 3600")
+        config = dataclasses.replace(config, batch_max_age_seconds=args.batch_seconds)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

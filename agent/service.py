@@ -176,7 +176,8 @@ class AgentService:
             self.control.start()
         try:
             if self._sync is not None:
-                self._sync_once()
+                # Before capture starts, which then loads what was stored.
+                self._sync_once(apply=False)
             self.agent.start()
             if self.uploader is not None:
                 self.uploader.start()
@@ -226,11 +227,13 @@ class AgentService:
             self._sealing.configure_from_policy(policy)
         self._wake_uploader()
 
-    def _sync_once(self) -> None:
+    def _sync_once(self, apply: bool = True) -> None:
         assert self._sync is not None
         result = self._sync.sync(self._clock())
         if result.problem:
             log.warning("policy sync: %s", result.problem)
+        if not apply:
+            return
         if result.policy_changed:
             self.agent.reload_policy()
         if result.grants_changed:
