@@ -86,7 +86,7 @@ MAX_REASON_CHARS = 2000
 MAX_TOKEN_MINUTES = 30 * 24 * 60
 
 _HERE = Path(__file__).parent
-_NEXT = re.compile(r"/admin/[A-Za-z0-9_\-./]*")
+_NEXT = re.compile(r"/admin/[A-Za-z0-9_\-/]*")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._@+-]{1,128}")
 
 #: Sent with every page: no caching (pages show secrets and decisions), no
@@ -251,6 +251,14 @@ class AdminPages:
     """The admin pages of one collector: its router, sessions and sign-in throttle."""
 
     def __init__(self, service: CollectorService, config: AdminPagesConfig) -> None:
+        self.configure(service, config)
+        self.templates = template_environment()
+        self.stylesheet = (_HERE / "static" / "admin.css").read_bytes()
+        self.stylesheet_etag = '"' + hashlib.sha256(self.stylesheet).hexdigest()[:32] + '"'
+        self.router = self._router()
+
+    def configure(self, service: CollectorService, config: AdminPagesConfig) -> None:
+        """Serve ``service`` with ``config`` from now on; every session and count starts over."""
         self.service = service
         self.config = config
         self.sessions = SessionStore(
@@ -266,10 +274,6 @@ class AdminPages:
             base_delay=config.sign_in_base_delay,
             max_delay=config.sign_in_max_delay,
         )
-        self.templates = template_environment()
-        self.stylesheet = (_HERE / "static" / "admin.css").read_bytes()
-        self.stylesheet_etag = '"' + hashlib.sha256(self.stylesheet).hexdigest()[:32] + '"'
-        self.router = self._router()
 
     # ------------------------------------------------------------ plumbing
 
@@ -766,10 +770,20 @@ def install_admin_pages(
     """Mount the admin pages under ``/admin/`` on the collector's app.
 
     Returns the :class:`AdminPages` (its ``sessions`` and ``throttle`` are
-    there for tests and for an operator's "sign everyone out").
+    there for tests and for an operator's "sign everyone out"), also kept as
+    ``app.state.admin_pages``. On an app that has the pages already, the
+    routes stay and the pages are reconfigured instead (every session ends):
+    a test can install them with its own configuration on an app whose
+    ``create_app`` installed them.
     """
-    pages = AdminPages(services, config or AdminPagesConfig())
+    config = config or AdminPagesConfig()
+    pages: AdminPages | None = getattr(app.state, "admin_pages", None)
+    if pages is not None:
+        pages.configure(services, config)
+        return pages
+    pages = AdminPages(services, config)
     app.include_router(pages.router)
+    app.state.admin_pages = pages
     logger.info("admin pages mounted under %s/", PREFIX)
     return pages
 

@@ -2,8 +2,8 @@
 
 Runs the real serve command (same argument parsing, socket, uvicorn, store)
 in this process; the only difference is that the app ``create_app`` builds
-gets :func:`collector.web.install_admin_pages` called on it when it has no
-``/admin`` routes of its own. Once ``overt collector serve`` mounts the
+gets :func:`collector.web.install_admin_pages` called on it unless it has
+the pages already (``app.state.admin_pages``). Once ``overt collector serve`` mounts the
 pages itself this wrapper changes nothing.
 
 Usage: ``python serve_with_pages.py --data DIR --port 0 [serve options]``.
@@ -26,7 +26,7 @@ _create_app = collector.api.create_app
 
 def _create_app_with_pages(*args: Any, **kwargs: Any) -> FastAPI:
     app = _create_app(*args, **kwargs)
-    if not any(getattr(r, "path", "").startswith("/admin") for r in app.routes):
+    if getattr(app.state, "admin_pages", None) is None:  # serve did not mount them
         install_admin_pages(app, app.state.service, AdminPagesConfig())
     return app
 

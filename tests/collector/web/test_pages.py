@@ -13,9 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from collector.storage import BatchWrite, ExemptionRecord, ExemptionStatus
-from collector.web import AdminPagesConfig
+from collector.web import AdminPagesConfig, install_admin_pages
 from collector.web.sessions import COOKIE_NAME
 from policies.model import Category
 
@@ -82,6 +83,8 @@ def test_sign_in_follows_a_safe_next_and_ignores_others(pages: Pages) -> None:
         ("/admin/devices", "/admin/devices"),
         ("https://evil.example/", "/admin/exemptions"),
         ("//evil.example/admin/", "/admin/exemptions"),
+        ("/admin/../elsewhere", "/admin/exemptions"),
+        ("/admin/devices\r\nSet-Cookie: x=1", "/admin/exemptions"),
     ):
         pages.client.cookies.clear()
         token = pages.csrf("/admin/sign-in")
@@ -627,3 +630,14 @@ def test_the_stylesheet_is_served_with_an_etag(pages: Pages) -> None:
 def test_the_pages_are_not_in_the_openapi_document(pages: Pages) -> None:
     paths = pages.client.get("/openapi.json").json()["paths"]
     assert not [p for p in paths if p.startswith("/admin")]
+
+
+def test_installing_again_reconfigures_the_pages_and_ends_their_sessions(pages: Pages) -> None:
+    pages.sign_in()
+    app: FastAPI = pages.client.app  # type: ignore[assignment]
+    again = install_admin_pages(app, pages.service, AdminPagesConfig(audit_page_size=2))
+    assert again is pages.pages is app.state.admin_pages
+    assert pages.client.get("/admin/exemptions").status_code == 303  # old sessions are gone
+    pages.sign_in()
+    audit = pages.client.get("/admin/audit").text
+    assert len(re.findall(r'<td class="num">\d+</td>', audit)) == 2
