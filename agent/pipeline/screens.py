@@ -223,7 +223,8 @@ _PRIOR_PX_PER_MS = {Codec.LOSSLESS: 40_000.0, Codec.LOSSLESS_FAST: 100_000.0, Co
 _COLOURS_PX_PER_MS = 1_000_000.0
 #: At most this many distinct colours (and one per 16 pixels) make screen content.
 SCREEN_COLOURS = 4096
-#: Images smaller than this say little about a codec's speed (fixed costs dominate).
+#: Images smaller than this say little about a codec's speed (fixed costs
+#: dominate), and take a millisecond or two in any codec.
 _MIN_SAMPLE_PX = 100_000
 #: After this many large images did without their first choice, the cheapest
 #: codec passed over is timed once more.
@@ -269,13 +270,14 @@ class CodecChooser:
     and battery. So the chooser learns each WebP codec's throughput on this
     machine (an average over images large enough to measure) and takes, in
     order, lossless, a faster lossless effort, lossy WebP (for photos: lossy
-    WebP), the first expected to finish within the budget, else JPEG. Deltas
-    of a few tiles nearly always fit. After ``_REPROBE_EVERY`` large images
-    did without their first choice, the cheapest codec passed over is timed
-    again, in case it was measured on a busy machine. A codec's first image
-    is not learned from: it pays for the library's set-up (30-60 ms for
-    WebP). The blob is self-describing, so readers need not know which codec
-    was chosen.
+    WebP), the first expected to finish within the budget, else JPEG. Images
+    under ``_MIN_SAMPLE_PX`` (deltas of a few tiles) take a millisecond or
+    two in any codec and always get their first choice. After
+    ``_REPROBE_EVERY`` large images did without their first choice, the
+    cheapest codec passed over is timed again, in case it was measured on a
+    busy machine. A codec's first image is not learned from: it pays for the
+    library's set-up (30-60 ms for WebP). The blob is self-describing, so
+    readers need not know which codec was chosen.
 
     The budget is for a whole frame: when ``FrameEncoder`` calls
     ``start_frame`` first, the time since (downscale, change check) counts
@@ -322,12 +324,14 @@ class CodecChooser:
         # Colours are counted only when a lossless codec could still fit.
         counting = pixels / _COLOURS_PX_PER_MS
         order = _PHOTO_ORDER
-        if reprobe or self.expected_ms(Codec.LOSSLESS_FAST, pixels) + counting <= left:
+        if not large or reprobe or self.expected_ms(Codec.LOSSLESS_FAST, pixels) + counting <= left:
             left -= counting
             if looks_like_screen(img):
                 order = _SCREEN_ORDER
-        codec = next(c for c in order if c is Codec.JPEG or self.expected_ms(c, pixels) <= left)
-        if large:
+        if not large:  # a few tiles: a millisecond or two in any codec, so the most compact
+            codec = order[0]
+        else:
+            codec = next(c for c in order if c is Codec.JPEG or self.expected_ms(c, pixels) <= left)
             if codec is order[0]:
                 self._streak = 0
             elif reprobe:  # the cheapest codec passed over may have been timed on a busy machine

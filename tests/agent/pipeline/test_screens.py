@@ -386,6 +386,20 @@ def test_time_spent_on_the_frame_before_the_codec_counts_against_the_budget() ->
     assert chosen(None) is screens.Codec.LOSSLESS  # not started as a frame: the whole budget
 
 
+def test_a_few_tiles_get_their_first_choice_even_when_the_frame_took_its_budget() -> None:
+    if not screens.WEBP:
+        pytest.skip("this Pillow has no WebP")
+    clock = _Clock()
+    codec = screens.CodecChooser(budget_ms=15, timer=clock)
+    codec.start_frame()
+    clock.now += 0.040  # a downscale on a busy machine
+    tiles = base_image(256, 32)  # the packed tiles of a delta
+    assert _webp_kind(codec.encode(tiles, 50)) == "lossless"
+    codec.start_frame()
+    clock.now += 0.040
+    assert _webp_kind(codec.encode(photo(256, 32), 50)) == "lossy"
+
+
 def test_a_slow_codec_gives_way_to_the_next_and_is_retried_later() -> None:
     if not screens.WEBP:
         pytest.skip("this Pillow has no WebP")
