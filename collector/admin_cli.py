@@ -134,7 +134,8 @@ def _call(
 
 
 def _table(rows: list[list[str]], out: TextIO) -> None:
-    if not rows:
+    """A header row and its data rows, in columns; nothing when there are no data rows."""
+    if len(rows) < 2:
         return
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:

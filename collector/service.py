@@ -260,7 +260,9 @@ class CollectorService:
     ) -> NewEnrollmentToken:
         _require_name(tenant, "tenant")
         _require_name(group, "group")
-        minutes = expires_minutes or self.config.enrollment_token_minutes
+        minutes = (
+            self.config.enrollment_token_minutes if expires_minutes is None else expires_minutes
+        )
         if not 1 <= minutes <= 30 * 24 * 60:
             raise InvalidRequestError("an enrollment token lives 1 minute to 30 days")
         token = new_token(ENROLLMENT_TOKEN_PREFIX)
@@ -517,7 +519,8 @@ class CollectorService:
             )
         now = self.now().replace(microsecond=0)
         if expires_at is None:
-            expires_at = now + timedelta(days=duration_days or request.duration_days)
+            days = request.duration_days if duration_days is None else duration_days
+            expires_at = now + timedelta(days=days)
         if not now < expires_at <= now + timedelta(days=MAX_GRANT_DAYS):
             raise InvalidRequestError(
                 f"a grant must expire after now and within {MAX_GRANT_DAYS} days",
