@@ -60,24 +60,20 @@ action; its id is a six-digit counter over the whole export.
 
 Each batch is applied as a unit: everything it produces is computed first
 and written only if the whole batch went through (a frame that will not
-reassemble rejects the batch, and nothing of it is written). PNG encoding,
-the dearest step by far, may run in worker processes (:class:`PngEncoder`
-with ``jobs`` > 0): a batch's output is then written once the next batch has
-been computed, so that the workers encode one batch's frames while this
-process decrypts and reassembles the next.
+reassemble rejects the batch, and nothing of it is written). PNG encoding
+(``overt._export_png``), the dearest step, may run on worker threads
+(``jobs`` > 0): a batch's output is then written once the next batch has
+been computed, so that the threads compress one batch's frames while this
+one decrypts and reassembles the next.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
-import multiprocessing
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,6 +99,7 @@ from agent.pipeline.screens import reassemble
 
 from ._export_errors import BatchRejected, OutputError
 from ._export_open import OpenedBatch
+from ._export_png import PngEncoder
 
 log = logging.getLogger(__name__)
 
@@ -184,43 +181,6 @@ class _DeviceState:
     def clone(self) -> _DeviceState:
         session = None if self.session is None else replace(self.session)
         return replace(self, session=session)
-
-
-def _encode_png(size: tuple[int, int], rgb: bytes, level: int) -> bytes:
-    """PNG bytes of an RGB frame (module level: it runs in worker processes)."""
-    buf = io.BytesIO()
-    Image.frombytes("RGB", size, rgb).save(buf, format="PNG", compress_level=level)
-    return buf.getvalue()
-
-
-class PngEncoder:
-    """Encodes frames as PNG, here (``jobs`` 0) or in ``jobs`` worker processes.
-
-    ``submit`` returns a thunk that yields the bytes. Workers are started
-    with ``spawn`` (the caller may hold threads, such as the store's), only
-    when the first frame comes, and stopped by ``close``.
-    """
-
-    def __init__(self, level: int, jobs: int = 0) -> None:
-        self.level = level
-        self.jobs = jobs
-        self._pool: ProcessPoolExecutor | None = None
-
-    def submit(self, img: Image.Image) -> Callable[[], bytes]:
-        rgb = img.convert("RGB")
-        if self.jobs <= 0:
-            data = _encode_png(rgb.size, rgb.tobytes(), self.level)
-            return lambda: data
-        if self._pool is None:
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=context)
-        future: Future[bytes] = self._pool.submit(_encode_png, rgb.size, rgb.tobytes(), self.level)
-        return future.result
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
 
 
 @dataclass(slots=True)
@@ -347,8 +307,8 @@ class DatasetWriter:
         )
 
     def _commit(self, out: _Output | None) -> None:
-        """Write ``out`` in order after what is held; with PNG workers, hold ``out``
-        back (until the next call) so that its frames encode meanwhile."""
+        """Write ``out`` in order after what is held; with PNG threads, hold ``out``
+        back (until the next call) so that its frames are compressed meanwhile."""
         if self._png.jobs > 0:
             out, self._held = self._held, out
         if out is not None:
@@ -357,10 +317,7 @@ class DatasetWriter:
     def _write(self, out: _Output) -> None:
         try:
             for name, encoded in out.images:
-                try:
-                    data = encoded()
-                except BrokenProcessPool as exc:
-                    raise OutputError(f"the PNG encoding workers stopped: {exc}") from exc
+                data = encoded()
                 path = self.root / name
                 path.parent.mkdir(exist_ok=True)
                 with open(path, "wb") as stream:

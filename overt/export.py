@@ -77,7 +77,6 @@ from ._export_dataset import (
     METADATA,
     SESSIONS,
     DatasetWriter,
-    PngEncoder,
     iso,
 )
 from ._export_errors import (
@@ -88,6 +87,7 @@ from ._export_errors import (
     StorageError,
 )
 from ._export_open import OpenedBatch, StoredBatch, open_batch
+from ._export_png import PngEncoder
 
 __all__ = [
     "BatchRejected",
@@ -120,9 +120,9 @@ class ExportConfig:
     out: Path
     #: An idle stretch longer than this (no action) ends a session.
     idle_split_s: float = 300.0
-    #: zlib level of the PNG frames (1: fast; 6, zlib's default, is 3x slower).
+    #: zlib level of the PNG frames (1: fast; 6 is about 2x slower, 10-25 % smaller).
     png_compress_level: int = 1
-    #: Worker processes that encode the PNG frames (0: in this process).
+    #: Threads that compress the PNG frames (0: on the calling thread).
     jobs: int = 0
     #: Where the batches came from, for ``dataset.json``.
     source: str = ""
@@ -469,7 +469,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         type=_count,
         default=min(4, os.cpu_count() or 1),
         metavar="N",
-        help="worker processes for PNG encoding, 0 for none (default: cores, at most 4)",
+        help="threads compressing PNG frames, 0 for none (default: cores, at most 4)",
     )
     p.add_argument(
         "--progress",
