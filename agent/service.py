@@ -201,10 +201,7 @@ class AgentService:
         self.agent.stop()
         if self.uploader is not None:
             self.uploader.stop()
-            try:
-                self.uploader.run_once(self._clock())
-            except Exception:
-                log.exception("last upload attempt failed")
+            self.uploader.last_attempt(self._clock())
         if self._owns_http and self._http is not None:
             self._http.close()
         self.spool.close()

@@ -48,6 +48,7 @@ Public API::
     .status() -> UploadStatus     the control API's ``upload`` object
     .set_signer(signer)           after (re-)enrollment; clears not_enrolled
     .start() / .wake() / .stop(timeout)   the background thread ``overt-upload``
+    .last_attempt(now)            one more step at shutdown, ignoring the backoff
 
 Thread-safety: ``run_once`` runs on one thread at a time (the uploader's own
 thread once ``start``ed); ``status``, ``set_signer``, ``wake`` and ``stop``
@@ -476,6 +477,19 @@ class Uploader:
             thread.join(timeout)
             if thread.is_alive():
                 log.warning("the upload thread did not stop within %.1f s", timeout)
+
+    def last_attempt(self, now: float) -> None:
+        """One step at shutdown, whatever the backoff says (after ``stop``).
+
+        What the agent wrote while stopping is sent now if the collector
+        answers; what it does not take stays in the spool for the next start.
+        """
+        with self._lock:
+            self._next_attempt = None
+        try:
+            self.run_once(now)
+        except Exception:
+            log.exception("last upload attempt failed")
 
     def _loop(self) -> None:
         while not self._stop.is_set():
