@@ -839,7 +839,8 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> FastA
     """The collector app. Opens the store now (unless one is given) and closes it at shutdown.
 
     ``app.state.service`` is the :class:`CollectorService` behind every
-    route; add more routers (the admin pages) with ``app.include_router``.
+    route; add more routers with ``app.include_router``. The admin web pages
+    (``collector.web``) are mounted when ``config.admin_pages`` is set.
     """
     store: Storage = storage if storage is not None else SQLiteStorage(config.storage)
     service = CollectorService(store, config)
@@ -865,6 +866,10 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> FastA
     app.include_router(_admin_routes(service, config.limits))
     _install_error_handlers(app)
     app.add_middleware(BatchUploads, service=service, limit=config.limits.sealed_batch_bytes)
+    if config.admin_pages is not None:
+        from collector.web import install_admin_pages
+
+        install_admin_pages(app, service, config.admin_pages)
     openapi: Callable[[], dict[str, Any]] = lambda: _openapi(app)  # noqa: E731
     app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -29,6 +29,7 @@ from collector.config import DEFAULT_PORT, CollectorConfig, ServeConfig, Storage
 from collector.errors import CollectorError, ConfigError
 from collector.service import CollectorService
 from collector.sqlite_store import SQLiteStorage
+from collector.web.config import AdminPagesConfig
 from policies.errors import PolicyError
 from policies.keys import load_private_key
 
@@ -68,6 +69,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="a signed policy to store at start (repeatable)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.add_argument(
+        "--no-admin-pages",
+        action="store_true",
+        help="serve the API only, without the admin web pages under /admin/",
+    )
 
     token = commands.add_parser(
         "enroll-token",
@@ -130,7 +136,9 @@ def _run(args: argparse.Namespace) -> int:
                 raise ConfigError(str(exc)) from exc
         config = ServeConfig(
             collector=CollectorConfig(
-                storage=StorageConfig(data_dir=args.data), grant_key=grant_key
+                storage=StorageConfig(data_dir=args.data),
+                grant_key=grant_key,
+                admin_pages=None if args.no_admin_pages else AdminPagesConfig(),
             ),
             host=args.host,
             port=args.port,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from collector.web.config import AdminPagesConfig
 from policies.sealed import MAX_SEALED_BYTES
 
 #: The collector's clock: an aware UTC datetime. Injected so tests never sleep.
@@ -86,6 +87,8 @@ class CollectorConfig:
     device_cache_seconds: float = 30.0
     #: Threads that verify batch uploads (signatures, hashes) beside the event loop.
     verify_threads: int = 1
+    #: The admin web pages (``collector.web``), mounted under ``/admin/`` when set.
+    admin_pages: AdminPagesConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
