@@ -224,7 +224,7 @@ class DatasetWriter:
         self._png = png
         self._state: _DeviceState | None = None
         self._next_session = 1
-        #: Output computed but not yet written (only with PNG workers).
+        #: Output computed but not yet written (only with PNG threads).
         self._held: _Output | None = None
         try:
             (root / IMAGES).mkdir(parents=True, exist_ok=True)

@@ -767,7 +767,7 @@ def test_summary_lists_counts_and_each_rejected_batch(tmp_path: Path) -> None:
     assert FORMAT == 1
 
 
-def test_png_workers_write_the_same_dataset_as_inline_encoding(tmp_path: Path) -> None:
+def test_png_threads_write_the_same_dataset_as_inline_encoding(tmp_path: Path) -> None:
     keys = Keys()
     rec = Recorder(codec=PngCodec(), max_age_s=4.0)
     work_session(rec)
