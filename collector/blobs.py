@@ -205,16 +205,6 @@ class BlobSegments:
             if views and written:
                 views[0] = views[0][written:]
 
-    def dirty_sizes(self) -> dict[int, int]:
-        """The new lengths of the segments appended to since the last sync."""
-        sizes = {}
-        for segment_id in self._dirty:
-            if segment_id == self._active_id:
-                sizes[segment_id] = self._active_size
-            else:
-                sizes[segment_id] = os.fstat(self._dirty_fds[segment_id]).st_size
-        return sizes
-
     def sync(self) -> None:
         """Make every append so far durable (data, then any new directory entry)."""
         for segment_id in sorted(self._dirty):

@@ -85,7 +85,8 @@ class CollectorConfig:
     enrollment_token_minutes: int = 60
     #: How long a device's key and revocation state may be cached in memory.
     device_cache_seconds: float = 30.0
-    #: Threads that verify batch uploads (signatures, hashes) beside the event loop.
+    #: Threads that verify batch uploads (signatures, hashes) beside the event
+    #: loop; 0 verifies on the event loop itself.
     verify_threads: int = 1
     #: The admin web pages (``collector.web``), mounted under ``/admin/`` when set.
     admin_pages: AdminPagesConfig | None = None

@@ -174,8 +174,12 @@ class CollectorService:
             storage, config.clock, int(config.device_cache_seconds * 1000)
         )
         self.admins_auth = AdminAuthenticator(storage)
-        self._verifier = ThreadPoolExecutor(
-            max_workers=config.verify_threads, thread_name_prefix="collector-verify"
+        self._verifier = (
+            ThreadPoolExecutor(
+                max_workers=config.verify_threads, thread_name_prefix="collector-verify"
+            )
+            if config.verify_threads > 0
+            else None
         )
         self._relays: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopRelay] = (
             weakref.WeakKeyDictionary()
@@ -195,7 +199,8 @@ class CollectorService:
         return to_ms(self._clock())
 
     def close(self) -> None:
-        self._verifier.shutdown(wait=True)
+        if self._verifier is not None:
+            self._verifier.shutdown(wait=True)
         self.storage.close()
 
     # -------------------------------------------------------- authentication
@@ -390,9 +395,12 @@ class CollectorService:
         :class:`SequenceConflictError` or a :class:`StorageError`.
         """
         relay = self._relay()
-        write = await relay.wrap(
-            self._verifier.submit(self.verify_upload, headers, method, target, body)
-        )
+        if self._verifier is None:
+            write = self.verify_upload(headers, method, target, body)
+        else:
+            write = await relay.wrap(
+                self._verifier.submit(self.verify_upload, headers, method, target, body)
+            )
         outcome = await relay.wrap(self.storage.submit_batch(write))
         if outcome is BatchOutcome.CONFLICT:
             logger.warning(

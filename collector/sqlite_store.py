@@ -162,6 +162,24 @@ CREATE TABLE IF NOT EXISTS batches (
     segment_offset INTEGER NOT NULL,
     PRIMARY KEY (device_id, seq)
 ) WITHOUT ROWID;
+-- What every stored batch changes elsewhere, kept by SQLite itself: the
+-- device's counters and the segment's committed length move with the rows.
+CREATE TRIGGER IF NOT EXISTS batch_stored AFTER INSERT ON batches BEGIN
+    UPDATE devices SET
+        last_seen_ms = max(coalesce(last_seen_ms, 0), NEW.received_at_ms),
+        bytes = bytes + NEW.size,
+        batches = batches + 1,
+        policy_version = NEW.policy_version
+    WHERE device_id = NEW.device_id;
+    INSERT INTO segments (segment_id, committed_bytes)
+    VALUES (NEW.segment_id, NEW.segment_offset + NEW.size)
+    ON CONFLICT (segment_id) DO UPDATE
+    SET committed_bytes = max(committed_bytes, excluded.committed_bytes);
+END;
+CREATE TRIGGER IF NOT EXISTS batch_erased AFTER DELETE ON batches BEGIN
+    UPDATE devices SET bytes = bytes - OLD.size, batches = batches - 1
+    WHERE device_id = OLD.device_id;
+END;
 CREATE TABLE IF NOT EXISTS blob_holes (
     segment_id INTEGER NOT NULL,
     segment_offset INTEGER NOT NULL,
@@ -228,6 +246,8 @@ class _Tx:
     blobs: BlobSegments | None
     #: Blob ranges to zero once the group has committed (erasure).
     to_zero: list[tuple[int, int, int]] = field(default_factory=list)
+    #: Set when a write failed outside a savepoint: the group must not commit.
+    failed: BaseException | None = None
 
 
 @dataclass
@@ -301,6 +321,17 @@ def _insert_audit(conn: sqlite3.Connection, event: AuditEvent) -> None:
         "INSERT INTO audit (at_ms, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
         _audit_row(event),
     )
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of an SQL script (triggers hold semicolons of their own)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
 
 
 def _groups_overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
@@ -433,9 +464,8 @@ class SQLiteStorage:
             raise StorageError(f"SQLite refused WAL mode (got {mode})")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(_SCHEMA):
+                conn.execute(statement)
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 conn.execute(
@@ -582,7 +612,8 @@ class SQLiteStorage:
                         run.append(jobs[index])
                     index += 1
                 if run:
-                    results.extend(self._apply_batches(tx, run))
+                    alone = len(run) == len(jobs)
+                    results.extend(self._apply_batches(tx, run, alone=alone))
                 continue
             job = jobs[index]
             index += 1
@@ -600,20 +631,16 @@ class SQLiteStorage:
                 conn.execute("RELEASE job")
                 results.append((job, result, None))
         try:
+            if tx.failed is not None:
+                raise tx.failed
             if nonces:
                 _insert_nonces(conn, nonces)
             if prune_before is not None:
                 conn.execute("DELETE FROM nonces WHERE expires_ms < ?", (prune_before,))
             if blobs is not None:
-                for segment_id, size in blobs.dirty_sizes().items():
-                    conn.execute(
-                        "INSERT OR REPLACE INTO segments (segment_id, committed_bytes) "
-                        "VALUES (?, ?)",
-                        (segment_id, size),
-                    )
                 blobs.sync()
             conn.execute("COMMIT")
-        except (sqlite3.Error, OSError) as exc:
+        except Exception as exc:
             logger.error("group commit of %d write(s) failed: %s", len(results), exc)
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
@@ -642,9 +669,19 @@ class SQLiteStorage:
                 job.future.set_result(result)
 
     def _apply_batches(
-        self, tx: _Tx, run: list[_Job[Any]]
+        self, tx: _Tx, run: list[_Job[Any]], *, alone: bool
     ) -> list[tuple[_Job[Any], Any, BaseException | None]]:
         batches = [job.batch for job in run if job.batch is not None]
+        if alone:
+            # Nothing else in this transaction to protect: a failure fails the
+            # whole group (the transaction is rolled back), and two statements
+            # are saved.
+            try:
+                outcomes = _put_batches(tx, batches)
+            except Exception as exc:
+                tx.failed = exc
+                return [(job, None, exc) for job in run]
+            return [(job, outcome, None) for job, outcome in zip(run, outcomes, strict=True)]
         tx.conn.execute("SAVEPOINT batches")
         try:
             outcomes = _put_batches(tx, batches)
@@ -971,12 +1008,6 @@ class SQLiteStorage:
                     (segment_id, offset, size),
                 )
                 tx.to_zero.append((segment_id, offset, size))
-            if rows:
-                tx.conn.execute(
-                    "UPDATE devices SET bytes = bytes - ?, batches = batches - ? "
-                    "WHERE device_id = ?",
-                    (sum(r[3] for r in rows), len(rows), device_id),
-                )
             _insert_audit(tx.conn, replace(audit, detail={**audit.detail, "deleted": len(rows)}))
             return len(rows)
 
@@ -1257,25 +1288,6 @@ def _put_batches(tx: _Tx, batches: list[BatchWrite]) -> list[BatchOutcome]:
             "INSERT INTO batches (device_id, seq, batch_id, header, start_ms, end_ms, "  # noqa: S608 (placeholders only)
             "policy_version, size, sha256, received_at_ms, segment_id, segment_offset) VALUES "
             + ",".join([_BATCH_INSERT_ROW] * len(chunk)),
-            [v for row in chunk for v in row],
-        )
-    per_device: dict[str, list[int]] = {}
-    for b in new:
-        seen, size, count, _ = per_device.get(b.device_id, [0, 0, 0, 0])
-        per_device[b.device_id] = [
-            max(seen, b.received_at_ms),
-            size + len(b.sealed),
-            count + 1,
-            b.policy_version,
-        ]
-    updates: list[tuple[object, ...]] = [(d, *values) for d, values in per_device.items()]
-    for chunk in _chunks(updates, _ROWS_PER_STATEMENT):
-        conn.execute(
-            "UPDATE devices SET last_seen_ms = max(coalesce(devices.last_seen_ms, 0), v.column2), "  # noqa: S608 (placeholders only)
-            "bytes = devices.bytes + v.column3, batches = devices.batches + v.column4, "
-            "policy_version = v.column5 FROM (VALUES "
-            + ",".join(["(?,?,?,?,?)"] * len(chunk))
-            + ") AS v WHERE devices.device_id = v.column1",
             [v for row in chunk for v in row],
         )
     return outcomes
