@@ -1,0 +1,24 @@
+"""The Overt collector: where sealed batches, enrollments, policies and exemptions meet.
+
+An HTTP service (FastAPI on uvicorn) speaking ``docs/PROTOCOL.md`` version 1.
+It stores ciphertext and the plaintext batch headers; it cannot read
+captured content. Modules, from the wire inwards:
+
+- :mod:`collector.cli`, :mod:`collector.server`: ``overt collector serve``
+  and the credential commands; :mod:`collector.admin_cli`: ``overt admin``.
+- :mod:`collector.api`: the HTTP layer (``create_app``), including the lean
+  batch-upload path; :mod:`collector.schemas`: its JSON shapes;
+  :mod:`collector.web`: the admin pages (another router on the same app).
+- :mod:`collector.service`: every rule (enrollment, ingest, policies,
+  exemptions and grants, consent, erasure, audit), shared by the JSON API
+  and the pages; :mod:`collector.auth`, :mod:`collector.credentials`: who is
+  calling, and the secrets that prove it.
+- :mod:`collector.storage`: the storage Protocol and its records, which
+  export reads through; :mod:`collector.sqlite_store` and
+  :mod:`collector.blobs`: the embedded implementation (SQLite + segment
+  files, group commit).
+- :mod:`collector.config`: the typed configuration; :mod:`collector.errors`:
+  the exception tree (one base, :class:`~collector.errors.CollectorError`).
+
+Imports ``policies`` and nothing else of ours.
+"""
