@@ -383,6 +383,33 @@ class CollectorService:
         known = self.devices_auth.authenticate(headers, method, target, body)
         return self.prepare_batch(known, body)
 
+    def _verify_and_store(
+        self,
+        done: Future[tuple[BatchWrite, BatchOutcome]],
+        headers: Mapping[str, str],
+        method: str,
+        target: str,
+        body: bytes,
+    ) -> None:
+        """On the verifier thread: verify, submit to the store, resolve ``done`` with both."""
+        if not done.set_running_or_notify_cancel():
+            return
+        try:
+            write = self.verify_upload(headers, method, target, body)
+            stored = self.storage.submit_batch(write)
+        except BaseException as exc:
+            done.set_exception(exc)
+            return
+
+        def finish(future: Future[BatchOutcome]) -> None:
+            error = future.exception()
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result((write, future.result()))
+
+        stored.add_done_callback(finish)
+
     async def ingest(
         self, headers: Mapping[str, str], method: str, target: str, body: bytes
     ) -> IngestResult:
@@ -397,11 +424,13 @@ class CollectorService:
         relay = self._relay()
         if self._verifier is None:
             write = self.verify_upload(headers, method, target, body)
+            outcome = await relay.wrap(self.storage.submit_batch(write))
         else:
-            write = await relay.wrap(
-                self._verifier.submit(self.verify_upload, headers, method, target, body)
-            )
-        outcome = await relay.wrap(self.storage.submit_batch(write))
+            # The verifier thread hands the batch to the store itself: the
+            # event loop is woken once, when the outcome is durable.
+            done: Future[tuple[BatchWrite, BatchOutcome]] = Future()
+            self._verifier.submit(self._verify_and_store, done, headers, method, target, body)
+            write, outcome = await relay.wrap(done)
         if outcome is BatchOutcome.CONFLICT:
             logger.warning(
                 "device %s sent seq %d again with other bytes (audit alert)",
