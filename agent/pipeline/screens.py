@@ -62,7 +62,7 @@ import io
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -533,8 +533,8 @@ class FrameEncoder:
         rows = math.ceil(len(tiles) / cols)
         packed = Image.new("RGB", (cols * t, rows * t))
         w, h = img.size
-        for i, (col, row) in enumerate(tiles):
-            box = (col * t, row * t, min(w, col * t + t), min(h, row * t + t))
+        for i, n, col, row in _runs(tiles, cols):
+            box = (col * t, row * t, min(w, (col + n) * t), min(h, row * t + t))
             packed.paste(img.crop(box), ((i % cols) * t, (i // cols) * t))
         data = self.codec.encode(packed, settings.quality)
         chain.prev = img
@@ -581,6 +581,21 @@ def _downscale(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     return img.resize(size, Image.Resampling.BOX)
 
 
+def _runs(tiles: Sequence[tuple[int, int]], columns: int) -> Iterator[tuple[int, int, int, int]]:
+    """Tiles side by side in a row of the frame that are also side by side in a
+    row of the packed image, as (index of the first, how many, its column,
+    its row): one crop and paste per run instead of per tile (a 1080p delta
+    of half the frame at 16 px: 4,000 tiles, about 60 runs)."""
+    i, count = 0, len(tiles)
+    while i < count:
+        col, row = tiles[i]
+        n = 1
+        while i + n < count and (i + n) % columns and tiles[i + n] == (col + n, row):
+            n += 1
+        yield i, n, col, row
+        i += n
+
+
 def reassemble(
     keyframe: bytes, deltas: Iterable[tuple[ScreenshotRecord, bytes]] = ()
 ) -> Image.Image:
@@ -596,8 +611,10 @@ def reassemble(
             with Image.open(io.BytesIO(blob)) as opened:
                 packed = opened.convert("RGB")
             t, w, h = rec.tile, rec.width, rec.height
-            for i, (col, row) in enumerate(rec.tiles):
-                cw, ch = min(t, w - col * t), min(t, h - row * t)
+            for i, n, col, row in _runs(rec.tiles, rec.columns):
+                if col < 0 or row < 0 or (col + n - 1) * t >= w or row * t >= h:
+                    raise PipelineError("a delta's tile lies outside the frame")
+                cw, ch = min(n * t, w - col * t), min(t, h - row * t)
                 sx, sy = (i % rec.columns) * t, (i // rec.columns) * t
                 img.paste(packed.crop((sx, sy, sx + cw, sy + ch)), (col * t, row * t))
     except (OSError, ValueError) as exc:

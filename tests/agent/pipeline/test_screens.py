@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -222,10 +223,30 @@ def test_a_delta_sends_exactly_the_tiles_with_a_changed_pixel(
     for fx, fy, colour in points:  # changes as small as one channel of one pixel by one
         after.putpixel((int(fx * w), int(fy * h)), colour)
     enc = FrameEncoder(tile=tile, max_changed=1.0)
-    assert enc.encode(frame(before), SHOTS) is not None
+    key = enc.encode(frame(before), SHOTS)
+    assert key is not None
     out = enc.encode(frame(after, T + 1), SHOTS)
     assert out is not None
     assert out.record.tiles == _tiles_by_crop(before, after, tile)
+    if screens.WEBP:  # lossless: the tiles, packed in runs, come back exactly
+        rebuilt = reassemble(key.image, [(out.record, out.image)])
+        assert ImageChops.difference(rebuilt, after).getbbox() is None
+
+
+def test_reassemble_refuses_a_tile_outside_the_frame() -> None:
+    enc = FrameEncoder()
+    img = base_image()
+    key = enc.encode(frame(img), SHOTS)
+    assert key is not None
+    changed = img.copy()
+    ImageDraw.Draw(changed).rectangle((600, 440, 639, 479), fill=(0, 200, 0))
+    delta = enc.encode(frame(changed, T + 1), SHOTS)
+    assert delta is not None
+    cols, rows = -(-640 // enc.tile), -(-480 // enc.tile)
+    for outside in ((cols, 0), (0, rows), (-1, 0)):
+        bad = replace(delta.record, tiles=(*delta.record.tiles[:-1], outside))
+        with pytest.raises(PipelineError, match="outside the frame"):
+            reassemble(key.image, [(bad, delta.image)])
 
 
 @pytest.mark.parametrize("tile", [0, 17, 34])
