@@ -956,7 +956,11 @@ class SQLiteStorage:
         except OSError as exc:
             raise _wrap(exc) from exc
 
-    def iter_batches(self, device_id: str | None = None) -> Iterator[StoredBatch]:
+    def iter_batches(
+        self,
+        device_id: str | None = None,
+        on_corrupt: Callable[[str, int, str, str], None] | None = None,
+    ) -> Iterator[StoredBatch]:
         last: tuple[str, int] = ("", 0)
         while True:
             if device_id is None:
@@ -974,9 +978,15 @@ class SQLiteStorage:
             rows = self._all(sql, args)
             for row in rows:
                 try:
-                    yield self._stored(row)
+                    stored = self._stored(row)
                 except OSError as exc:
                     raise _wrap(exc) from exc
+                except CorruptStoreError as exc:
+                    if on_corrupt is None:
+                        raise
+                    on_corrupt(row[0], row[1], row[2], str(exc))
+                    continue
+                yield stored
             if len(rows) < _PAGE:
                 return
             last = (rows[-1][0], rows[-1][1])

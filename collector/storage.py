@@ -34,7 +34,7 @@ for I/O, or the specific conflicts each method names.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -312,11 +312,17 @@ class Storage(Protocol):
 
     def get_batch(self, device_id: str, seq: int) -> StoredBatch | None: ...
 
-    def iter_batches(self, device_id: str | None = None) -> Iterator[StoredBatch]:
+    def iter_batches(
+        self,
+        device_id: str | None = None,
+        on_corrupt: Callable[[str, int, str, str], None] | None = None,
+    ) -> Iterator[StoredBatch]:
         """Stored batches in (device_id, seq) order, optionally of one device.
 
-        Raises :class:`~collector.errors.CorruptStoreError` for a batch whose
-        bytes no longer match their SHA-256.
+        A batch whose bytes no longer match their SHA-256 raises
+        :class:`~collector.errors.CorruptStoreError`, unless ``on_corrupt`` is
+        given: then it is called with (device id, seq, batch id, reason) and
+        the iteration goes on with the next batch.
         """
         ...
 

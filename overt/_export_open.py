@@ -75,6 +75,9 @@ class StoredBatch:
     batch_id: str
     device_key: Ed25519PublicKey | None
     sealed: bytes = b""
+    #: Why the store could not give this batch's bytes (e.g. a failed
+    #: checksum), or None.
+    store_problem: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -95,6 +98,8 @@ class OpenedBatch:
 
 def open_batch(stored: StoredBatch, dataset_key: X25519PrivateKey) -> OpenedBatch:
     """Verify, decrypt, decode and validate ``stored``; raises :class:`BatchRejected`."""
+    if stored.store_problem is not None:
+        raise BatchRejected("corrupt in store", stored.store_problem)
     try:
         sealed = parse_sealed(stored.sealed)
     except MalformedSealedBatchError as exc:

@@ -552,7 +552,7 @@ class CollectorStore:
     devices are exported when their signatures verify (they were accepted
     before the revocation). The collector's errors are wrapped as
     :class:`StorageError`; a batch whose stored bytes fail their checksum
-    ends the export (the store cannot skip it and go on).
+    is reported as rejected (``corrupt in store``) and the export goes on.
     """
 
     def __init__(self, storage: Storage) -> None:
@@ -566,8 +566,15 @@ class CollectorStore:
 
     def batches(self) -> Iterator[StoredBatch]:
         keys: dict[str, Ed25519PublicKey | None] = {}
+        corrupt: list[StoredBatch] = []
+
+        def on_corrupt(device_id: str, seq: int, batch_id: str, reason: str) -> None:
+            corrupt.append(StoredBatch(device_id, seq, batch_id, None, store_problem=reason))
+
         try:
-            for stored in self._storage.iter_batches():
+            for stored in self._storage.iter_batches(on_corrupt=on_corrupt):
+                yield from corrupt
+                corrupt.clear()
                 device = stored.device_id
                 if device not in keys:
                     keys[device] = self._device_key(device)
@@ -578,6 +585,7 @@ class CollectorStore:
                     device_key=keys[device],
                     sealed=stored.sealed,
                 )
+            yield from corrupt
         except CollectorError as exc:
             raise StorageError(f"cannot read stored batches: {exc}") from exc
 

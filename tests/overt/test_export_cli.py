@@ -219,3 +219,31 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
     err = capsys.readouterr().err
     assert err.startswith("overt export: ")
     assert err.count("\n") == 1
+
+
+def test_a_batch_damaged_in_the_store_is_reported_and_the_rest_exported(
+    tmp_path: Path, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    from collector.blobs import segment_name
+    from collector.sqlite_store import DB_FILE
+
+    with sqlite3.connect(store.data / DB_FILE) as conn:
+        segment, offset = conn.execute(
+            "SELECT segment_id, segment_offset FROM batches WHERE seq = 3"
+        ).fetchone()
+    path = next(store.data.rglob(segment_name(segment)))
+    raw = bytearray(path.read_bytes())
+    raw[offset + 40] ^= 0xFF  # on disk, after the checksum was recorded
+    path.write_bytes(bytes(raw))
+    out = tmp_path / "o"
+    code = main(
+        ["--data", str(store.data), "--key", str(store.key), "--out", str(out), "--jobs", "0"]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "rejected batches 2" in printed
+    assert f"seq 3 batch {store.batches[2].header.batch_id}: corrupt in store" in printed
+    rows = [json.loads(x) for x in (out / "metadata.jsonl").read_text().splitlines()]
+    assert [r["seq"] for r in rows] == [1]
