@@ -635,6 +635,9 @@ class Agent:
             log.info("batches can be written again; capture resumes")
             self._write_problem = None
             self._engine.set_state(self._engine.state.with_spool_full(full=False))
+            if self._pipeline is not None:
+                # The dataset must show that nothing was captured meanwhile.
+                self._handle(self._pipeline.marker(MarkerKind.GAP, now, "spool_full"))
             self._sync_hooks(now)
 
 

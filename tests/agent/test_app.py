@@ -179,6 +179,13 @@ def test_a_refusing_sink_stops_capture_visibly_and_loses_no_batch(rig: Rig) -> N
     wait(lambda: rig.agent.status().events_seen >= 22)
     rig.agent.flush()
     assert spans(rig.sink.batches) == ["first", "second"]
+    gaps = [
+        r.detail
+        for b in rig.sink.batches
+        for r in decode_body(b.body)[0]
+        if isinstance(r, MarkerRecord) and r.kind.value == "gap"
+    ]
+    assert gaps == ["spool_full"]  # the dataset shows the stretch that was not captured
     seqs = [b.header.seq for b in rig.sink.batches]
     assert seqs == sorted(seqs)
     assert len(set(seqs)) == len(seqs)
