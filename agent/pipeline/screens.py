@@ -221,7 +221,7 @@ ENCODE_BUDGET_MS = 15.0
 _PRIOR_PX_PER_MS = {Codec.LOSSLESS: 40_000.0, Codec.LOSSLESS_FAST: 100_000.0, Codec.LOSSY: 40_000.0}
 #: What counting an image's colours costs (pixels per ms; about 1 ms per megapixel).
 _COLOURS_PX_PER_MS = 1_000_000.0
-#: At most this many distinct colours (and one per 16 pixels) make screen content.
+#: At most this many distinct colours (and one per 16 pixels, or 256) make screen content.
 SCREEN_COLOURS = 4096
 #: Images smaller than this say little about a codec's speed (fixed costs
 #: dominate), and take a millisecond or two in any codec.
@@ -254,10 +254,12 @@ def looks_like_screen(img: Image.Image) -> bool:
     or a gradient has a new colour every few pixels. Screen content is
     smaller lossless, photos are far smaller lossy (a 720x477 photo: 51 KB
     lossy, 530 KB lossless). At most ``SCREEN_COLOURS`` colours, and one per
-    16 pixels (so that a small tile of a photo is not taken for a widget).
-    Costs about 1 ms per megapixel; stops early on a photo.
+    16 pixels, but always 256 (so that a strip of photo tiles is not taken
+    for widgets, while a 16 px tile of dense anti-aliased text, up to about
+    80 colours, is not taken for a photo). Costs about 1 ms per megapixel;
+    stops early on a photo.
     """
-    limit = min(SCREEN_COLOURS, max(64, img.width * img.height // 16))
+    limit = min(SCREEN_COLOURS, max(256, img.width * img.height // 16))
     return img.getcolors(limit) is not None
 
 

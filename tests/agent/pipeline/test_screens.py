@@ -351,15 +351,23 @@ def test_photo_like_content_stays_lossy() -> None:
     assert _webp_kind(out.image) == "lossy"
 
 
+def tile_of(colours: int, size: int = 16) -> Image.Image:
+    """A tile using ``colours`` grey levels."""
+    img = Image.new("RGB", (size, size))
+    img.putdata([(v, v, v) for v in (i % colours * 3 for i in range(size * size))])
+    return img
+
+
 @pytest.mark.parametrize(
     ("name", "img", "screen"),
     [
         ("text and widgets", base_image(), True),
         ("one flat colour", Image.new("RGB", (800, 600), (200, 200, 200)), True),
         ("a single tile of text", base_image().crop((0, 30, 16, 46)), True),
+        ("a 16 px tile of 80 colours, as dense anti-aliased text has", tile_of(80), True),
         ("a photo", photo(), False),
         ("a strip of photo tiles", photo(512, 64), False),
-        ("one tile of a photo", photo(16, 16), False),
+        ("four tiles of a photo", photo(32, 32), False),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
