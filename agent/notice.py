@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from agent.pipeline.consent import ConsentRecord, capture_surface, surface_widening
-from policies.model import AppRule, Category, ExemptionEffect, KeyMode, Policy
+from policies.model import AppRule, Category, KeyMode, Policy
+from policies.summary import effect_words
 
 #: The notice object's own format number, inside control API version 1.
 NOTICE_FORMAT = 1
@@ -48,13 +49,6 @@ HOW_TO_REQUEST_EXEMPTION = (
     '--reason "why"; an admin reviews every request and you see the answer in '
     "overt exemption list."
 )
-
-
-def _size(n: int) -> str:
-    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= factor:
-            return f"{n / factor:g} {unit}"
-    return f"{n} bytes"
 
 
 def _when(value: datetime) -> str:
@@ -90,23 +84,6 @@ def _app(rule: AppRule) -> dict[str, Any]:
         ],
         "actions_only": capture.actions_only,
     }
-
-
-def _effect_words(effect: ExemptionEffect) -> str:
-    if effect.stop_capture:
-        return "capture stops"
-    parts = []
-    if not effect.screenshots:
-        parts.append("no screenshots")
-    if effect.max_keystrokes is not KeyMode.TEXT:
-        parts.append(f"keystrokes at most {effect.max_keystrokes.value}")
-    if effect.upload_ac_only:
-        parts.append("upload on AC power only")
-    if effect.upload_unmetered_only:
-        parts.append("upload on unmetered networks only")
-    if effect.daily_upload_bytes is not None:
-        parts.append(f"upload at most {_size(effect.daily_upload_bytes)}/day")
-    return ", ".join(parts) or "no change"
 
 
 def consent_notice(policy: Policy) -> dict[str, Any]:
@@ -152,7 +129,7 @@ def consent_notice(policy: Policy) -> dict[str, Any]:
                 {
                     "category": category.value,
                     "words": CATEGORY_WORDS[category],
-                    "effect": _effect_words(policy.exemptions[category]),
+                    "effect": effect_words(policy.exemptions[category]),
                     "grantable": category in grantable,
                 }
                 for category in Category

@@ -34,7 +34,8 @@ def _when(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def _size(n: int) -> str:
+def size_words(n: int) -> str:
+    """A byte count in words: "50 MiB"."""
     for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= factor:
             return f"{n / factor:g} {unit}"
@@ -94,7 +95,8 @@ def _app(app: AppRule) -> list[str]:
     return lines
 
 
-def _effect(effect: ExemptionEffect) -> str:
+def effect_words(effect: ExemptionEffect) -> str:
+    """What an approved exemption changes, in words."""
     if effect.stop_capture:
         return "capture stops"
     parts = []
@@ -107,7 +109,7 @@ def _effect(effect: ExemptionEffect) -> str:
     if effect.upload_unmetered_only:
         parts.append("upload on unmetered networks only")
     if effect.daily_upload_bytes is not None:
-        parts.append(f"upload at most {_size(effect.daily_upload_bytes)}/day")
+        parts.append(f"upload at most {size_words(effect.daily_upload_bytes)}/day")
     return ", ".join(parts) or "no change"
 
 
@@ -149,12 +151,12 @@ def describe(policy: Policy) -> str:
     if upload.unmetered_only:
         conditions.append("unmetered networks")
     lines.append(
-        f"Upload: at most {_size(upload.daily_bytes)}/day"
+        f"Upload: at most {size_words(upload.daily_bytes)}/day"
         + (f", only on {' and '.join(conditions)}" if conditions else ", on any network and power")
     )
     on_battery = "screenshots continue" if policy.battery.screenshots else "no screenshots"
     lines.append(f"On battery: {on_battery}")
-    lines.append(f"Spool budget: {_size(policy.spool_max_bytes)} (capture pauses when full)")
+    lines.append(f"Spool budget: {size_words(policy.spool_max_bytes)} (capture pauses when full)")
     lines.append(
         f"Retention: {policy.retention.days} days; readable by "
         + "; ".join(policy.retention.readers)
@@ -163,7 +165,7 @@ def describe(policy: Policy) -> str:
 
     lines += ["", "Exemptions (effect when granted):"]
     for category in Category:
-        lines.append(f"  - {category.value}: {_effect(policy.exemptions[category])}")
+        lines.append(f"  - {category.value}: {effect_words(policy.exemptions[category])}")
 
     lines.append("")
     if policy.next_signers is not None:
