@@ -207,7 +207,8 @@ class Agent:
                 for batch in self._pipeline.flush(self._clock()):
                     self._write(batch)
             if self._unwritten:
-                # The directory sink is a stand-in; the spool will make these durable.
+                # The sink refused them to the end (a full disk, say): they die
+                # with the process, and the log says how many.
                 log.error("%d batches could not be written before exit", len(self._unwritten))
         self._grabs.stop()
 
