@@ -62,11 +62,12 @@ import tests.desktop as harness
 from agent.events import Rect, WindowInfo
 from agent.pipeline.occlusion import blank_covered
 from agent.pipeline.screens import (
-    ENCODE_BUDGET_MS,
+    LATENCY_TARGET_MS,
     WEBP,
     Codec,
     FrameEncoder,
     encode_image,
+    frame_budget_ms,
     looks_like_screen,
 )
 from agent.sources._mss import MssScreenGrabber
@@ -75,7 +76,7 @@ from agent.sources.input import EventQueue
 from bench._machine import cpu_model
 from policies.model import Screenshots
 
-TARGET_MS = 30.0
+TARGET_MS = LATENCY_TARGET_MS
 STAGES = ("active", "covering", "grab", "blank", "encode")
 FULL = Screenshots(max_width=1920, quality=50)
 DEFAULT = Screenshots()
@@ -436,8 +437,10 @@ def machine() -> list[str]:
         f"python:   {platform.python_version()} ({platform.python_implementation()}), "
         f"Pillow {PIL.__version__} ({webp}, {turbo} {features.version('jpg')}), "
         f"mss {version('mss')}, python-xlib {version('python-xlib')}",
-        f"codec:    WebP lossless for screen content (lossy for photos) where it fits "
-        f"{ENCODE_BUDGET_MS:.0f} ms per frame, else a faster effort, lossy, JPEG"
+        f"codec:    WebP lossless for screen content (lossy for photos) where the frame fits "
+        f"what the {LATENCY_TARGET_MS:.0f} ms target leaves after the grab (1080p: "
+        f"{frame_budget_ms(1920 * 1080):.1f} ms, 1200x800: {frame_budget_ms(1200 * 800):.1f} ms), "
+        f"else a faster effort, lossy, JPEG"
         if WEBP
         else "codec:    JPEG (no WebP in this Pillow)",
     ]

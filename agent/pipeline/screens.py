@@ -60,6 +60,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import statistics
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -211,14 +212,20 @@ _LOSSLESS_EFFORT = {Codec.LOSSLESS: (80, 2), Codec.LOSSLESS_FAST: (10, 1)}
 _SCREEN_ORDER: tuple[Codec, ...] = (Codec.LOSSLESS, Codec.LOSSLESS_FAST, Codec.LOSSY, Codec.JPEG)
 _PHOTO_ORDER: tuple[Codec, ...] = (Codec.LOSSY, Codec.JPEG)
 
-#: How long one frame's encode may take, downscale and change check included,
-#: before a faster codec is preferred: the 30 ms trigger-to-bytes target less
-#: about 12 ms of window probe and grab at 1080p on a slow core, and a margin.
-ENCODE_BUDGET_MS = 15.0
+#: Trigger to encoded bytes may take this long (BENCHMARKS.md, "Screenshot latency").
+LATENCY_TARGET_MS = 30.0
+#: What a screenshot request spends before the encoder sees the frame, on a
+#: slow core (a 2-core EPYC): the window probe, about 3 ms, and a margin of
+#: 2 ms; then the grab, about 5 ms per megapixel.
+_BEFORE_ENCODE_MS = 5.0
+_GRAB_MS_PER_MPX = 5.0
 #: Each codec's speed before it was measured here (pixels per ms); deliberately
 #: modest (measured on a 2-core EPYC: lossy 35-60k, lossless 30-60k, fast
 #: lossless 100-150k on screen content).
 _PRIOR_PX_PER_MS = {Codec.LOSSLESS: 40_000.0, Codec.LOSSLESS_FAST: 100_000.0, Codec.LOSSY: 40_000.0}
+#: A codec's speed is the median of its last few timings (one preempted
+#: encode does not turn the next frames to JPEG).
+_TIMINGS_KEPT = 5
 #: What counting an image's colours costs (pixels per ms; about 1 ms per megapixel).
 _COLOURS_PX_PER_MS = 1_000_000.0
 #: At most this many distinct colours (and one per 16 pixels, or 256) make screen content.
@@ -229,6 +236,13 @@ _MIN_SAMPLE_PX = 100_000
 #: After this many large images did without their first choice, the cheapest
 #: codec passed over is timed once more.
 _REPROBE_EVERY = 20
+
+
+def frame_budget_ms(source_pixels: int) -> float:
+    """How long encoding a frame of ``source_pixels`` (as grabbed) may take,
+    downscale and change check included: what the latency target leaves after
+    the probe and the grab (1080p: 14.6 ms; 800x600: 22.6 ms)."""
+    return LATENCY_TARGET_MS - _BEFORE_ENCODE_MS - _GRAB_MS_PER_MPX * source_pixels / 1e6
 
 
 def encode_image(
@@ -270,9 +284,10 @@ class CodecChooser:
     content WebP lossy. WebP is 5-15x slower than JPEG: on a slow laptop
     core a 1080p frame takes 45-65 ms lossless or lossy, which is felt as lag
     and battery. So the chooser learns each WebP codec's throughput on this
-    machine (an average over images large enough to measure) and takes, in
-    order, lossless, a faster lossless effort, lossy WebP (for photos: lossy
-    WebP), the first expected to finish within the budget, else JPEG. Images
+    machine (the median of its last timings on images large enough to
+    measure) and takes, in order, lossless, a faster lossless effort, lossy
+    WebP (for photos: lossy WebP), the first expected to finish within the
+    budget, else JPEG. Images
     under ``_MIN_SAMPLE_PX`` (deltas of a few tiles) take a millisecond or
     two in any codec and always get their first choice. After
     ``_REPROBE_EVERY`` large images did without their first choice, the
@@ -281,42 +296,55 @@ class CodecChooser:
     library's set-up (30-60 ms for WebP). The blob is self-describing, so
     readers need not know which codec was chosen.
 
-    The budget is for a whole frame: when ``FrameEncoder`` calls
-    ``start_frame`` first, the time since (downscale, change check) counts
-    against it. ``timer`` is injected for tests.
+    The budget is for a whole frame: ``frame_budget_ms`` of the frame as
+    grabbed, unless ``budget_ms`` fixes one for every frame. When
+    ``FrameEncoder`` calls ``start_frame`` first, the time since (downscale,
+    change check) counts against it; an image encoded without it is taken for
+    a whole frame. ``timer`` is injected for tests.
     """
 
     def __init__(
         self,
         *,
-        budget_ms: float = ENCODE_BUDGET_MS,
+        budget_ms: float | None = None,
         timer: Callable[[], float] = time.perf_counter,
         webp: bool | None = None,
     ) -> None:
         self.budget_ms = budget_ms
         self._timer = timer
         self._webp = WEBP if webp is None else webp
-        self._px_per_ms = dict(_PRIOR_PX_PER_MS)
+        self._timings: dict[Codec, deque[float]] = {
+            c: deque(maxlen=_TIMINGS_KEPT) for c in _PRIOR_PX_PER_MS
+        }
         self._streak = 0
         self._started: float | None = None
+        self._frame_budget = 0.0
         self._warm: set[Codec] = set()
         #: The codec of the last image encoded.
         self.last: Codec | None = None
 
-    def start_frame(self) -> None:
-        """A frame's encode starts now: time spent before ``encode`` counts against the budget."""
+    def start_frame(self, source_pixels: int) -> None:
+        """A frame of ``source_pixels`` (as grabbed) starts now: time spent
+        before ``encode`` counts against its budget."""
         self._started = self._timer()
+        self._frame_budget = self._budget(source_pixels)
+
+    def _budget(self, source_pixels: int) -> float:
+        return frame_budget_ms(source_pixels) if self.budget_ms is None else self.budget_ms
 
     def expected_ms(self, codec: Codec, pixels: int) -> float:
         """How long ``codec`` is expected to take for ``pixels`` here (JPEG: 0, not timed)."""
-        rate = self._px_per_ms.get(codec)
-        return 0.0 if rate is None else pixels / rate
+        timings = self._timings.get(codec)
+        if timings is None:
+            return 0.0
+        return pixels / (statistics.median(timings) if timings else _PRIOR_PX_PER_MS[codec])
 
     def encode(self, img: Image.Image, quality: int) -> bytes:
-        left = self.budget_ms
         if self._started is not None:
-            left -= (self._timer() - self._started) * 1000.0
+            left = self._frame_budget - (self._timer() - self._started) * 1000.0
             self._started = None
+        else:
+            left = self._budget(img.width * img.height)
         if not self._webp:
             self.last = Codec.JPEG
             return encode_image(img, quality, webp=False)
@@ -350,8 +378,7 @@ class CodecChooser:
         warm = codec in self._warm
         self._warm.add(codec)
         if large and warm and elapsed_ms > 0:
-            rate = self._px_per_ms[codec]
-            self._px_per_ms[codec] = 0.5 * rate + 0.5 * (pixels / elapsed_ms)
+            self._timings[codec].append(pixels / elapsed_ms)
         return data
 
 
@@ -427,7 +454,7 @@ class FrameEncoder:
             raise FrameError(
                 f"frame of {frame.width}x{frame.height} has {len(frame.rgb)} bytes of pixels"
             )
-        self.codec.start_frame()
+        self.codec.start_frame(frame.width * frame.height)
         if self._force:
             self._chains.clear()
             self._force = False
