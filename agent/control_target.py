@@ -18,35 +18,28 @@ becomes an ``internal`` answer at the server. A part that answers with an
 object of the wrong shape is an ``internal`` error too (logged by key name),
 never passed on to the tray.
 
-The policy in force is read back from the agent's trust store
-(:class:`TrustStorePolicy`), since the Agent does not expose it; it is used
-only when its version is the one the Agent reports.
+The policy in force comes from the ``policy`` callable (the Agent's own);
+it is used only when its version is the one the Agent's status reports.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.control import ControlError, JSONObject
-from agent.local_state import LocalState, LocalStateError
+from agent.local_state import LocalStateError
 from agent.notice import consent_changes, consent_needed, consent_notice
 from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import Reason
 from agent.pipeline.pause import DEFAULT_MAX_MINUTES
-from agent.policy_source import load_policy
-from policies.model import Grant, Policy, SignerSet
-from policies.store import TrustStore
-from policies.verify import DeviceScope
+from policies.model import Grant, Policy
 
 if TYPE_CHECKING:
     from agent.app import AgentStatus
-    from agent.config import AgentConfig
     from agent.pipeline.pause import PauseState
 
 log = logging.getLogger(__name__)
@@ -150,47 +143,6 @@ def _checked(part: str, value: object, keys: Sequence[str]) -> JSONObject:
     return dict(value)
 
 
-# ------------------------------------------------------------ the policy in force
-
-
-class TrustStorePolicy:
-    """The last good policy in the agent's trust store, verified as the agent
-    verifies it, and read again only when the store changes."""
-
-    def __init__(
-        self,
-        store: TrustStore,
-        trusted: SignerSet,
-        device: DeviceScope,
-        clock: Callable[[], float],
-    ) -> None:
-        self._store = store
-        self._trusted = trusted
-        self._device = device
-        self._clock = clock
-        self._seen: tuple[int, int, int] | None = None
-        self._policy: Policy | None = None
-        # Control connections call this from their own threads.
-        self._lock = threading.Lock()
-
-    def __call__(self) -> Policy | None:
-        now = self._clock()
-        with self._lock:
-            try:
-                info = os.stat(self._store.state_path)
-            except OSError:
-                self._seen, self._policy = None, None
-                return None
-            seen = (info.st_ino, info.st_mtime_ns, info.st_size)
-            if seen != self._seen:
-                self._policy = load_policy(self._store, self._trusted, self._device, now).policy
-                self._seen = seen
-            policy = self._policy
-        if policy is not None and not now < policy.expires.timestamp():
-            return None
-        return policy
-
-
 # ------------------------------------------------------------ the adapter
 
 
@@ -226,20 +178,6 @@ class AgentControlTarget:
         self._consent = consent
         self._clock = clock
         self._parts = parts if parts is not None else ControlParts()
-
-    @classmethod
-    def for_agent(
-        cls, agent: RunningAgent, config: AgentConfig, parts: ControlParts | None = None
-    ) -> AgentControlTarget:
-        """The adapter for an agent built from ``config`` (same state directory)."""
-        local = LocalState(config.state_dir)
-        return cls(
-            agent,
-            policy=TrustStorePolicy(local.trust, config.trusted, config.device, config.clock),
-            consent=local.consent,
-            clock=config.clock,
-            parts=parts,
-        )
 
     # ------------------------------------------------------------ commands
 

@@ -26,7 +26,6 @@ from agent.control_target import (
     AgentControlTarget,
     ControlParts,
     CurrentApp,
-    TrustStorePolicy,
 )
 from agent.events import AppIdentity, Rect, WindowInfo
 from agent.local_state import LocalState
@@ -34,6 +33,7 @@ from agent.notice import consent_needed, consent_notice
 from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import Reason
 from agent.pipeline.pause import PauseState
+from agent.policy_source import load_policy
 from agent.sinks.memory import MemorySink
 from agent.sources._fake import FakeCanary, FakeInputHooks, FakeScreenGrabber, FakeWindowProbe
 from agent.sources.canary import CANARY_CLASS, Canary
@@ -110,10 +110,14 @@ class Setup:
         policy, _ = accept_policy_bytes(signed, self.local.trust, self.trusted, DEVICE, NOW)
         return policy
 
+    def policy_in_store(self) -> Policy | None:
+        """What the agent would have in force: the trust store's last good policy."""
+        return load_policy(self.local.trust, self.trusted, DEVICE, self.clock()).policy
+
     def target(self, parts: ControlParts | None = None) -> AgentControlTarget:
         return AgentControlTarget(
             self.agent,
-            policy=TrustStorePolicy(self.local.trust, self.trusted, DEVICE, self.clock),
+            policy=self.policy_in_store,
             consent=self.local.consent,
             clock=self.clock,
             parts=parts,
@@ -409,30 +413,6 @@ def test_commands_reach_their_parts_and_answer_with_their_objects(
     ]
 
 
-# ------------------------------------------------------------------ the policy reader
-
-
-def test_the_policy_is_read_back_from_the_trust_store_as_it_changes(setup: Setup) -> None:
-    reader = TrustStorePolicy(setup.local.trust, setup.trusted, DEVICE, setup.clock)
-    assert reader() is None
-    setup.install(policy_doc())
-    first = reader()
-    assert first is not None
-    assert first.version == 1
-    assert reader() is first  # unchanged store: not read again
-    setup.install(policy_doc(version=2))
-    second = reader()
-    assert second is not None
-    assert second.version == 2
-
-
-def test_an_expired_policy_is_not_offered(setup: Setup, policy: Policy) -> None:
-    reader = TrustStorePolicy(setup.local.trust, setup.trusted, DEVICE, setup.clock)
-    assert reader() is not None
-    setup.clock.now = policy.expires.timestamp()
-    assert reader() is None
-
-
 def test_a_policy_other_than_the_agents_is_not_shown(setup: Setup, policy: Policy) -> None:
     setup.agent.status_value = agent_status(policy_version=7)
     status = setup.target().status()
@@ -560,7 +540,13 @@ def running(tmp_path: Path) -> Iterator[Running]:
         canary=canary,
     )
     agent.start()
-    server = ControlServer(AgentControlTarget.for_agent(agent, config), tmp_path / "run/agent.sock")
+    target = AgentControlTarget(
+        agent,
+        policy=lambda: agent.policy,
+        consent=LocalState(config.state_dir).consent,
+        clock=config.clock,
+    )
+    server = ControlServer(target, tmp_path / "run/agent.sock")
     server.start()
     try:
         yield Running(agent, hooks, ControlClient(server.path))
