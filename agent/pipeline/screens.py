@@ -34,7 +34,7 @@ Image formats (``ScreenshotRecord`` explains the record fields):
   same way (a few tiles nearly always fit the budget losslessly).
   Edge cells are cropped to the frame. Apply a chain's deltas in order to
   its keyframe (``reassemble``); the delta's ``base`` names the keyframe.
-  (16 px: with lossless tiles, text edits send about a quarter fewer bytes
+  (16 px: with lossless tiles, text edits send about a third fewer bytes
   than at 32 px, scrolling about the same, see ``bench/tile_size.py``;
   ``tile`` must be a product of factors of at most 16.)
 - chains: the encoder keeps one chain per window (the ``max_windows``, 4,
