@@ -147,8 +147,9 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
         log_level=config.log_level,
         access_log=False,
         lifespan="on",
-        http="h11",
-        loop="asyncio",
+        # httptools and uvloop (C) when installed, else h11 and asyncio.
+        http="auto",
+        loop="auto",
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         timeout_keep_alive=30,
