@@ -36,7 +36,7 @@ from agent.notice import consent_changes, consent_needed, consent_notice
 from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import Reason
 from agent.pipeline.pause import DEFAULT_MAX_MINUTES
-from policies.model import Grant, Policy
+from policies.model import Policy
 
 if TYPE_CHECKING:
     from agent.app import AgentStatus
@@ -114,9 +114,6 @@ class ControlParts:
     #: Record an answer to the notice durably (``LocalState.save_consent``)
     #: and apply it to capture at once: the Agent's method for it.
     apply_consent: Callable[[ConsentRecord], None] | None = None
-    current_app: Callable[[], CurrentApp | None] | None = None
-    #: Verified exemption grants held by the agent (expired ones are left out here).
-    grants: Callable[[], Sequence[Grant]] | None = None
     #: The status object's ``spool`` member.
     spool_state: Callable[[], Mapping[str, Any]] | None = None
     #: The status object's ``upload`` member.
@@ -186,14 +183,16 @@ class AgentControlTarget:
         now = self._clock()
         policy = self._policy_in_force(agent_status.policy_version)
         parts = self._parts
-        current = parts.current_app() if parts.current_app is not None else None
-        exemptions = None
-        if parts.grants is not None:
-            exemptions = [
-                {"category": g.category.value, "expires": _iso(g.expires)}
-                for g in parts.grants()
-                if now < g.expires.timestamp()
-            ]
+        current = (
+            None
+            if agent_status.current_app is None
+            else CurrentApp(agent_status.current_app, agent_status.current_app_allowed)
+        )
+        exemptions = [
+            {"category": g.category.value, "expires": _iso(g.expires)}
+            for g in agent_status.grants
+            if now < g.expires.timestamp()
+        ]
         spool = upload = None
         if parts.spool_state is not None:
             spool = _checked("spool", parts.spool_state(), SPOOL_KEYS)

@@ -34,7 +34,7 @@ import httpx
 from agent.app import Agent, AgentError
 from agent.config import AgentConfig
 from agent.control import ControlError, ControlServer
-from agent.control_target import AgentControlTarget, ControlParts, CurrentApp
+from agent.control_target import AgentControlTarget, ControlParts
 from agent.local_state import LocalState
 from agent.pipeline.batch import Batch
 from agent.pipeline.consent import ConsentRecord
@@ -256,8 +256,6 @@ class AgentService:
     def _parts(self) -> ControlParts:
         return ControlParts(
             apply_consent=self._apply_consent,
-            current_app=self._current_app,
-            grants=lambda: self.agent.status().grants,
             spool_state=lambda: self.spool.stats(self._now_ms()).to_dict(),
             upload_state=self._upload_state,
             discard=self._discard,
@@ -268,12 +266,6 @@ class AgentService:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
-
-    def _current_app(self) -> CurrentApp | None:
-        status = self.agent.status()
-        if status.current_app is None:
-            return None
-        return CurrentApp(status.current_app, status.current_app_allowed)
 
     def _upload_state(self) -> Mapping[str, Any]:
         if self.uploader is not None:

@@ -25,7 +25,6 @@ from agent.control import ControlClient, ControlError, ControlServer
 from agent.control_target import (
     AgentControlTarget,
     ControlParts,
-    CurrentApp,
 )
 from agent.events import AppIdentity, Rect, WindowInfo
 from agent.local_state import LocalState
@@ -158,7 +157,7 @@ def test_status_reports_what_the_agent_says_and_null_for_parts_it_lacks(
             "organisation": "Example Corp (test)",
         },
         "consent_needed": False,
-        "exemptions": None,
+        "exemptions": [],
         "spool": None,
         "upload": None,
         "counts": {"batches_written": 4, "batches_held": 0, "events_seen": 120, "events_lost": 0},
@@ -218,9 +217,13 @@ def test_status_passes_on_the_parts_it_is_given(setup: Setup, policy: Policy) ->
     spool |= {"dead": 0, "quarantined": 0}
     upload = {"state": "waiting", "why": "metered network", "last_success_ms": 1}
     upload |= {"today_bytes": 654_321, "daily_budget": 50 * 2**20, "next_attempt_ms": None}
+    setup.agent.status_value = agent_status(
+        policy_version=1,
+        current_app="LibreOffice Writer",
+        current_app_allowed=True,
+        grants=(grant(Category.BANDWIDTH, 3), grant(Category.BATTERY, -1)),
+    )
     parts = ControlParts(
-        current_app=lambda: CurrentApp("LibreOffice Writer", allowed=True),
-        grants=lambda: [grant(Category.BANDWIDTH, 3), grant(Category.BATTERY, -1)],
         spool_state=lambda: spool,
         upload_state=lambda: upload,
     )
