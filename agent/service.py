@@ -165,7 +165,7 @@ class AgentService:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Start capture, upload, sync and the control socket (in that order)."""
+        """Claim the control socket, sync once, then start capture, upload and sync."""
         # A sequence number the spool has seen is never used again, even if
         # the small state file was lost.
         last = self.spool.last_seq()
