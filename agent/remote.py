@@ -26,7 +26,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.local_state import Enrollment, LocalState
-from policies.device_auth import sign_request
+from agent.sinks.upload import RequestSigner
 from policies.keys import raw_public_bytes
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,7 @@ class CollectorClient:
         clock: Callable[[], float],
     ) -> None:
         self._client = client
-        self._device_id = device_id
-        self._key = key
+        self._signer = RequestSigner(device_id, key)
         self._clock = clock
 
     @property
@@ -85,9 +84,7 @@ class CollectorClient:
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """Send one request signed with the device key; transport errors → CollectorError."""
-        signed = sign_request(
-            self._key, self._device_id, method, path, body, int(self._clock() * 1000)
-        )
+        signed = self._signer.headers(method, path, body, int(self._clock() * 1000))
         all_headers = {**(headers or {}), **signed}
         if content_type is not None:
             all_headers["Content-Type"] = content_type
