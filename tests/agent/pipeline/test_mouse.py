@@ -4,10 +4,11 @@ import itertools
 import math
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.pipeline.mouse import MouseCoalescer, simplify
+from agent.pipeline.mouse import MouseCoalescer, resample
 from agent.pipeline.records import MousePathRecord, PathKind, to_ms
 
 T = 1_800_000_000.0
@@ -42,33 +43,69 @@ def test_random_walk_then_click_keeps_only_the_approach() -> None:
     assert points[0][0] >= to_ms(press_t - 1.0)
     assert points[-1][1:] == (x, y)
     assert path.dwell_ms == 50
-    assert 2 <= path.samples < 1000  # simplified
+    assert 2 <= path.samples < 1000  # resampled
+    assert set(path.dt[:-1]) <= {30, 60, 90}  # every 30 ms (longer across a rest)
     assert m.release(press_t + 0.08, x, y) is None  # a click, not a drag
 
 
-def test_drag_path_is_simplified_and_keeps_exact_end_points() -> None:
-    m = MouseCoalescer(tolerance_px=2.0)
+def test_drag_path_is_resampled_and_keeps_exact_end_points() -> None:
+    m = MouseCoalescer(interval_ms=30)
     rng = random.Random(1)
     assert m.press(T, 10, 10) is None
-    raw = [(10, 10)]
-    for i in range(1, 1001):  # a quarter circle, with 1 px jitter
+    raw = [(to_ms(T), 10, 10)]
+    for i in range(1, 1001):  # a quarter circle at 1 kHz, with 1 px jitter
         a = i / 1000 * math.pi / 2
         px = round(10 + 300 * math.sin(a)) + rng.choice((0, 1))
         py = round(310 - 300 * math.cos(a))
-        raw.append((px, py))
+        raw.append((to_ms(T + i / 1000), px, py))
         assert m.move(T + i / 1000, px, py) is None
     path = m.release(T + 1.2, 311, 310)
-    raw.append((311, 310))
+    raw.append((to_ms(T + 1.2), 311, 310))
     assert isinstance(path, MousePathRecord)
     assert path.kind is PathKind.DRAG
     pts = path.points()
     assert pts[0] == (to_ms(T), 10, 10)
     assert pts[-1] == (to_ms(T + 1.2), 311, 310)
-    assert path.samples < 60
+    assert path.dt[:33] == (30,) * 33  # the pointer moved the whole second
+    assert path.samples < 50
+    # A replay puts the pointer, at every reported instant, near where it was:
+    # the arc bends less than a pixel between samples 30 ms apart, plus the
+    # jitter; the worst is the abrupt stop at 470 px/s, which a replay eases
+    # over the 30 ms around it.
+    for t, x, y in raw:
+        assert math.dist((x, y), _replayed(pts, t)) <= 4.0
     kept = [(x, y) for _, x, y in pts]
-    for p in raw:
-        best = min(_segment_distance(p, a, b) for a, b in itertools.pairwise(kept))
-        assert best <= 2.0 + 1e-9
+    for _, x, y in raw:
+        assert min(_segment_distance((x, y), a, b) for a, b in itertools.pairwise(kept)) <= 2.0
+
+
+def _replayed(samples: list[tuple[int, int, int]], t: int) -> tuple[float, float]:
+    """Where a replay of the kept samples puts the pointer at ``t``: on the
+    straight line between the samples around it, at constant speed."""
+    for (t1, x1, y1), (t2, x2, y2) in itertools.pairwise(samples):
+        if t1 <= t <= t2:
+            f = 0.0 if t2 == t1 else (t - t1) / (t2 - t1)
+            return x1 + f * (x2 - x1), y1 + f * (y2 - y1)
+    raise AssertionError(f"{t} is outside the path")
+
+
+def test_a_pointer_that_speeds_up_and_slows_down_is_kept_in_time() -> None:
+    """A straight reach with a bell-shaped speed: the old shape-only
+    simplification kept its two ends, and a replay was then 60 px off at the
+    middle of the movement; the resampled path is where the hand was."""
+    m = MouseCoalescer()
+    raw = []
+    for i in range(1, 401):  # 400 ms at 1 kHz, minimum-jerk from x=100 to x=500
+        tau = i / 400
+        x = round(100 + 400 * tau**3 * (10 - 15 * tau + 6 * tau * tau))
+        raw.append((T + i / 1000, x, 300))
+        m.move(*raw[-1])
+    path = m.press(T + 0.5, 500, 300)
+    assert isinstance(path, MousePathRecord)
+    pts = path.points()
+    assert len(pts) == 15  # 0.4 s every 30 ms: 14 samples, and the last move
+    worst = max(math.dist((x, y), _replayed(pts, to_ms(t))) for t, x, y in raw)
+    assert worst < 3.0
 
 
 def test_hover_is_one_point_with_its_dwell() -> None:
@@ -116,17 +153,44 @@ def test_reset_forgets_a_drag() -> None:
     assert m.release(T + 0.2, 60, 60) is None
 
 
-@given(st.lists(st.tuples(st.integers(-500, 500), st.integers(-500, 500)), min_size=1, max_size=80))
-def test_simplify_keeps_end_points_and_stays_within_tolerance(xy: list[tuple[int, int]]) -> None:
-    pts = [(float(i), x, y) for i, (x, y) in enumerate(xy)]
-    out = simplify(pts, 2.0)
-    assert out[0] == pts[0]
-    assert out[-1] == pts[-1]
-    assert all(p in pts for p in out)
-    kept = [(x, y) for _, x, y in out]
-    if len(kept) > 1:
-        for _, x, y in pts:
-            assert (
-                min(_segment_distance((x, y), a, b) for a, b in itertools.pairwise(kept))
-                <= 2.0 + 1e-9
-            )
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 80), st.integers(-500, 500), st.integers(-500, 500)),
+        min_size=1,
+        max_size=80,
+    ),
+    st.integers(1, 100),
+)
+def test_resample_keeps_the_ends_and_the_positions_at_every_interval(
+    steps: list[tuple[int, int, int]], interval: int
+) -> None:
+    pts, t = [], T
+    for gap, x, y in steps:  # reports in time order, some at the same millisecond
+        t += gap / 1000
+        pts.append((t, x, y))
+    reported = [(to_ms(t), x, y) for t, x, y in pts]
+    out = resample(pts, interval)
+    assert out[0] == reported[0]
+    assert out[-1] == reported[-1]
+    assert len(out) == (1 if len(pts) == 1 else len(out))
+    inner = out[1:-1]
+    start = reported[0][0]
+    assert all((s[0] - start) % interval == 0 and start < s[0] < reported[-1][0] for s in inner)
+    assert [s[0] for s in out] == sorted(s[0] for s in out)
+    for s in inner:  # each position is the interpolation between the reports around it
+        before = [r for r in reported if r[0] <= s[0]][-1]
+        after = next(r for r in reported if r[0] > s[0])
+        f = (s[0] - before[0]) / (after[0] - before[0])
+        assert abs(s[1] - (before[1] + f * (after[1] - before[1]))) <= 0.5 + 1e-9
+        assert abs(s[2] - (before[2] + f * (after[2] - before[2]))) <= 0.5 + 1e-9
+    # The middle of a rest is left out: no three kept samples in a row at one place
+    # unless the interval between them was skipped.
+    for a, b, c in zip(out, out[1:], out[2:], strict=False):
+        assert not (a[1:] == b[1:] == c[1:]) or c[0] - a[0] > 2 * interval
+
+
+def test_resample_refuses_a_non_positive_interval() -> None:
+    with pytest.raises(ValueError, match="interval"):
+        resample([(T, 0, 0), (T + 1, 5, 5)], 0)
+    with pytest.raises(ValueError, match="interval"):
+        MouseCoalescer(interval_ms=-30)

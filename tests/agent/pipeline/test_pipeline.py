@@ -141,7 +141,8 @@ def test_end_to_end_records_are_window_relative_and_minimised() -> None:
     assert isinstance(approach, MousePathRecord)
     assert approach.kind is PathKind.APPROACH
     assert approach.points()[-1][1:] == (399, 200)
-    assert approach.samples == 2  # a straight line
+    assert approach.dt == (30,) * 6 + (19,)  # every 30 ms, then the last move
+    assert approach.dx == (30,) * 6 + (19,)  # 1 px per ms
     assert recs[2:] == [
         ClickRecord(to_ms(T + 0.75), "left", True, 399, 200),
         ClickRecord(to_ms(T + 0.8), "left", False, 399, 200),
