@@ -1,7 +1,7 @@
 """Batches: grouping records by age and size, and the batch formats.
 
 This module owns the batch header (format 1), the batch body container
-(format 3; formats 2 and 1 are still read) and ``Batcher``, which cuts the
+(format 4; formats 3, 2 and 1 are still read) and ``Batcher``, which cuts the
 record stream into batches. It does not seal, sign, spool or upload
 (``agent.sinks`` and later stages do), reads no clock and does no I/O.
 
@@ -19,9 +19,9 @@ ASCII only, integers only)::
 and the samples they keep; ``redactions`` counts redacted matches in text
 spans; times are epoch milliseconds covering every record of the body.
 
-Body, format 3 (written; formats 2 and 1 are still read)::
+Body, format 4 (written; formats 3, 2 and 1 are still read)::
 
-    "OVTB"  u8 version (3)  u32le N  <N bytes: one zstd frame>  <pointer stream>
+    "OVTB"  u8 version (4)  u32le N  <N bytes: one zstd frame>  <pointer stream>
     <image blobs>
 
 The zstd frame holds ``u32le M``, an M-byte JSON manifest
@@ -59,14 +59,33 @@ is empty: each path's samples less one; the first path's ``t``, ``x``,
 the difference from the previous path's anchor — its last sample's time
 plus its ``dwell_ms``, and its last sample's position (a path mostly starts
 where and when the last one stopped: a hover where an approach ended, an
-approach from the hover); ``dwell_ms``; then the ``dt``, ``dx`` and ``dy``
-of every step of every path, path after path. The encoder picks each
-column's order for its values. A batch of a minute holds a few dozen kept
-samples, too few for zstd to learn their statistics: in the batches of
+approach from the hover); ``dwell_ms``. Then, when the paths have any
+step, one bit says how the steps are coded, and the steps of every path,
+path after path, follow in three or four columns:
+
+- ``0``, raw: ``dt``, ``dx``, ``dy``;
+- ``1``, predicted: the period P (a one-value column), then every ``dt``
+  less P, then every ``dx`` and every ``dy`` less its prediction from the
+  steps before it in its path, where d is the path's ``dx`` (or ``dy``):
+  nothing for the first step; ``2 * d[i-1] - d[i-2]`` when steps i, i-1 and
+  i-2 have the same ``dt``; else, when ``dt[i-1] > 0``,
+  ``(2 * d[i-1] * dt[i] + dt[i-1]) // (2 * dt[i-1])`` (the last step scaled
+  to this one's duration, rounded half up; ``//`` rounds down); else
+  ``d[i-1]``.
+
+The encoder picks each column's order for its values, and the coding of the
+steps that comes out shorter (raw when a predicted value would not fit in
+64 bits); it writes P as the most common ``dt``. The agent keeps a path's
+pointer every 30 ms (``mouse``), so a predicted ``dt`` costs about a bit and
+a step what the hand's acceleration changed: in the batches of
 ``bench/session_bytes.py`` the paths cost 5.2 bytes per kept sample in
-format 2 and 4.0 in format 3 (what the body grows by with them). A path's
-``dt``, ``dx`` and ``dy`` must be of one length.
-A new record kind or field is a new body format.
+format 2, 4.0 in format 3 (then with the samples Ramer-Douglas-Peucker kept:
+irregular and far apart), and under 2 in format 4 (see BENCHMARKS.md). A
+path's ``dt``, ``dx`` and ``dy`` must be of one length. A new record kind or
+field is a new body format.
+
+Body, format 3 (read only): as format 4 without the bit before the steps:
+they are always raw.
 
 Body, format 2 (read only): as format 3 without a pointer stream: the path
 records are columns like the other kinds', except that ``t``, ``x`` and
@@ -123,8 +142,8 @@ from .records import (
 )
 
 HEADER_FORMAT = 1
-BODY_FORMAT = 3  # written
-BODY_FORMATS_READ = (1, 2, 3)
+BODY_FORMAT = 4  # written
+BODY_FORMATS_READ = (1, 2, 3, 4)
 BODY_MAGIC = b"OVTB"
 MAX_BODY_RECORDS_BYTES = 256 * 2**20  # decompressed record section, a sanity bound
 ZSTD_LEVEL = 9
@@ -311,7 +330,7 @@ _PATH = _KIND_OF[MousePathRecord]
 _TYPECODES = {1: "b", 2: "h", 4: "i", 8: "q"}
 _VARINT, _F64 = "varint", "f64"  # format-1 column encodings
 _TAG_UNSIGNED, _TAG_ZIGZAG, _TAG_F64 = 0, 1, 2  # column tags (formats 2 and 3)
-_TAG_POINTER = 3  # format 3: the path records as one bit-packed pointer stream
+_TAG_POINTER = 3  # formats 3 and 4: the path records as one bit-packed pointer stream
 #: Path kinds in the pointer stream: codes 0, 10 and 11 (hovers are the most common).
 _POINTER_KINDS = (PathKind.HOVER, PathKind.APPROACH, PathKind.DRAG)
 _LITTLE = sys.byteorder == "little"
@@ -570,40 +589,101 @@ def _read_pointer_column(r: _BitReader, count: int) -> list[int]:
     return us
 
 
+def _predict(d: Sequence[int], dt: Sequence[int], i: int) -> int:
+    """Step ``i`` of a path's ``dx`` or ``dy`` (``d``) as the steps before it
+    in the same path foretell it (format 4): nothing for the first step; after
+    two steps as long in time as this one, the last step plus the change from
+    the one before (a pointer keeps accelerating); otherwise the last step
+    scaled to this step's duration, rounded half up (the last, shorter step of
+    a resampled path)."""
+    if i == 0:
+        return 0
+    if i >= 2 and dt[i] == dt[i - 1] == dt[i - 2]:
+        return 2 * d[i - 1] - d[i - 2]
+    if dt[i - 1] > 0:
+        return (2 * d[i - 1] * dt[i] + dt[i - 1]) // (2 * dt[i - 1])
+    return d[i - 1]
+
+
+def _predicted_steps(paths: Sequence[MousePathRecord]) -> list[list[int]] | None:
+    """The step columns of format 4's predicted coding: the period (the most
+    common ``dt``, the smallest of equals), every ``dt`` less the period, and
+    every ``dx`` and ``dy`` less its prediction; ``None`` when a value does not
+    fit in 64 bits (the raw coding is used then)."""
+    counts: dict[int, int] = {}
+    for p in paths:
+        for v in p.dt:
+            counts[v] = counts.get(v, 0) + 1
+    period = min(counts, key=lambda v: (-counts[v], v))
+    dts = [v - period for p in paths for v in p.dt]
+    res: list[list[int]] = [[], []]
+    for p in paths:
+        for col, d in zip(res, (p.dx, p.dy), strict=True):
+            col.extend(d[i] - _predict(d, p.dt, i) for i in range(len(d)))
+    columns = [[period], dts, *res]
+    if not all(-_I64 <= v < _I64 for col in columns for v in col):
+        return None
+    return columns
+
+
 def _pointer_stream(paths: Sequence[MousePathRecord]) -> bytes:
-    """The path records of a body as one bit-packed stream (format 3).
+    """The path records of a body as one bit-packed stream (format 4).
 
     In order: each path's kind (``0`` hover, ``10`` approach, ``11`` drag),
     then the columns, each as ``_write_pointer_column`` writes it: samples
     less one per path; the first path's ``t``, ``x`` and ``y`` (three
     one-value columns); the other paths' ``t``, ``x``, ``y`` from the
-    previous path's anchor (``_chain``); ``dwell_ms``; then ``dt``, ``dx``
-    and ``dy`` of every path's steps, path after path. Zero bits pad the last
-    byte. Exp-Golomb with an order chosen per column fits small, skewed
-    values (a hover starting 2 px from where the last path stopped) and
-    large ones alike, with no table to pay for in every batch.
+    previous path's anchor (``_chain``); ``dwell_ms``. Then, when the paths
+    have steps, one bit says how they are coded and the steps of every path,
+    path after path: ``0`` raw, the ``dt``, ``dx`` and ``dy`` columns;
+    ``1`` predicted, a one-value column of the period, then ``dt`` less the
+    period, and ``dx`` and ``dy`` less their ``_predict``-ion. The encoder
+    writes both and keeps the shorter (raw when a predicted value would not
+    fit in 64 bits). Zero bits pad the last byte. Exp-Golomb with an order
+    chosen per column fits small, skewed values (a hover starting 2 px from
+    where the last path stopped) and large ones alike, with no table to pay
+    for in every batch.
     """
-    w = _BitWriter()
     for p in paths:
         if not len(p.dt) == len(p.dx) == len(p.dy):
             raise PipelineError("a path's dt, dx and dy differ in length")
-        code = _POINTER_KINDS.index(p.kind)
-        w.write((0, 0b10, 0b11)[code], min(2, code + 1))
     starts = _chain(paths)
     columns: list[Sequence[int]] = [[len(p.dt) for p in paths]]
     columns += [starts[name][:1] for name in ("t", "x", "y")]
     columns += [starts[name][1:] for name in ("t", "x", "y")]
     columns.append([p.dwell_ms for p in paths])
-    for name in ("dt", "dx", "dy"):
-        columns.append([v for p in paths for v in getattr(p, name)])
-    for values in columns:
-        _write_pointer_column(w, values)
-    return w.getvalue()
+
+    def head() -> _BitWriter:
+        w = _BitWriter()
+        for p in paths:
+            code = _POINTER_KINDS.index(p.kind)
+            w.write((0, 0b10, 0b11)[code], min(2, code + 1))
+        for values in columns:
+            _write_pointer_column(w, values)
+        return w
+
+    raw = [[v for p in paths for v in getattr(p, name)] for name in ("dt", "dx", "dy")]
+    if not raw[0]:
+        return head().getvalue()
+    best = b""
+    for mode, steps in ((0, raw), (1, _predicted_steps(paths))):
+        if steps is None:
+            continue
+        w = head()
+        w.write(mode, 1)
+        for values in steps:
+            _write_pointer_column(w, values)
+        out = w.getvalue()
+        if not best or len(out) < len(best):
+            best = out
+    return best
 
 
-def _read_pointer_stream(data: bytes, pos: int, count: int) -> tuple[list[MousePathRecord], int]:
-    """``count`` path records from the stream at ``data[pos:]``; returns them
-    and the byte position after the stream."""
+def _read_pointer_stream(
+    data: bytes, pos: int, count: int, version: int
+) -> tuple[list[MousePathRecord], int]:
+    """``count`` path records from the stream at ``data[pos:]`` (format 3 or
+    4); returns them and the byte position after the stream."""
     r = _BitReader(data, pos)
     kinds = []
     for _ in range(count):
@@ -616,15 +696,31 @@ def _read_pointer_stream(data: bytes, pos: int, count: int) -> tuple[list[MouseP
     rest = [_read_pointer_column(r, max(0, count - 1)) for _ in range(3)]
     ts, xs, ys = (a + b for a, b in zip(first, rest, strict=True))
     dwells = _read_pointer_column(r, count)
-    flat = [_read_pointer_column(r, sum(steps)) for _ in range(3)]  # dt, dx, dy
+    total = sum(steps)
+    predicted = version >= 4 and total > 0 and r.read(1) == 1
+    if predicted:
+        (period,) = _read_pointer_column(r, 1)
+        flat = [[v + period for v in _read_pointer_column(r, total)]]
+        if any(not -_I64 <= v < _I64 for v in flat[0]):
+            raise BodyFormatError("an integer does not fit in 64 bits")
+        flat += [_read_pointer_column(r, total) for _ in range(2)]  # residuals of dx, dy
+    else:
+        flat = [_read_pointer_column(r, total) for _ in range(3)]  # dt, dx, dy
     dts: list[tuple[int, ...]] = []
     dxs: list[tuple[int, ...]] = []
     dys: list[tuple[int, ...]] = []
     at = 0
     for n in steps:
-        dts.append(tuple(flat[0][at : at + n]))
-        dxs.append(tuple(flat[1][at : at + n]))
-        dys.append(tuple(flat[2][at : at + n]))
+        dt = flat[0][at : at + n]
+        dts.append(tuple(dt))
+        for out, col in ((dxs, flat[1]), (dys, flat[2])):
+            d = col[at : at + n]
+            if predicted:
+                for i in range(n):
+                    d[i] += _predict(d, dt, i)
+                    if not -_I64 <= d[i] < _I64:  # else a crafted stream doubles a value per step
+                        raise BodyFormatError("an integer does not fit in 64 bits")
+            out.append(tuple(d))
         at += n
     _unchain(ts, xs, ys, dts, dxs, dys, dwells)
     paths = [
@@ -636,7 +732,7 @@ def _read_pointer_stream(data: bytes, pos: int, count: int) -> tuple[list[MouseP
 
 
 def _columns(records: Sequence[Record], strings: _Strings) -> tuple[list[bytes], bytes]:
-    """The body's columns in format-3 order, each as its tag and its values,
+    """The body's columns in format-3 and format-4 order, each as its tag and its values,
     and the pointer stream (empty without path records)."""
     by_kind: list[list[Any]] = [[] for _ in _SCHEMAS]
     order: list[int] = []
@@ -696,7 +792,7 @@ def _int_column(values: Sequence[int]) -> bytes:
 
 
 def encode_body(records: Sequence[Record], images: Mapping[str, bytes]) -> bytes:
-    """Pack records and image blobs into a body (format 3)."""
+    """Pack records and image blobs into a body (format 4)."""
     strings = _Strings()
     chunks, stream = _columns(records, strings)
     blobs = list(images.items())
@@ -715,7 +811,7 @@ def encode_body(records: Sequence[Record], images: Mapping[str, bytes]) -> bytes
 
 
 def decode_body(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
-    """Unpack a body of format 3, 2 or 1; raises ``BodyFormatError`` when it is not one."""
+    """Unpack a body of format 4, 3, 2 or 1; raises ``BodyFormatError`` when it is not one."""
     if len(data) < 9 or data[:4] != BODY_MAGIC:
         raise BodyFormatError("not a batch body (bad magic)")
     if data[4] not in BODY_FORMATS_READ:
@@ -750,7 +846,7 @@ def _decode(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
     strings: list[str] = manifest["strings"]
     if not all(isinstance(s, str) for s in strings):
         raise BodyFormatError("string table holds a non-string")
-    ipos = 9 + n  # the pointer stream (format 3), then the image blobs
+    ipos = 9 + n  # the pointer stream (formats 3 and 4), then the image blobs
     paths: list[MousePathRecord] = []
     if version == 1:
         cols = _columns_v1(section, 4 + m, manifest)
@@ -760,7 +856,7 @@ def _decode(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
             if ipos + stream_length > len(data):
                 raise BodyFormatError("truncated pointer stream")
             stream = data[ipos : ipos + stream_length]
-            paths, end = _read_pointer_stream(stream, 0, cols["order"].count(_PATH))
+            paths, end = _read_pointer_stream(stream, 0, cols["order"].count(_PATH), version)
             if end != stream_length:
                 raise BodyFormatError("the pointer stream is longer than its records")
             ipos += stream_length
@@ -854,8 +950,8 @@ def _columns_v1(section: bytes, pos: int, manifest: dict[str, Any]) -> dict[str,
 def _columns_v2(
     section: bytes, pos: int, records: object, version: int
 ) -> tuple[dict[str, list[int]], int]:
-    """Formats 2 and 3: tagged columns back to back; the schema says which and
-    how many. Format 3 has, in place of the path records' columns, the byte
+    """Formats 2 to 4: tagged columns back to back; the schema says which and
+    how many. Formats 3 and 4 have, in place of the path records' columns, the byte
     length of their pointer stream, which is returned with the columns."""
     if type(records) is not int or records < 0:
         raise BodyFormatError("bad record count in the manifest")

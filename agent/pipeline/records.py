@@ -1,6 +1,6 @@
 """The records that go into a batch: what is left of events after minimisation.
 
-This module owns the record vocabulary of the batch body (body formats 1 to 3, see
+This module owns the record vocabulary of the batch body (body formats 1 to 4, see
 ``agent.pipeline.batch``) and the pipeline's exception tree. It holds no
 behaviour: the stages that make records are ``keys``, ``mouse``, ``screens``
 and ``pipeline``; the code that packs them is ``batch``.

@@ -5,12 +5,14 @@ import json
 import struct
 from itertools import count
 from typing import Any
+from unittest import mock
 
 import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.pipeline import batch as batch_module
 from agent.pipeline.batch import (
     _SCHEMAS,
     BODY_FORMAT,
@@ -152,12 +154,13 @@ def _v3(records: int, columns: bytes) -> bytes:
     return _body({"records": records, "strings": [], "images": []}, columns, version=3)
 
 
-def _paths_v3(count: int, stream: bytes, declared: int | None = None) -> bytes:
-    """A format-3 body of ``count`` path records: the order column, the pointer
-    stream's tag and length (``declared``, if given), and the stream after the frame."""
+def _paths_v3(count: int, stream: bytes, declared: int | None = None, version: int = 3) -> bytes:
+    """A format-3 (or ``version``) body of ``count`` path records: the order
+    column, the pointer stream's tag and length (``declared``, if given), and
+    the stream after the frame."""
     length = len(stream) if declared is None else declared
     columns = bytes([0] + [3] * count) + bytes([3, length])
-    return _body({"records": count, "strings": [], "images": []}, columns, 3, stream)
+    return _body({"records": count, "strings": [], "images": []}, columns, version, stream)
 
 
 def _bits(*fields: str) -> bytes:
@@ -243,14 +246,51 @@ def test_corrupt_body_is_a_clear_error(name: str, data: bytes) -> None:
     assert str(info.value)
 
 
+def _drag_stream(mode: int, *steps: list[int]) -> bytes:
+    """A format-4 pointer stream of one drag from (0, 0) at t=0 with no dwell,
+    its steps in ``mode`` (0 raw, 1 predicted) given column by column."""
+    w = batch_module._BitWriter()
+    w.write(0b11, 2)
+    for values in ([len(steps[-1])], [0], [0], [0], [0]):  # samples less one, t, x, y, dwell
+        batch_module._write_pointer_column(w, values)
+    w.write(mode, 1)
+    for values in steps:
+        batch_module._write_pointer_column(w, values)
+    return w.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "stream"),
+    [
+        (  # 2**62, then predicted 2**62 again plus 2**62: beyond 64 bits
+            "a predicted step beyond 64 bits",
+            _drag_stream(1, [1], [0, 0, 0], [2**62, 2**62, 0], [0, 0, 0]),
+        ),
+        ("a period beyond 64 bits", _drag_stream(1, [2**63 - 1], [0, 9], [0, 0], [0, 0])),
+        ("predicted steps cut off", _drag_stream(1, [30], [0, 0])[:-1]),
+        ("raw steps cut off", _drag_stream(0, [30, 30], [1, 1])),
+    ],
+)
+def test_a_corrupt_format_4_pointer_stream_is_a_clear_error(name: str, stream: bytes) -> None:
+    with pytest.raises(BodyFormatError):
+        decode_body(_paths_v3(1, stream, version=4))
+
+
+def test_a_format_4_stream_that_predicts_sanely_decodes() -> None:
+    """The streams above are wrong only where they say they are."""
+    stream = _drag_stream(1, [30], [0, 0, -20], [10, 10, -2], [0, -2, 0])
+    expected = MousePathRecord(0, PathKind.DRAG, 0, 0, (30, 30, 10), (10, 20, 5), (0, -2, -1), 0)
+    assert decode_body(_paths_v3(1, stream, version=4))[0] == [expected]
+
+
 def test_unknown_version_says_so() -> None:
     good = encode_body(SAMPLE, {})
-    with pytest.raises(BodyFormatError, match="unknown batch body format 4"):
-        decode_body(good[:4] + bytes([4]) + good[5:])
+    with pytest.raises(BodyFormatError, match="unknown batch body format 5"):
+        decode_body(good[:4] + bytes([5]) + good[5:])
 
 
-def test_bodies_are_written_in_format_3() -> None:
-    assert encode_body(SAMPLE, {})[4] == BODY_FORMAT == 3
+def test_bodies_are_written_in_format_4() -> None:
+    assert encode_body(SAMPLE, {})[4] == BODY_FORMAT == 4
 
 
 def test_integers_beyond_64_bits_are_refused() -> None:
@@ -289,8 +329,11 @@ def _leb128_columns(body: bytes, counts: list[int]) -> list[tuple[int, list[int]
 
 
 def _pointer_columns(body: bytes) -> tuple[list[str], dict[str, tuple[int, list[int]]]]:
-    """The path kinds and the columns (sign bit, values) of a format-3 body that
-    holds only path records, read as the module docstring describes them."""
+    """The path kinds and the columns (sign bit, values) of a format-4 body that
+    holds only path records, read as the module docstring describes them; the
+    step columns are ``dt``, ``dx``, ``dy`` when they are raw (``mode`` 0) and
+    ``period``, ``dt-period``, ``dx-predicted``, ``dy-predicted`` when they
+    are predicted (``mode`` 1)."""
     section, after = _unframe(body)
     (m,) = struct.unpack_from("<I", section)
     count = json.loads(section[4 : 4 + m])["records"]
@@ -328,8 +371,15 @@ def _pointer_columns(body: bytes) -> tuple[list[str], dict[str, tuple[int, list[
     for name in ("t", "x", "y"):
         cols[name] = column(count - 1)
     cols["dwell"] = column(count)
-    for name in ("dt", "dx", "dy"):
-        cols[name] = column(sum(cols["samples"][1]))
+    steps = sum(cols["samples"][1])
+    if steps:
+        mode = int(take(1))
+        cols["mode"] = (0, [mode])
+        if mode:
+            cols["period"] = column(1)
+        names = ("dt-period", "dx-predicted", "dy-predicted") if mode else ("dt", "dx", "dy")
+        for name in names:
+            cols[name] = column(steps)
     assert set(bits[pos:]) <= {"0"}  # zero padding ...
     assert len(bits) - pos < 8  # ... to a whole byte
     return kinds, cols
@@ -350,9 +400,60 @@ def test_a_path_starts_from_where_and_when_the_last_one_stopped() -> None:
     assert (cols["t1"], cols["x1"], cols["y1"]) == ((0, [T_MS]), (0, [512]), (0, [384]))
     assert cols["t"] == cols["x"] == cols["y"] == (0, [0, 0])  # sign 0: none negative
     assert cols["dwell"] == (0, [70, 4000, 20])
+    assert cols["mode"] == (0, [0])  # three irregular steps: predicting them does not pay
     assert cols["dt"] == (0, [90, 80, 75])
     assert cols["dx"] == (0, [40, 31, 120])
     assert cols["dy"] == (1, [-60, -7, 3])
+
+
+def test_regular_steps_are_coded_as_what_their_prediction_missed() -> None:
+    """A resampled path: steps every 30 ms and a last, shorter one. The times
+    cost a bit each (less the period), the steps what the pointer's
+    acceleration did not foretell."""
+    dx = (10, 20, 28, 33, 35, 34, 12)
+    dy = (0, -2, -4, -5, -5, -4, -1)
+    dt = (30, 30, 30, 30, 30, 30, 10)
+    drag = MousePathRecord(T_MS, PathKind.DRAG, 100, 200, dt, dx, dy, 0)
+    body = encode_body([drag], {})
+    assert decode_body(body)[0] == [drag]
+    _kinds, cols = _pointer_columns(body)
+    assert cols["mode"] == (0, [1])
+    assert cols["period"] == (0, [30])
+    assert cols["dt-period"] == (1, [0, 0, 0, 0, 0, 0, -20])
+    # first step: as is; second: the first again (no acceleration known yet);
+    # then 2 * last - the one before; the last, 10 ms step: 34 scaled to 10/30.
+    assert cols["dx-predicted"] == (1, [10, 10, -2, -3, -3, -3, 1])
+    assert cols["dy-predicted"] == (1, [0, -2, 0, 1, 1, 1, 0])
+    raw = MousePathRecord(T_MS, PathKind.DRAG, 100, 200, dt, dx, dy, 0)
+    assert len(body) < len(_format_3_body([raw]))
+
+
+def _pointer_stream_v3(paths: list[MousePathRecord]) -> bytes:
+    """The format-3 pointer stream: format 4's without the mode bit, steps raw."""
+    w = batch_module._BitWriter()
+    for p in paths:
+        code = batch_module._POINTER_KINDS.index(p.kind)
+        w.write((0, 0b10, 0b11)[code], min(2, code + 1))
+    starts = batch_module._chain(paths)
+    columns: list[list[int]] = [[len(p.dt) for p in paths]]
+    columns += [starts[name][:1] for name in ("t", "x", "y")]
+    columns += [starts[name][1:] for name in ("t", "x", "y")]
+    columns.append([p.dwell_ms for p in paths])
+    for name in ("dt", "dx", "dy"):
+        columns.append([v for p in paths for v in getattr(p, name)])
+    for values in columns:
+        batch_module._write_pointer_column(w, values)
+    return w.getvalue()
+
+
+def _format_3_body(records: list[Record], images: dict[str, bytes] | None = None) -> bytes:
+    """A body as the format-3 encoder wrote it (commit 5e4684b): the container
+    of format 4 with the format-3 pointer stream."""
+    with (
+        mock.patch.object(batch_module, "BODY_FORMAT", 3),
+        mock.patch.object(batch_module, "_pointer_stream", _pointer_stream_v3),
+    ):
+        return encode_body(records, images or {})
 
 
 @st.composite
@@ -382,6 +483,36 @@ def wide_paths(draw: st.DrawFn) -> list[MousePathRecord]:
 @given(wide_paths())
 def test_the_pointer_stream_round_trips_wide_values(paths: list[MousePathRecord]) -> None:
     assert decode_body(encode_body(paths, {}))[0] == paths
+
+
+@settings(max_examples=200)
+@given(wide_paths())
+def test_format_3_pointer_streams_round_trip_through_the_decoder(
+    paths: list[MousePathRecord],
+) -> None:
+    assert decode_body(_format_3_body(paths))[0] == paths
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(st.tuples(st.sampled_from((30, 30, 30, 60, 7)), small, small), min_size=1, max_size=40)
+)
+def test_resampled_paths_round_trip(steps: list[tuple[int, int, int]]) -> None:
+    dt, dx, dy = (tuple(c) for c in zip(*steps, strict=True))
+    paths = [
+        MousePathRecord(T_MS, PathKind.APPROACH, 5, 6, dt, dx, dy, 40),
+        MousePathRecord(T_MS + 9000, PathKind.HOVER, 1, 2, (), (), (), 700),
+    ]
+    assert decode_body(encode_body(paths, {}))[0] == paths
+
+
+def test_steps_whose_predictions_overflow_are_kept_raw() -> None:
+    """A residual beyond 64 bits cannot be written; the raw coding always can."""
+    big = 2**62
+    path = MousePathRecord(0, PathKind.DRAG, 0, 0, (1, 1, 1), (-big, big, -big), (0, 0, 0), 0)
+    body = encode_body([path], {})
+    assert decode_body(body)[0] == [path]
+    assert _pointer_columns(body)[1]["mode"] == (0, [0])
 
 
 def test_a_path_whose_steps_differ_in_length_is_refused() -> None:
@@ -633,6 +764,29 @@ def test_format_2_bodies_round_trip_through_the_decoder(
     recs: list[Record], images: dict[str, bytes]
 ) -> None:
     assert decode_body(_encode_body_v2(recs, images)) == (recs, images)
+
+
+# The format-3 body of FORMAT_1_RECORDS, as the format-3 encoder wrote it
+# (commit 5e4684b); it must keep decoding.
+FORMAT_3_BODY = base64.b64decode(
+    "T1ZUQgM+AQAAKLUv/WB5AKUJAObQPzlApUYdc0DU2eHDGL4L37ITwjqlZDEHYiaLrcubfgWjcbOypWYi8X3gxj0O"
+    "tSwckKtg8KYBM0L23ikxADMALQAfxnfi4sylaNshl+WtqlgHFFGi0r6tbecv9Lbbl6XBrsLLIdgWwbI0uOVPu7kx"
+    "/ocEGKZwWSzhul2GNcYiV13xihZtO5N1bZtiGXQYr21nIb4Xk2XuAizAOdTaNvbgwADRcFUB8/fQnJa0PPVQzz9f"
+    "6yM6Nr7wOYU4l8gPfJr09H9lMwKAHC+p0yRFEK1z1j8jAg84JUIeoq+Ton65fPJDHIl87dTOozEaP5F8kl4/Zecz"
+    "wKMNx+chDciHxglqFBUIEGBvO0HgFuvzIQaKsBguFpXYppMJ2Co2FD0ci1WbUrODwflpYoUiIaSUIqbWemUPmksC"
+    "lUYwuKAUOdActg6LDx0qgET8Azg64HiQBEEEWGJlveMhCExb0FJJRkZrZXlSSUZGZGVsdGE="
+)
+
+
+def test_a_format_3_body_still_decodes() -> None:
+    assert FORMAT_3_BODY[4] == 3
+    assert decode_body(FORMAT_3_BODY) == (FORMAT_1_RECORDS, FORMAT_1_IMAGES)
+
+
+def test_the_format_3_reference_encoder_writes_what_format_3_wrote() -> None:
+    ours = _format_3_body(FORMAT_1_RECORDS, FORMAT_1_IMAGES)
+    assert ours[:5] == FORMAT_3_BODY[:5]
+    assert _unframe(ours) == _unframe(FORMAT_3_BODY)
 
 
 # ------------------------------------------------------------------ header
