@@ -56,6 +56,7 @@ from agent.pipeline.decision import CaptureState, DecisionEngine
 from agent.pipeline.pipeline import BatchReady, Pipeline
 from agent.pipeline.records import MousePathRecord, Record
 from bench._machine import machine
+from bench._pointer import PathTap, summary
 from policies.model import (
     AppMatch,
     AppRule,
@@ -376,6 +377,15 @@ def main() -> None:
         f"{per_batch * samples:,.0f} bytes in all ({per_batch * samples / max(1, moves):.3f} "
         f"per pointer move seen); {in_batches:.2f} added to the batches with everything else"
     )
+    tap = PathTap()
+    with tap.watching():  # one more run, untimed, watching what the coalescer keeps
+        _, watched = run(state, events)
+    watched_paths = [
+        [r for r in decode_body(b.body)[0] if isinstance(r, MousePathRecord)] for b in watched
+    ]
+    _, rdp_per_batch = mouse_bytes_per_sample(tap.as_rdp(watched_paths))
+    for line in summary(tap, watched_paths, per_batch, rdp_per_batch):
+        print(line)
 
 
 if __name__ == "__main__":

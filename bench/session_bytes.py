@@ -73,6 +73,7 @@ from agent.sources._pynput import PynputHooks, _end_xrecord
 from agent.sources._xorg import XorgWindowProbe
 from agent.sources.screen import select_screen_grabber
 from bench._machine import machine
+from bench._pointer import PathTap, summary
 from bench.pipeline import hand_path, mouse_bytes_in_batches, mouse_bytes_per_sample, reach
 from policies.keys import generate_private_key, public_key_model
 from policies.model import SignerSet
@@ -579,7 +580,9 @@ def main() -> None:
             example_screenshots("office.json", "office-suite"),
         )
         shown = shots
-    r = measure(args.minutes, args.seed, args.hz, shots)
+    tap = PathTap()
+    with tap.watching():  # what the agent's coalescer keeps of each path's moves
+        r = measure(args.minutes, args.seed, args.hz, shots)
     if args.save is not None:
         args.save.mkdir(parents=True, exist_ok=True)
         for b in r.batches:
@@ -645,6 +648,9 @@ def main() -> None:
         f"({per_batch * samples / max(1, r.moves_sent):.3f} per pointer move sent); "
         f"{in_batches:.2f} added to the batches with everything else"
     )
+    _, rdp_per_batch = mouse_bytes_per_sample(tap.as_rdp(paths_by_batch))
+    for line in summary(tap, paths_by_batch, per_batch, rdp_per_batch):
+        print(line)
 
 
 if __name__ == "__main__":
