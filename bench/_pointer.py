@@ -166,7 +166,8 @@ def summary(
     kept_r, kept_s, rdp_r, rdp_s = tap.errors()
     samples = sum(p.samples for ps in paths_by_batch for p in ps)
     rdp_samples = sum(p.samples for ps in tap.as_rdp(paths_by_batch) for p in ps)
-    seen = sum(1 for ps in paths_by_batch for p in ps if p.samples == 1 or tap.reported_of(p))
+    moving = [p for ps in paths_by_batch for p in ps if p.samples > 1]  # hovers: one sample
+    seen = sum(1 for p in moving if tap.reported_of(p) is not None)
 
     def errs(replay: list[float], shape: list[float]) -> str:
         if not replay:
@@ -180,7 +181,7 @@ def summary(
 
     return [
         f"fidelity:  {sum(len(r) for e in tap.paths.values() for r, _ in e):,} reported moves in "
-        f"{seen} of {sum(map(len, paths_by_batch))} paths: {errs(kept_r, kept_s)}",
+        f"{seen} of the {len(moving)} paths with more than one sample: {errs(kept_r, kept_s)}",
         f"vs RDP:    the same moves simplified as before format 4 (RDP at 2 px): {rdp_samples:,} "
         f"samples instead of {samples:,}, {rdp_per_batch_bytes:.2f} bytes per kept sample "
         f"within the same batches ({rdp_per_batch_bytes * rdp_samples:,.0f} bytes in all, "
