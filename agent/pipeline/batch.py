@@ -329,7 +329,7 @@ _KIND_OF: dict[type[Any], int] = {s[1]: i for i, s in enumerate(_SCHEMAS)}
 _PATH = _KIND_OF[MousePathRecord]
 _TYPECODES = {1: "b", 2: "h", 4: "i", 8: "q"}
 _VARINT, _F64 = "varint", "f64"  # format-1 column encodings
-_TAG_UNSIGNED, _TAG_ZIGZAG, _TAG_F64 = 0, 1, 2  # column tags (formats 2 and 3)
+_TAG_UNSIGNED, _TAG_ZIGZAG, _TAG_F64 = 0, 1, 2  # column tags (formats 2 to 4)
 _TAG_POINTER = 3  # formats 3 and 4: the path records as one bit-packed pointer stream
 #: Path kinds in the pointer stream: codes 0, 10 and 11 (hovers are the most common).
 _POINTER_KINDS = (PathKind.HOVER, PathKind.APPROACH, PathKind.DRAG)
