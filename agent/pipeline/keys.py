@@ -29,9 +29,12 @@ Modes:
     and any ctrl/alt/cmd combo. A span is *dropped*, not flushed, by ``drop``
     (capture stopped, pause).
 
-    A span whose text ends in a run of digits (``1234``, ``4111 1111``) is
-    held over a short pause, up to ``long_pause_s`` (10 s), so that a card
-    or id number typed in two goes is redacted as one.
+    A span that ends inside a word (its last character is not a space), or in
+    a digit and a space (``4111 ``), is held over a short pause, up to
+    ``long_pause_s`` (10 s), so that what is typed in two goes is redacted as
+    one: ``alice@exa`` … ``mple.com``, ``alice`` … ``@example.com``,
+    ``4111 `` … ``1111 1111 1111``. A span that ends after a word and a
+    space flushes on the short pause.
 
 Modifier state (ctrl, alt, shift, cmd held) is tracked from every key event
 given to ``track`` or ``key``, including events in windows that are not
@@ -53,7 +56,7 @@ from .redact import Redactor
 
 _MODIFIERS = ("ctrl", "alt", "shift", "cmd")
 _SHORTCUT_MODIFIERS = frozenset(("ctrl", "alt", "cmd"))
-_DIGIT_TAIL = re.compile(r"\d[\d -]{2,}\d$")
+_UNFINISHED = re.compile(r"(?:\S|\d )$")  # inside a word, or a digit group and its space
 _KEY_NAME = re.compile(r"^[a-z0-9_]{2,32}$")
 
 
@@ -116,7 +119,7 @@ class KeyMinimiser:
         """When ``poll`` may next flush the span (seconds), or None."""
         if not self._buf:
             return None
-        if _DIGIT_TAIL.search("".join(self._buf[-24:])):
+        if self._unfinished():
             return self._end + self._long_pause
         return self._end + self._pause
 
@@ -164,9 +167,14 @@ class KeyMinimiser:
         idle = now - self._end
         if idle < self._pause:
             return []
-        if idle < self._long_pause and _DIGIT_TAIL.search("".join(self._buf[-24:])):
+        if idle < self._long_pause and self._unfinished():
             return []
         return self.boundary()
+
+    def _unfinished(self) -> bool:
+        """Whether the span ends where what is being typed may go on: inside a
+        word, or after a digit group and its space."""
+        return _UNFINISHED.search("".join(self._buf[-2:])) is not None
 
     def drop(self) -> int:
         """Discard the span in progress; returns how many characters were dropped."""

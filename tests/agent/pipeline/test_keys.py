@@ -122,19 +122,60 @@ def test_fully_erased_span_leaves_nothing() -> None:
 
 def test_span_flushes_after_a_typing_pause() -> None:
     km = minimiser()
-    run(km, typed("abc", T), KeyMode.TEXT)
-    last = T + 0.2
+    run(km, typed("abc ", T), KeyMode.TEXT)
+    last = T + 0.3
     assert km.next_due == pytest.approx(last + 1.0)
     assert km.poll(last + 0.9) == []
-    assert km.poll(last + 1.0) == [TextSpanRecord(to_ms(T), to_ms(last), "abc", 0)]
+    assert km.poll(last + 1.0) == [TextSpanRecord(to_ms(T), to_ms(last), "abc ", 0)]
     assert km.next_due is None
 
 
 def test_key_after_a_pause_starts_a_new_span() -> None:
     km = minimiser()
-    out = run(km, [*typed("ab", T), *typed("cd", T + 3)], KeyMode.TEXT)
-    assert out == [TextSpanRecord(to_ms(T), to_ms(T + 0.1), "ab", 0)]
+    out = run(km, [*typed("ab ", T), *typed("cd", T + 3)], KeyMode.TEXT)
+    assert out == [TextSpanRecord(to_ms(T), to_ms(T + 0.2), "ab ", 0)]
     assert [r.text for r in km.boundary() if isinstance(r, TextSpanRecord)] == ["cd"]
+
+
+def test_a_span_that_ends_inside_a_word_is_held_over_a_pause() -> None:
+    km = minimiser()
+    run(km, typed("Quarterly rep", T), KeyMode.TEXT)
+    last = T + 1.2
+    assert km.next_due == pytest.approx(last + 10)
+    assert km.poll(last + 3) == []
+    run(km, typed("ort ", last + 4), KeyMode.TEXT)
+    [span] = km.poll(last + 4 + 0.3 + 1.0)
+    assert isinstance(span, TextSpanRecord)
+    assert (span.text, span.t) == ("Quarterly report ", to_ms(T))
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "expected"),
+    [
+        ("write to alice@exa", "mple.com today", "write to [EMAIL] today"),
+        ("write to alice", "@example.com today", "write to [EMAIL] today"),
+        ("card 4111 ", "1111 1111 1111 ok", "card [CARD] ok"),
+        ("token ghp_", "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8 ok", "token [SECRET] ok"),
+    ],
+)
+def test_what_is_typed_in_two_goes_is_redacted_as_one(
+    first: str, second: str, expected: str
+) -> None:
+    """A pause of a few seconds in the middle of an address, a card number or
+    a token does not cut it into two spans that each escape redaction."""
+    km = minimiser()
+    out = run(km, typed(first, T, 0.05), KeyMode.TEXT)
+    resume = T + 0.05 * len(first) + 4
+    out += run(km, typed(second, resume, 0.05), KeyMode.TEXT)
+    out += km.boundary()
+    assert [r.text for r in out if isinstance(r, TextSpanRecord)] == [expected]
+
+
+def test_an_unfinished_word_is_flushed_after_the_long_pause() -> None:
+    km = minimiser()
+    run(km, typed("alice@exa", T), KeyMode.TEXT)
+    assert km.poll(T + 0.8 + 9.9) == []
+    assert [r.text for r in km.poll(T + 0.8 + 10) if isinstance(r, TextSpanRecord)] == ["alice@exa"]
 
 
 @pytest.mark.parametrize("key", ["enter", "tab", "left", "escape"])

@@ -215,9 +215,11 @@ def test_focus_change_and_click_flush_the_span() -> None:
 def test_typing_pause_flushes_on_tick_and_requests_a_screenshot() -> None:
     p = pipeline()
     p.feed(FocusChange(T, WIN), CAPTURE, WIN, T)  # grabs at T
-    feed_all(p, typed("ab", T + 5), CAPTURE, WIN)
-    assert p.tick(T + 5.5) == []
-    assert p.tick(T + 5.6) == [GrabRequest(WIN, Trigger.TYPING_PAUSE, T + 5.6)]
+    feed_all(p, typed("ab ", T + 5), CAPTURE, WIN)  # a word and its space: not held
+    assert p.tick(T + 5.6) == []
+    assert p.tick(T + 5.7) == [GrabRequest(WIN, Trigger.TYPING_PAUSE, T + 5.7)]
+    assert p.tick(T + 6.1) == []
+    assert p.batcher.pending == 1
     assert p.tick(T + 6.2) == []  # the span is flushed into the open batch
     assert p.batcher.pending == 2
 
