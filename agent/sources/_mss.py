@@ -5,8 +5,13 @@ grabs. mss instances must not be shared between threads, so each thread that
 grabs gets its own, made lazily on first use; :meth:`MssScreenGrabber.close`
 closes them all and must only be called once grabbing has stopped.
 
-The monitor list is read once per thread-local instance (mss caches it); a
-monitor plugged in later is seen by a new grabber.
+The monitor list is read once per thread-local instance (mss caches it). When
+a window lies on none of the monitors read, or a grab fails, the thread's
+instance is made again, which reads the monitors again, and the grab is
+tried once more: a monitor plugged in (a laptop docked) or unplugged since
+is then seen. That happens at most once every ``REREAD_AFTER_S`` (5 s) per
+thread, since each instance opens a display connection; a window that is
+really off-screen costs one reconnection every 5 s, not one per grab.
 
 BGRA → RGB goes through Pillow's C ``raw``/``BGRX`` decoder; without Pillow,
 mss's own ``.rgb`` (byte slicing, about as fast). Measured on a 2-vCPU test
@@ -17,11 +22,15 @@ machine: grab of an 800x600 window 0.15 ms, conversion 2.7 ms (full 1080p:
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from agent.events import Frame, Rect, WindowInfo
 from agent.sources.errors import NO_X_DISPLAY, BackendUnavailableError, NoDisplayError, SourceError
 from agent.sources.screen import ScreenGrabber, grab_region
+
+REREAD_AFTER_S = 5.0
 
 
 def _to_rgb(shot: Any) -> bytes:
@@ -39,11 +48,12 @@ def _to_rgb(shot: Any) -> bytes:
 class MssScreenGrabber(ScreenGrabber):
     """:class:`agent.sources.screen.ScreenGrabber` on mss, one mss instance per thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._local = threading.local()
         self._instances: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._clock = clock
 
     def _sct(self) -> Any:
         sct = getattr(self._local, "sct", None)
@@ -75,6 +85,8 @@ class MssScreenGrabber(ScreenGrabber):
 
     def grab(self, window: WindowInfo, t: float) -> Frame | None:
         region = grab_region(window.rect, self.monitors())
+        if region is None and self._reread_monitors():  # one plugged in since they were read?
+            region = grab_region(window.rect, self.monitors())
         if region is None:
             return None
         import mss
@@ -83,6 +95,8 @@ class MssScreenGrabber(ScreenGrabber):
         try:
             shot = self._sct().grab(box)
         except mss.ScreenShotError as exc:
+            if self._reread_monitors():  # one unplugged since they were read?
+                return self.grab(window, t)  # once: the next reread is 5 s away
             raise SourceError(f"screen grab failed: {exc}") from exc
         width, height = shot.size
         scale = width / region.width if width != region.width else window.scale
@@ -95,6 +109,24 @@ class MssScreenGrabber(ScreenGrabber):
             rgb=_to_rgb(shot),
             scale=scale,
         )
+
+    def _reread_monitors(self) -> bool:
+        """Close this thread's mss instance, so that the next one reads the
+        monitors again; False (and nothing done) when it was done less than
+        ``REREAD_AFTER_S`` ago on this thread."""
+        now = self._clock()
+        last = getattr(self._local, "reread_at", None)
+        if last is not None and now - last < REREAD_AFTER_S:
+            return False
+        self._local.reread_at = now
+        sct = getattr(self._local, "sct", None)
+        if sct is not None:
+            self._local.sct = None
+            with self._lock:
+                if sct in self._instances:
+                    self._instances.remove(sct)
+            sct.close()
+        return True
 
     def close(self) -> None:
         with self._lock:
