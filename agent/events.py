@@ -18,13 +18,25 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class AppIdentity:
-    """Who a window belongs to, as far as the platform can tell."""
+    """Who a window belongs to, as far as the platform can tell.
 
-    process_name: str = ""  # /proc/PID/comm, or the image name on Windows
-    wm_instance: str = ""  # first part of WM_CLASS
-    wm_class: str = ""  # second part of WM_CLASS
+    Only ``exe_path`` and ``exe_sha256`` are facts the window's client cannot
+    choose: on X11 the owning process comes from the server (X-Resource) and
+    its executable from ``/proc/PID/exe``. WM_CLASS is whatever the client
+    declares, and a process can rename itself (``/proc/PID/comm``); those are
+    hints, matched only where a policy asks for them.
+    """
+
+    process_name: str = ""  # /proc/PID/comm, or the image name on Windows (self-declared)
+    wm_instance: str = ""  # first part of WM_CLASS (client-declared)
+    wm_class: str = ""  # second part of WM_CLASS (client-declared)
     exe_name: str = ""  # base name of the executable
     bundle_id: str = ""  # macOS bundle identifier
+    #: Absolute path of the real executable ("" where unknown).
+    exe_path: str = ""
+    #: Lowercase hex SHA-256 of that executable, where the probe was asked to
+    #: compute it (only for paths a policy pins with a digest); "" otherwise.
+    exe_sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +84,8 @@ class MouseButton:
     y: int
     button: str  # "left", "middle", "right", "x1", ...
     pressed: bool
+    #: The display server's timestamp of the event (X11: ms), where known.
+    server_time: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +95,8 @@ class MouseScroll:
     y: int
     dx: int
     dy: int
+    #: The display server's timestamp of the event (X11: ms), where known.
+    server_time: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +114,8 @@ class KeyEvent:
     key: str
     pressed: bool
     char: str | None = None
+    #: The display server's timestamp of the event (X11: ms), where known.
+    server_time: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
