@@ -24,6 +24,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -183,24 +184,129 @@ class DatasetKey(_Model):
     )
 
 
-class AppMatch(_Model):
-    """How an app is recognised. Any listed value matching is a match.
+#: Longest executable path accepted (Linux PATH_MAX) and longest component (NAME_MAX).
+MAX_EXE_PATH = 4096
+_MAX_COMPONENT_BYTES = 255
 
-    Values are compared case-insensitively; ``exe_names`` match the base name of
-    the executable. ``wm_classes`` match either part of WM_CLASS (instance or
-    class).
+
+def _exe_path(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("an executable path must not contain NUL")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("an executable path must not contain control characters")
+    if value != value.strip():
+        raise ValueError("an executable path must not start or end with whitespace")
+    if not value.startswith("/"):
+        raise ValueError(f"an executable path must be absolute (start with /): {value!r}")
+    if value.endswith("/"):
+        raise ValueError(f"an executable path names a file, not a directory: {value!r}")
+    components = value[1:].split("/")
+    if "" in components:
+        raise ValueError(f"an executable path must not contain an empty component (//): {value!r}")
+    if "." in components or ".." in components:
+        raise ValueError(
+            f"an executable path must not contain . or .. components; give the real path: {value!r}"
+        )
+    if any(len(c.encode("utf-8")) > _MAX_COMPONENT_BYTES for c in components):
+        raise ValueError(f"a component of {value!r} is longer than {_MAX_COMPONENT_BYTES} bytes")
+    return value
+
+
+#: An absolute, canonical POSIX path, compared exactly as signed (no stripping,
+#: no case folding): ``realpath`` of the executable never has ``.``, ``..``,
+#: ``//`` or a trailing slash, so a path with any of them could never match.
+ExecutablePath = Annotated[
+    str,
+    StringConstraints(strip_whitespace=False, min_length=1, max_length=MAX_EXE_PATH),
+    AfterValidator(_exe_path),
+]
+
+#: A SHA-256 digest as 64 hex digits, kept in lowercase.
+Sha256 = Annotated[
+    str,
+    StringConstraints(strip_whitespace=False, pattern=r"^[0-9a-fA-F]{64}$"),
+    AfterValidator(str.lower),
+]
+
+
+class ExePath(_Model):
+    """An executable by the real path of its file and, optionally, its digest.
+
+    ``sha256`` pins the file's content too: a window matches only if the file
+    at ``path`` hashes to it. Pin files that someone other than root can write
+    (``/opt`` trees owned by a user, AppImages, ``~/.local``); a digest changes
+    with every update of the program, so a pinned policy is re-signed with
+    each update, and until then the updated program is not captured.
+    """
+
+    path: ExecutablePath = Field(description="absolute real path of the executable file")
+    sha256: Sha256 | None = Field(
+        default=None, description="SHA-256 of the file's content, 64 hex digits"
+    )
+
+
+def _exe_path_entry(value: object) -> object:
+    return {"path": value} if isinstance(value, str) else value
+
+
+#: A policy file writes an entry as a path string or as ``{"path", "sha256"}``.
+ExePathEntry = Annotated[
+    ExePath,
+    BeforeValidator(_exe_path_entry, json_schema_input_type=ExecutablePath | ExePath),
+]
+
+
+class AppMatch(_Model):
+    """How an app is recognised.
+
+    Most values are what a window or process says about itself, and only
+    ``exe_paths`` is not:
+
+    - ``wm_classes`` (either part of WM_CLASS: instance or class) and
+      ``process_names`` (``/proc/PID/comm``) are declared by the client: any
+      program can set them (``xterm -class firefox``), so they are hints;
+    - ``bundle_ids`` come from the app bundle's own Info.plist, also declared;
+    - ``exe_names`` compare the base name of the real executable, which a
+      window cannot change, but any binary of that name anywhere on disk
+      (a copy in ``~/bin``) matches;
+    - ``exe_paths`` compare the absolute real path of the process's
+      executable as the system reports it (the owning process comes from the
+      display server, its file from ``/proc/PID/exe``), exactly and
+      case-sensitively, and with ``sha256`` its content: the value a client
+      cannot fake. An interpreter's path matches every script it runs.
+
+    The other values are compared case-insensitively. In an allow rule
+    (``AppRule``) without ``exe_paths`` any listed value matching is a match.
+    Once an allow rule lists ``exe_paths``, the executable must be one of them,
+    and any other values it lists only narrow the match (one of them must
+    match too): a value a program can fake may keep a window out of capture,
+    never bring it in. In ``never_capture`` every value counts on its own,
+    since matching more is the safe side there.
     """
 
     process_names: tuple[str, ...] = ()
     wm_classes: tuple[str, ...] = ()
     exe_names: tuple[str, ...] = ()
     bundle_ids: tuple[str, ...] = ()
+    exe_paths: tuple[ExePathEntry, ...] = ()
 
     @model_validator(mode="after")
-    def _not_empty(self) -> AppMatch:
-        if not (self.process_names or self.wm_classes or self.exe_names or self.bundle_ids):
+    def _consistent(self) -> AppMatch:
+        if not (self.exe_paths or self.hints):
             raise ValueError("an app match needs at least one identity value")
+        pinned = {e.path for e in self.exe_paths if e.sha256 is not None}
+        for entry in self.exe_paths:
+            if entry.sha256 is None and entry.path in pinned:
+                raise ValueError(
+                    f"{entry.path} is listed with and without a sha256; the entry without "
+                    "one matches any file there and makes the digest meaningless"
+                )
         return self
+
+    @property
+    def hints(self) -> tuple[str, ...]:
+        """Every value other than ``exe_paths``, in field order."""
+        return self.process_names + self.wm_classes + self.exe_names + self.bundle_ids
 
 
 class TitleRule(_Model):
@@ -244,6 +350,17 @@ class DeniedApp(_Model):
 
     name: str = Field(min_length=1, max_length=128)
     match: AppMatch
+
+    @model_validator(mode="after")
+    def _no_digests(self) -> DeniedApp:
+        # A digest would narrow the entry to one build: the next update of the
+        # same program would escape the never-capture list.
+        if any(entry.sha256 is not None for entry in self.match.exe_paths):
+            raise ValueError(
+                "exe_paths in never_capture take no sha256: a digest would let another "
+                "build of the same program be captured"
+            )
+        return self
 
 
 class RedactionPattern(_Model):

@@ -81,6 +81,18 @@ def _duplicate_json_key() -> bytes:
     return sign(payload[:-1] + b', "version": 99}', ["A"])
 
 
+def _with_exe_paths(*entries: object, never: bool = False) -> bytes:
+    """Version 3 whose work app (or a never-capture entry) lists ``entries``."""
+    match = {"exe_paths": list(entries)}
+    if never:
+        return sign(policy_doc(3, never_capture=[{"name": "KeePassXC", "match": match}]), ["A"])
+    app = {"id": "workapp", "name": "Work app", "match": match}
+    return sign(policy_doc(3, apps=[app]), ["A"])
+
+
+_DIGEST = "ab" * 32
+
+
 @dataclass(frozen=True)
 class Attack:
     build: Callable[[], bytes]
@@ -179,6 +191,23 @@ ATTACKS: dict[str, Attack] = {
     ),
     "payload not JSON": Attack(lambda: sign(b"version=3", ["A"]), MalformedError),
     "duplicate JSON key in signed payload": Attack(_duplicate_json_key, MalformedError),
+    "relative exe path": Attack(lambda: _with_exe_paths("bin/workapp"), MalformedError),
+    "exe path with ..": Attack(
+        lambda: _with_exe_paths("/usr/bin/../../home/u/workapp"), MalformedError
+    ),
+    "exe path with NUL": Attack(lambda: _with_exe_paths("/usr/bin/workapp\u0000"), MalformedError),
+    "short exe digest": Attack(
+        lambda: _with_exe_paths({"path": "/usr/bin/workapp", "sha256": _DIGEST[:-2]}),
+        MalformedError,
+    ),
+    "exe path pinned and unpinned": Attack(
+        lambda: _with_exe_paths({"path": "/usr/bin/w", "sha256": _DIGEST}, "/usr/bin/w"),
+        MalformedError,
+    ),
+    "digest in never_capture": Attack(
+        lambda: _with_exe_paths({"path": "/usr/bin/keepassxc", "sha256": _DIGEST}, never=True),
+        MalformedError,
+    ),
     "oversized": Attack(
         lambda: sign(to_bytes(policy_doc(3)) + b" " * MAX_POLICY_BYTES, ["A"]), OversizedError
     ),
