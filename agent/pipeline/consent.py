@@ -34,9 +34,16 @@ the protections of an app (title rules, actions only) that the current policy
 no longer captures at all.
 
 The consent covers the current policy iff both hold. App rules are described
-by their identity matchers (``process_name=firefox``), not by their ids or
-display names, so renaming a rule does not ask for consent again while adding
-a matcher does.
+by their identity matchers (``process_name=firefox``, ``exe_path=/usr/bin/xterm``),
+not by their ids or display names, so renaming a rule does not ask for consent
+again while adding a matcher does.
+
+An allow rule that lists executable paths is described by those paths alone:
+the rule captures nothing outside them, and its other values only narrow it, so
+the paths are an upper bound of what it captures. Paths are kept as written
+(case matters). A digest is not part of the surface: it is IT's check that the
+file at a path is the program they meant, it changes with every update of that
+program, and the employee agrees to capture in the program at that path.
 """
 
 from __future__ import annotations
@@ -78,7 +85,8 @@ _TITLE_RULE_STRENGTH = ("mask", "drop", "skip")
 
 
 def _subjects(match: AppMatch) -> list[str]:
-    """The canonical identity matchers of an app rule, lower-cased."""
+    """The canonical identity matchers of a never-capture entry, where every
+    value counts: the others lower-cased, executable paths as written."""
     out: list[str] = []
     for field, values in (
         ("process_name", match.process_names),
@@ -90,7 +98,18 @@ def _subjects(match: AppMatch) -> list[str]:
             norm = normalise_identity(value, exe=field == "exe_name")
             if norm:
                 out.append(f"{field}={norm}")
+    out.extend(_path_subjects(match))
     return out
+
+
+def _path_subjects(match: AppMatch) -> list[str]:
+    return list(dict.fromkeys(f"exe_path={entry.path}" for entry in match.exe_paths))
+
+
+def _captured_subjects(match: AppMatch) -> list[str]:
+    """What an allow rule captures in: its executable paths when it lists any
+    (its other values then only narrow them), else every value."""
+    return _path_subjects(match) if match.exe_paths else _subjects(match)
 
 
 def normalise_identity(value: str, *, exe: bool = False) -> str:
@@ -105,7 +124,7 @@ def capture_surface(policy: Policy) -> frozenset[SurfaceItem]:
     items: set[SurfaceItem] = set()
     for rule in policy.apps:
         cap = rule.capture
-        for subject in _subjects(rule.match):
+        for subject in _captured_subjects(rule.match):
             items.add(SurfaceItem("app", subject))
             for mode, aspect in _KEY_ASPECTS.items():
                 if cap.keystrokes.rank >= mode.rank:
@@ -199,6 +218,7 @@ _SUBJECT_LABELS = {
     "wm_class": "window class",
     "exe_name": "executable",
     "bundle_id": "bundle id",
+    "exe_path": "executable path",
 }
 
 

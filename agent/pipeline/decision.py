@@ -31,10 +31,21 @@ the only reason that clears by itself. Then, per window::
 
 Matching
 --------
-An app matches an ``AppMatch`` if any identity value equals any listed value,
-case-insensitively (WM_CLASS entries match the instance or the class;
-executables compare by base name). ``never_capture`` wins over the allow-list;
-among ``apps`` the first rule that matches wins. All title rules of that app
+Only ``exe_path`` and ``exe_sha256`` of an ``AppIdentity`` are facts the
+window's client cannot choose; the other values are what it declares (see
+``policies.model.AppMatch``). An ``exe_paths`` entry matches an identity whose
+``exe_path`` equals it exactly (paths are not case-folded) and, when the entry
+pins a digest, whose ``exe_sha256`` equals that digest: an identity without a
+digest never matches a pinned entry. The other values match if any equals a
+listed value, case-insensitively (WM_CLASS entries match the instance or the
+class; executables compare by base name).
+
+A rule without ``exe_paths`` matches if any of its values does. A rule with
+``exe_paths`` matches only an executable it lists, and its other values, if
+any, narrow that (one of them must match too), so a program can fake its way
+out of a rule but not into one. A ``never_capture`` entry matches if any of
+its values does, and wins over the allow-list; among ``apps`` the first rule
+that matches wins. All title rules of that app
 are tried with ``re.search``: any ``skip`` match drops the window; a ``drop``
 match drops the title; ``mask`` matches collect their patterns in
 ``title_masks``. ``actions_only`` apps get no title and no screenshots.
@@ -131,11 +142,18 @@ _DROP = {reason: Decision(capture=False, reason=reason) for reason in Reason}
 # --- the policy, prepared for the hot path ----------------------------------
 
 # Identity fields as matched: WM_CLASS instance and class share one namespace.
-_PROCESS, _WM, _EXE, _BUNDLE = 0, 1, 2, 3
+# An executable path is one key; the same path with its digest is another, of
+# the form "path\0sha256" (a path never contains NUL).
+_PROCESS, _WM, _EXE, _BUNDLE, _PATH, _PINNED = range(6)
 _IdentityKey = tuple[int, str]
 
 
-def _match_keys(match: AppMatch) -> set[_IdentityKey]:
+def _pinned_key(path: str, sha256: str) -> _IdentityKey:
+    return (_PINNED, f"{path}\0{sha256}")
+
+
+def _hint_keys(match: AppMatch) -> set[_IdentityKey]:
+    """The keys of every value of ``match`` other than its executable paths."""
     keys: set[_IdentityKey] = set()
     for code, values in (
         (_PROCESS, match.process_names),
@@ -148,6 +166,15 @@ def _match_keys(match: AppMatch) -> set[_IdentityKey]:
             if norm:
                 keys.add((code, norm))
     return keys
+
+
+def _path_keys(match: AppMatch, *, pins: bool = True) -> set[_IdentityKey]:
+    """The keys of ``match``'s executable paths; with ``pins=False`` a pinned
+    entry counts as its bare path (matching more, for never-capture)."""
+    return {
+        _pinned_key(e.path, e.sha256) if pins and e.sha256 is not None else (_PATH, e.path)
+        for e in match.exe_paths
+    }
 
 
 def identity_keys(app: AppIdentity) -> list[_IdentityKey]:
@@ -163,7 +190,22 @@ def identity_keys(app: AppIdentity) -> list[_IdentityKey]:
         norm = normalise_identity(value, exe=code == _EXE)
         if norm:
             keys.append((code, norm))
+    if app.exe_path:
+        keys.append((_PATH, app.exe_path))
+        if app.exe_sha256:
+            keys.append(_pinned_key(app.exe_path, app.exe_sha256.lower()))
     return keys
+
+
+def digest_paths(policy: Policy) -> frozenset[str]:
+    """The executable paths ``policy``'s app rules pin with a digest: the files
+    the window probe must hash (and the only ones it needs to)."""
+    return frozenset(
+        entry.path
+        for rule in policy.apps
+        for entry in rule.match.exe_paths
+        if entry.sha256 is not None
+    )
 
 
 class _TitleRule(NamedTuple):
@@ -177,6 +219,9 @@ class _App:
     id: str
     capture: CaptureSettings
     title_rules: tuple[_TitleRule, ...]
+    #: For a rule that lists exe_paths and other values: those values, one of
+    #: which must match too. None when nothing narrows the rule.
+    narrow: frozenset[_IdentityKey] | None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -189,21 +234,25 @@ class CompiledPolicy:
     expires_at: float
     surface: frozenset[SurfaceItem]
     apps: tuple[_App, ...]
-    #: identity value -> index of the first app rule listing it
-    app_index: dict[_IdentityKey, int]
+    #: identity value -> positions, ascending, of the app rules it admits
+    #: (a rule with exe_paths is admitted by its paths alone)
+    app_index: dict[_IdentityKey, tuple[int, ...]]
     never: frozenset[_IdentityKey]
 
     @classmethod
     def of(cls, policy: Policy) -> CompiledPolicy:
-        index: dict[_IdentityKey, int] = {}
+        index: dict[_IdentityKey, tuple[int, ...]] = {}
         apps: list[_App] = []
         for position, rule in enumerate(policy.apps):
-            for key in _match_keys(rule.match):
-                index.setdefault(key, position)
-            apps.append(_compile_app(rule))
+            hints = _hint_keys(rule.match)
+            admitting = _path_keys(rule.match) if rule.match.exe_paths else hints
+            for key in admitting:
+                index[key] = (*index.get(key, ()), position)
+            narrow = frozenset(hints) if rule.match.exe_paths and hints else None
+            apps.append(_compile_app(rule, narrow))
         never: set[_IdentityKey] = set()
         for denied in policy.never_capture:
-            never |= _match_keys(denied.match)
+            never |= _hint_keys(denied.match) | _path_keys(denied.match, pins=False)
         return cls(
             policy=policy,
             expires_at=policy.expires.timestamp(),
@@ -218,9 +267,9 @@ class CompiledPolicy:
         return self.policy.exemptions[grant.category]
 
 
-def _compile_app(rule: AppRule) -> _App:
+def _compile_app(rule: AppRule, narrow: frozenset[_IdentityKey] | None) -> _App:
     rules = tuple(_TitleRule(re.compile(r.pattern), r.action, r.pattern) for r in rule.title_rules)
-    return _App(rule.id, rule.capture, rules)
+    return _App(rule.id, rule.capture, rules, narrow)
 
 
 # --- the capture state -------------------------------------------------------
@@ -433,11 +482,10 @@ def _decide_window(
     keys = identity_keys(app)
     if not compiled.never.isdisjoint(keys):
         return _DROP[Reason.NEVER_CAPTURED]
-    index = compiled.app_index
-    positions = [index[k] for k in keys if k in index]
-    if not positions:
+    position = _first_rule(compiled, keys)
+    if position is None:
         return _DROP[Reason.NOT_ALLOWED]
-    rule = compiled.apps[min(positions)]
+    rule = compiled.apps[position]
 
     masks: list[str] = []
     drop_title = False
@@ -477,6 +525,21 @@ def _decide_window(
         title_masks=title_masks,
         actions_only=cap.actions_only,
     )
+
+
+def _first_rule(compiled: CompiledPolicy, keys: list[_IdentityKey]) -> int | None:
+    """The position of the first app rule that ``keys`` match, or None."""
+    index, apps = compiled.app_index, compiled.apps
+    best: int | None = None
+    for key in keys:
+        for position in index.get(key, ()):
+            if best is not None and position >= best:
+                break
+            narrow = apps[position].narrow
+            if narrow is None or not narrow.isdisjoint(keys):
+                best = position
+                break
+    return best
 
 
 # --- the cache -----------------------------------------------------------------

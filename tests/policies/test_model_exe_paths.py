@@ -104,7 +104,7 @@ def test_one_path_may_be_pinned_to_several_digests() -> None:
 
 def test_a_path_both_pinned_and_unpinned_is_rejected() -> None:
     with pytest.raises(ValidationError, match="with and without a sha256"):
-        AppMatch(exe_paths=(ExePath(path="/usr/bin/xterm", sha256=DIGEST), "/usr/bin/xterm"))  # type: ignore[arg-type]
+        AppMatch(exe_paths=(ExePath(path="/usr/bin/xterm", sha256=DIGEST), "/usr/bin/xterm"))
 
 
 def test_never_capture_takes_paths_but_no_digests() -> None:

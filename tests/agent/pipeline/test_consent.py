@@ -11,7 +11,15 @@ from agent.pipeline.consent import (
     surface_covers,
     surface_widening,
 )
-from policies.model import AppMatch, KeyMode, Policy, RedactionPattern, TitleAction
+from policies.model import (
+    AppMatch,
+    AppRule,
+    ExePath,
+    KeyMode,
+    Policy,
+    RedactionPattern,
+    TitleAction,
+)
 
 from ._build import DEFAULT_APPS, T0, app_rule, make_policy
 
@@ -178,3 +186,91 @@ def test_adding_an_app_lists_everything_it_captures() -> None:
         "mouse clicks and movement in apps matching process name 'thunderbird'",
         "screenshots up to 1280 px wide in apps matching process name 'thunderbird'",
     )
+
+
+# --- executable paths --------------------------------------------------------
+
+XTERM = "/usr/bin/xterm"
+DIGEST = "0123456789abcdef" * 4
+
+
+def exe_rule(rule_id: str, *entries: str | ExePath, **hints: tuple[str, ...]) -> AppRule:
+    paths = tuple(ExePath(path=e) if isinstance(e, str) else e for e in entries)
+    return app_rule(rule_id, process=("unused",)).model_copy(
+        update={"match": AppMatch(exe_paths=paths, **hints)}
+    )
+
+
+def _apps(*apps: AppRule, version: int = 1) -> Policy:
+    return make_policy(apps=apps, version=version)
+
+
+def test_an_exe_path_rule_is_described_by_its_paths_as_written() -> None:
+    surface = capture_surface(_apps(exe_rule("chat", "/opt/Slack/slack", wm_classes=("Slack",))))
+    subjects = {item.subject for item in surface if item.aspect == "app"}
+    assert subjects == {"exe_path=/opt/Slack/slack"}
+
+
+def test_adding_an_exe_path_widens_capture() -> None:
+    server = "/usr/libexec/gnome-terminal-server"
+    before = _apps(exe_rule("term", XTERM))
+    after = _apps(exe_rule("term", XTERM, server), version=2)
+    widened = _widening(before, after)
+    assert f"app names and window positions in apps matching executable path '{server}'" in widened
+    assert all(f"executable path '{server}'" in line for line in widened)
+    assert _widening(after, before) == ()
+
+
+def test_an_exe_path_differing_only_in_case_is_another_path() -> None:
+    before = _apps(exe_rule("chat", "/opt/slack/slack"))
+    after = _apps(exe_rule("chat", "/opt/Slack/slack"), version=2)
+    assert not surface_covers(capture_surface(before), capture_surface(after))
+
+
+def test_moving_a_rule_from_declared_values_to_exe_paths_asks_again() -> None:
+    before = _apps(app_rule("term", wm=("xterm",)))
+    after = _apps(exe_rule("term", XTERM, wm_classes=("xterm",)), version=2)
+    widened = _widening(before, after)
+    assert "keyboard shortcuts in apps matching executable path '/usr/bin/xterm'" in widened
+    assert not any("window class" in line for line in widened)
+
+
+def test_narrowing_an_exe_path_rule_or_lifting_the_narrowing_is_covered() -> None:
+    # The consent was for the program at that path; its other values only narrow it.
+    plain = _apps(exe_rule("term", XTERM))
+    narrowed = _apps(exe_rule("term", XTERM, wm_classes=("xterm",)), version=2)
+    assert _widening(plain, narrowed) == ()
+    assert _widening(narrowed, plain) == ()
+
+
+def test_pinning_or_changing_a_digest_does_not_ask_again() -> None:
+    plain = _apps(exe_rule("term", XTERM))
+    pinned = _apps(exe_rule("term", ExePath(path=XTERM, sha256=DIGEST)), version=2)
+    updated = _apps(exe_rule("term", ExePath(path=XTERM, sha256="f" * 64)), version=3)
+    assert capture_surface(plain) == capture_surface(pinned) == capture_surface(updated)
+
+
+def test_removing_an_exe_path_from_never_capture_widens_capture() -> None:
+    keepass = AppMatch(
+        exe_paths=(ExePath(path="/usr/bin/keepassxc"),), process_names=("keepassxc",)
+    )
+    guarded = make_policy(never=(keepass,))
+    by_name = make_policy(never=(AppMatch(process_names=("keepassxc",)),), version=2)
+    assert _widening(guarded, by_name) == (
+        "apps matching executable path '/usr/bin/keepassxc' are no longer on the "
+        "never-capture list",
+    )
+    assert _widening(by_name, guarded) == ()
+
+
+def test_a_path_with_an_equals_sign_is_described_whole() -> None:
+    before = _apps(exe_rule("term", XTERM))
+    after = _apps(exe_rule("term", XTERM, "/opt/a=b/app"), version=2)
+    assert "mouse clicks and movement in apps matching executable path '/opt/a=b/app'" in (
+        _widening(before, after)
+    )
+
+
+def test_consent_with_exe_paths_round_trips_through_a_dict() -> None:
+    record = ConsentRecord.accept(_apps(exe_rule("term", XTERM, "/opt/a=b/App")), T0)
+    assert ConsentRecord.from_dict(record.to_dict()) == record

@@ -22,10 +22,20 @@ from agent.pipeline.decision import (
     daily_upload_budget,
     decide,
     decide_window,
+    digest_paths,
     next_change,
     upload_allowed,
 )
-from policies.model import AppMatch, Category, KeyMode, TitleAction, UploadRules
+from policies.model import (
+    AppMatch,
+    AppRule,
+    Category,
+    ExePath,
+    KeyMode,
+    Policy,
+    TitleAction,
+    UploadRules,
+)
 
 from ._build import (
     DAY,
@@ -250,6 +260,284 @@ def test_first_matching_app_rule_wins() -> None:
     decision = decide(capturing_state(make_policy(apps=(first, second))), FIREFOX, "", T0)
     assert decision.app_id == "first"
     assert decision.keys is KeyMode.TIMING
+
+
+# --- matching by executable path ---------------------------------------------
+
+XTERM = "/usr/bin/xterm"
+WORKAPP = "/opt/workapp/bin/workapp"
+DIGEST = "0123456789abcdef" * 4
+OTHER_DIGEST = "f" * 64
+
+
+def exe_rule(
+    rule_id: str,
+    *entries: str | ExePath,
+    keys: KeyMode = KeyMode.SHORTCUTS,
+    **hints: tuple[str, ...],
+) -> AppRule:
+    """An app rule matching ``entries`` (paths or ExePath), narrowed by ``hints``
+    (AppMatch fields such as ``wm_classes``)."""
+    paths = tuple(ExePath(path=e) if isinstance(e, str) else e for e in entries)
+    return app_rule(rule_id, process=("unused",), keys=keys).model_copy(
+        update={"match": AppMatch(exe_paths=paths, **hints)}
+    )
+
+
+def _exe_state(*apps: AppRule, never: tuple[AppMatch, ...] = ()) -> CaptureState:
+    return capturing_state(make_policy(apps=apps, never=never))
+
+
+def test_an_exe_path_rule_captures_the_executable_at_exactly_that_path() -> None:
+    state = _exe_state(exe_rule("term", XTERM))
+    assert decide(state, AppIdentity(exe_path=XTERM), "", T0).app_id == "term"
+    for other in ("/usr/local/bin/xterm", "/usr/bin/xterm2", "/usr/bin/xter", "/tmp" + XTERM):
+        assert _reason(state, app=AppIdentity(exe_path=other)) is Reason.NOT_ALLOWED
+
+
+def test_exe_paths_are_compared_case_sensitively() -> None:
+    state = _exe_state(exe_rule("chat", "/opt/Slack/slack"))
+    assert decide(state, AppIdentity(exe_path="/opt/Slack/slack"), "", T0).capture
+    for other in ("/opt/slack/slack", "/OPT/SLACK/SLACK", "/opt/Slack/Slack"):
+        assert _reason(state, app=AppIdentity(exe_path=other)) is Reason.NOT_ALLOWED
+
+
+def test_a_program_claiming_the_class_of_an_exe_path_rule_is_not_captured() -> None:
+    # ``xterm -class overt-workapp``: every declared value is the work app's.
+    state = _exe_state(exe_rule("workapp", WORKAPP, wm_classes=("overt-workapp",)))
+    spoof = AppIdentity(
+        process_name="workapp",
+        wm_instance="overt-workapp",
+        wm_class="overt-workapp",
+        exe_name="workapp",
+        exe_path=XTERM,
+    )
+    assert _reason(state, app=spoof) is Reason.NOT_ALLOWED
+    assert _reason(state, app=dataclasses.replace(spoof, exe_path="")) is Reason.NOT_ALLOWED
+    real = dataclasses.replace(spoof, exe_path=WORKAPP)
+    assert decide(state, real, "", T0).app_id == "workapp"
+
+
+def test_other_values_of_an_exe_path_rule_narrow_it() -> None:
+    path = "/usr/lib/libreoffice/program/soffice.bin"
+    state = _exe_state(
+        exe_rule("writer", path, wm_classes=("libreoffice-writer",), process_names=("x",))
+    )
+    soffice = AppIdentity(exe_path=path)
+    writer = dataclasses.replace(soffice, wm_instance="libreoffice", wm_class="LibreOffice-Writer")
+    calc = dataclasses.replace(soffice, wm_instance="libreoffice", wm_class="libreoffice-calc")
+    assert decide(state, writer, "", T0).app_id == "writer"
+    assert _reason(state, app=calc) is Reason.NOT_ALLOWED
+    assert _reason(state, app=soffice) is Reason.NOT_ALLOWED
+    assert decide(state, dataclasses.replace(calc, process_name="X"), "", T0).app_id == "writer"
+
+
+@pytest.mark.parametrize(
+    ("exe_sha256", "captured"),
+    [
+        pytest.param(DIGEST, True, id="same digest"),
+        pytest.param(DIGEST.upper(), True, id="same digest in upper case"),
+        pytest.param(OTHER_DIGEST, False, id="other digest"),
+        pytest.param("", False, id="no digest fails closed"),
+        pytest.param(DIGEST[:-1], False, id="truncated digest"),
+    ],
+)
+def test_a_pinned_exe_path_needs_the_pinned_digest(exe_sha256: str, captured: bool) -> None:
+    state = _exe_state(exe_rule("workapp", ExePath(path=WORKAPP, sha256=DIGEST)))
+    app = AppIdentity(wm_class="workapp", exe_path=WORKAPP, exe_sha256=exe_sha256)
+    decision = decide(state, app, "", T0)
+    assert decision.capture is captured
+    assert decision.reason is (Reason.CAPTURING if captured else Reason.NOT_ALLOWED)
+
+
+def test_a_digest_of_another_file_does_not_match_a_pinned_path() -> None:
+    state = _exe_state(exe_rule("workapp", ExePath(path=WORKAPP, sha256=DIGEST)))
+    app = AppIdentity(exe_path="/opt/workapp/bin/other", exe_sha256=DIGEST)
+    assert _reason(state, app=app) is Reason.NOT_ALLOWED
+
+
+def test_a_path_pinned_to_several_digests_matches_any_of_them() -> None:
+    state = _exe_state(
+        exe_rule(
+            "workapp",
+            ExePath(path=WORKAPP, sha256=DIGEST),
+            ExePath(path=WORKAPP, sha256=OTHER_DIGEST),
+        )
+    )
+    for digest in (DIGEST, OTHER_DIGEST):
+        assert decide(state, AppIdentity(exe_path=WORKAPP, exe_sha256=digest), "", T0).capture
+    assert _reason(state, app=AppIdentity(exe_path=WORKAPP, exe_sha256="e" * 64)) is (
+        Reason.NOT_ALLOWED
+    )
+
+
+def test_an_unpinned_path_ignores_the_digest() -> None:
+    state = _exe_state(exe_rule("term", XTERM))
+    assert decide(state, AppIdentity(exe_path=XTERM, exe_sha256=OTHER_DIGEST), "", T0).capture
+
+
+def test_never_capture_by_exe_path_wins_over_the_allow_list() -> None:
+    keepass = AppIdentity(process_name="keepassxc", exe_path="/usr/bin/keepassxc")
+    never = (AppMatch(exe_paths=(ExePath(path="/usr/bin/keepassxc"),)),)
+    by_path = _exe_state(exe_rule("all", "/usr/bin/keepassxc"), never=never)
+    by_name = _exe_state(app_rule("kp", process=("keepassxc",)), never=never)
+    assert _reason(by_path, app=keepass) is Reason.NEVER_CAPTURED
+    assert _reason(by_name, app=keepass) is Reason.NEVER_CAPTURED
+    # The path alone decides: a renamed process at that path is still denied.
+    assert _reason(by_path, app=AppIdentity(exe_path="/usr/bin/keepassxc")) is (
+        Reason.NEVER_CAPTURED
+    )
+    elsewhere = AppIdentity(process_name="keepassxc", exe_path="/home/u/keepassxc")
+    assert decide(by_name, elsewhere, "", T0).app_id == "kp"
+
+
+def test_never_capture_counts_each_value_on_its_own() -> None:
+    # Unlike an allow rule, a declared value alone is enough to keep a window out.
+    never = (AppMatch(exe_paths=(ExePath(path="/usr/bin/keepassxc"),), wm_classes=("KeePassXC",)),)
+    state = _exe_state(exe_rule("term", XTERM), never=never)
+    faking = AppIdentity(wm_class="KeePassXC", exe_path=XTERM)
+    assert _reason(state, app=faking) is Reason.NEVER_CAPTURED
+
+
+def test_the_first_matching_exe_path_rule_wins() -> None:
+    first = exe_rule("first", XTERM, keys=KeyMode.TIMING)
+    second = exe_rule("second", XTERM, keys=KeyMode.TEXT)
+    decision = decide(_exe_state(first, second), AppIdentity(exe_path=XTERM), "", T0)
+    assert (decision.app_id, decision.keys) == ("first", KeyMode.TIMING)
+
+
+def test_a_narrowed_rule_that_does_not_match_gives_way_to_the_next() -> None:
+    narrowed = exe_rule("root-shell", XTERM, wm_classes=("root-xterm",))
+    plain = exe_rule("shell", XTERM)
+    state = _exe_state(narrowed, plain)
+    xterm = AppIdentity(wm_class="XTerm", exe_path=XTERM)
+    assert decide(state, xterm, "", T0).app_id == "shell"
+    root = dataclasses.replace(xterm, wm_instance="root-xterm")
+    assert decide(state, root, "", T0).app_id == "root-shell"
+
+
+def test_rule_order_decides_between_an_exe_path_rule_and_a_declared_value_rule() -> None:
+    by_class = app_rule("by-class", wm=("xterm",))
+    by_path = exe_rule("by-path", XTERM)
+    xterm = AppIdentity(wm_class="xterm", exe_path=XTERM)
+    assert decide(_exe_state(by_class, by_path), xterm, "", T0).app_id == "by-class"
+    assert decide(_exe_state(by_path, by_class), xterm, "", T0).app_id == "by-path"
+
+
+def test_digest_paths_are_the_pinned_paths_of_app_rules() -> None:
+    policy = make_policy(
+        apps=(
+            exe_rule("term", XTERM, ExePath(path="/opt/t/term", sha256=DIGEST)),
+            exe_rule(
+                "workapp",
+                ExePath(path=WORKAPP, sha256=DIGEST),
+                ExePath(path=WORKAPP, sha256=OTHER_DIGEST),
+            ),
+            app_rule("browser", process=("firefox",)),
+        ),
+        never=(AppMatch(exe_paths=(ExePath(path="/usr/bin/keepassxc"),)),),
+    )
+    assert digest_paths(policy) == frozenset({"/opt/t/term", WORKAPP})
+    assert digest_paths(make_policy()) == frozenset()
+    assert digest_paths(make_policy(apps=(exe_rule("term", XTERM),))) == frozenset()
+
+
+# A reference matcher written straight from the rules in the module docstring,
+# against which the prepared lookup tables are checked.
+
+
+def _hint_matches(match: AppMatch, app: AppIdentity) -> bool:
+    def base(value: str) -> str:
+        return value.replace("\\", "/").rsplit("/", 1)[-1].strip().lower()
+
+    pairs = (
+        (match.process_names, [app.process_name], str.lower),
+        (match.wm_classes, [app.wm_instance, app.wm_class], str.lower),
+        (match.exe_names, [app.exe_name], base),
+        (match.bundle_ids, [app.bundle_id], str.lower),
+    )
+    return any(
+        have and norm(have.strip()) == norm(want.strip())
+        for wanted, haves, norm in pairs
+        for want in wanted
+        for have in haves
+    )
+
+
+def _path_matches(match: AppMatch, app: AppIdentity, *, pins: bool = True) -> bool:
+    return any(
+        app.exe_path == e.path
+        and (not pins or e.sha256 is None or app.exe_sha256.lower() == e.sha256)
+        for e in match.exe_paths
+    )
+
+
+def _reference_app_id(policy: Policy, app: AppIdentity) -> str | None:
+    for denied in policy.never_capture:
+        if _hint_matches(denied.match, app) or _path_matches(denied.match, app, pins=False):
+            return None
+    for rule in policy.apps:
+        m = rule.match
+        if m.exe_paths:
+            if _path_matches(m, app) and (not m.hints or _hint_matches(m, app)):
+                return rule.id
+        elif _hint_matches(m, app):
+            return rule.id
+    return None
+
+
+_PATHS = ("/usr/bin/xterm", "/usr/bin/XTerm", "/opt/a/app")
+_DIGESTS = (DIGEST, OTHER_DIGEST)
+_entry = st.builds(
+    ExePath, path=st.sampled_from(_PATHS), sha256=st.none() | st.sampled_from(_DIGESTS)
+)
+_names = st.lists(st.sampled_from(("xterm", "XTerm", "app", "other")), max_size=2).map(tuple)
+
+
+@st.composite
+def _match(draw: st.DrawFn, *, pins: bool) -> AppMatch:
+    entry = _entry if pins else _entry.map(lambda e: ExePath(path=e.path))
+    entries = draw(st.lists(entry, max_size=3))
+    unpinned = {e.path for e in entries if e.sha256 is None}
+    entries = [e for e in entries if e.sha256 is None or e.path not in unpinned]
+    hints = {
+        "process_names": draw(_names),
+        "wm_classes": draw(_names),
+        "exe_names": draw(_names),
+    }
+    if not entries and not any(hints.values()):
+        hints["wm_classes"] = ("app",)
+    return AppMatch(exe_paths=tuple(entries), **hints)
+
+
+_identity = st.builds(
+    AppIdentity,
+    process_name=st.sampled_from(("", "xterm", "APP", "other")),
+    wm_instance=st.sampled_from(("", "xterm", "app")),
+    wm_class=st.sampled_from(("", "XTerm", "Other")),
+    exe_name=st.sampled_from(("", "xterm", "app")),
+    exe_path=st.sampled_from(("", *_PATHS)),
+    exe_sha256=st.sampled_from(("", *_DIGESTS, DIGEST.upper())),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    matches=st.lists(_match(pins=True), min_size=1, max_size=4),
+    never=st.lists(_match(pins=False), max_size=2),
+    identities=st.lists(_identity, min_size=1, max_size=8),
+)
+def test_matching_agrees_with_a_reference_matcher(
+    matches: list[AppMatch], never: list[AppMatch], identities: list[AppIdentity]
+) -> None:
+    apps = tuple(
+        app_rule(f"app{i}", process=("unused",)).model_copy(update={"match": m})
+        for i, m in enumerate(matches)
+    )
+    policy = make_policy(apps=apps, never=tuple(never))
+    state = capturing_state(policy)
+    for app in identities:
+        assert decide(state, app, "", T0).app_id == _reference_app_id(policy, app)
 
 
 def test_decide_window_reads_the_window_identity_and_title() -> None:
