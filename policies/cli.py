@@ -1,7 +1,8 @@
 """``overt policy ...``: IT tooling for keys, signing, verifying and showing policies.
 
 Exit status: 0 on success; 1 when a file is rejected or invalid (one line on
-stderr says why); 2 on a usage error. This module is an entry point: it reads
+stderr says why); 2 on a usage error. Warnings (``warning: ...`` on stderr,
+from ``sign`` and ``show``) do not change the exit status. This module is an entry point: it reads
 the clock and the disk, then hands bytes to :mod:`policies.verify` and
 :mod:`policies.store`.
 """
@@ -27,7 +28,7 @@ from policies.keys import (
 )
 from policies.model import POLICY_PAYLOAD_TYPE, Policy, SignerSet, policy_json_schema
 from policies.store import TrustStore, accept_policy_file, atomic_write, read_file_limited
-from policies.summary import describe
+from policies.summary import describe, identity_warnings
 from policies.verify import (
     CLOCK_SKEW,
     DeviceScope,
@@ -222,7 +223,13 @@ def _sign(args: argparse.Namespace) -> int:
     if policy.expires <= datetime.now(UTC):
         warning = f"warning: this policy has already expired ({_when(policy.expires)})"
         print(warning, file=sys.stderr)
+    _warn_identity(policy)
     return 0
+
+
+def _warn_identity(policy: Policy) -> None:
+    for warning in identity_warnings(policy):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _stamp(args: argparse.Namespace) -> int:
@@ -310,6 +317,7 @@ def _show(args: argparse.Namespace) -> int:
     print("\n".join(header))
     print()
     print(describe(policy), end="")
+    _warn_identity(policy)
     return 0
 
 

@@ -1,7 +1,9 @@
 """A plain-language summary of a policy, for ``overt policy show`` and for review.
 
 Owns wording only: :func:`describe` takes an already validated
-:class:`~policies.model.Policy` and returns text. It does not verify anything
+:class:`~policies.model.Policy` and returns text; :func:`identity_warnings`
+names the app rules that a program could match by claiming values it declares
+itself. It does not verify anything
 and says nothing about whether the file it came from was signed; the caller
 says that.
 """
@@ -42,7 +44,7 @@ def size_words(n: int) -> str:
     return f"{n} bytes"
 
 
-def _match(match: AppMatch) -> str:
+def _hints(match: AppMatch) -> list[str]:
     parts = []
     for label, values in (
         ("process", match.process_names),
@@ -52,7 +54,59 @@ def _match(match: AppMatch) -> str:
     ):
         if values:
             parts.append(f"{label} {', '.join(values)}")
-    return "; ".join(parts)
+    return parts
+
+
+def _exe_paths(match: AppMatch) -> str:
+    paths = [e.path + (" (sha256 pinned)" if e.sha256 else "") for e in match.exe_paths]
+    return "exe path " + ", ".join(paths)
+
+
+def _match(match: AppMatch) -> str:
+    """An allow rule's match: its exe paths, narrowed by the other values."""
+    hints = _hints(match)
+    if not match.exe_paths:
+        return "; ".join(hints)
+    narrowed = f"; only where it also matches {' or '.join(hints)}" if hints else ""
+    return _exe_paths(match) + narrowed
+
+
+def _denied_match(match: AppMatch) -> str:
+    """A never-capture entry's match: any one value is enough."""
+    return "; ".join(([_exe_paths(match)] if match.exe_paths else []) + _hints(match))
+
+
+#: Values a window or its process declares about itself, as named in warnings.
+_DECLARED = (
+    ("WM_CLASS", "wm_classes"),
+    ("process name", "process_names"),
+    ("bundle id", "bundle_ids"),
+)
+
+
+def identity_warnings(policy: Policy) -> tuple[str, ...]:
+    """One line per allow-listed app a program could be captured as without
+    being it: rules without ``exe_paths``. Never-capture entries need none:
+    a faked value there only keeps a window out of capture."""
+    out = []
+    for app in policy.apps:
+        match = app.match
+        if match.exe_paths:
+            continue
+        declared = [label for label, field in _DECLARED if getattr(match, field)]
+        if declared:
+            only = "" if match.exe_names else "only "
+            out.append(
+                f'app "{app.id}" matches {only}on values its windows declare themselves '
+                f"({', '.join(declared)}); any program can claim them — add exe_paths"
+            )
+        else:
+            out.append(
+                f'app "{app.id}" matches executables by base name only '
+                f"({', '.join(match.exe_names)}); a program of that name anywhere on disk "
+                "matches — add exe_paths"
+            )
+    return tuple(out)
 
 
 def _key(key: PublicKey) -> str:
@@ -133,7 +187,9 @@ def describe(policy: Policy) -> str:
         lines.extend(_app(app))
     if policy.never_capture:
         lines.append("Never captured, even if a rule above matches:")
-        lines.extend(f"  - {d.name} — matched by {_match(d.match)}" for d in policy.never_capture)
+        lines.extend(
+            f"  - {d.name} — matched by {_denied_match(d.match)}" for d in policy.never_capture
+        )
 
     redaction = policy.redaction
     builtin = ", ".join(redaction.builtin) or "none"

@@ -233,6 +233,75 @@ def test_schema_prints_the_policy_json_schema(capsys: pytest.CaptureFixture[str]
     schema = json.loads(out)
     assert schema["$id"] == POLICY_PAYLOAD_TYPE
     assert "apps" in schema["properties"]
+    assert "exe_paths" in schema["$defs"]["AppMatch"]["properties"]
+    assert schema["$defs"]["ExePath"]["required"] == ["path"]
+
+
+WORKAPP_WARNING = (
+    'warning: app "overt-workapp" matches only on values its windows declare themselves '
+    "(WM_CLASS); any program can claim them — add exe_paths\n"
+)
+
+
+def test_show_warns_about_an_app_matched_on_declared_values_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(capsys, "show", EXAMPLES / "test-workapp.json", *AT_NOW)
+    assert code == 0
+    assert "matched by WM_CLASS overt-workapp" in out
+    assert err == WORKAPP_WARNING
+
+
+def test_show_has_no_identity_warning_when_every_app_names_its_executable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(capsys, "show", EXAMPLES / "office.json", *AT_NOW)
+    assert (code, err) == (0, "")
+    assert "matched by exe path /usr/lib/firefox-esr/firefox-esr" in out
+
+
+def test_show_of_a_signed_policy_lists_pinned_exe_paths(
+    tmp_path: Path, it_key: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = {
+        "id": "workapp",
+        "name": "Work app",
+        "match": {"exe_paths": [{"path": "/opt/workapp/workapp", "sha256": "AB" * 32}]},
+    }
+    source = tmp_path / "policy.json"
+    source.write_bytes(to_bytes(policy_doc(1, apps=[app])))
+    out = tmp_path / "signed.json"
+    code, _, err = run(capsys, "sign", source, "--key", f"{it_key}.key", "--out", out)
+    assert (code, err) == (0, "")
+    code, stdout, err = run(capsys, "show", out, "--trust", f"{it_key}.pub", *AT_NOW)
+    assert (code, err) == (0, "")
+    assert "matched by exe path /opt/workapp/workapp (sha256 pinned)" in stdout
+
+
+def test_sign_warns_about_declared_values_and_still_signs(
+    tmp_path: Path, it_key: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "signed.json"
+    code, _, err = run(
+        capsys, "sign", EXAMPLES / "test-workapp.json", "--key", f"{it_key}.key", "--out", out
+    )
+    assert code == 0
+    assert err == WORKAPP_WARNING
+    assert out.exists()
+
+
+def test_sign_refuses_a_bad_exe_path_and_writes_nothing(
+    tmp_path: Path, it_key: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = {"id": "workapp", "name": "Work app", "match": {"exe_paths": ["/opt/../bin/sh"]}}
+    source = tmp_path / "policy.json"
+    source.write_bytes(to_bytes(policy_doc(1, apps=[app])))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, _, err = run(capsys, "sign", source, "--key", f"{it_key}.key", "--out", tmp_path / "s")
+    assert code == 1
+    assert one_line(err)
+    assert ". or .. components" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_pubkey_prints_a_snippet_for_a_policy(

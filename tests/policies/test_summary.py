@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from policies.summary import describe
+from typing import Any
+
+import pytest
+
+from policies.summary import describe, identity_warnings
 from policies.verify import parse_policy_payload
 
 from ._build import policy_doc, pub, rotation_doc, to_bytes
@@ -86,3 +90,100 @@ def test_summary_names_grant_signers_and_rotation() -> None:
 
 def test_summary_without_grant_signers_says_no_exemption_can_be_granted() -> None:
     assert "no exemption can be granted" in _text(grant_signers=[])
+
+
+DIGEST = "ab" * 32
+
+
+def _one_app(match: dict[str, Any], **overrides: object) -> str:
+    apps = [{"id": "app", "name": "The app", "match": match}]
+    return describe(parse_policy_payload(to_bytes(policy_doc(1, apps=apps, **overrides))))
+
+
+def test_summary_shows_exe_paths_and_which_are_pinned() -> None:
+    text = _one_app(
+        {"exe_paths": ["/usr/bin/xterm", {"path": "/opt/t/term", "sha256": DIGEST}]},
+        never_capture=[
+            {
+                "name": "KeePassXC",
+                "match": {"exe_paths": ["/usr/bin/keepassxc"], "process_names": ["keepassxc"]},
+            }
+        ],
+    )
+    assert "The app [app] — matched by exe path /usr/bin/xterm, /opt/t/term (sha256 pinned)\n" in (
+        text
+    )
+    assert "KeePassXC — matched by exe path /usr/bin/keepassxc; process keepassxc" in text
+
+
+def test_summary_says_the_other_values_of_an_exe_path_rule_narrow_it() -> None:
+    text = _one_app({"exe_paths": ["/usr/bin/xterm"], "wm_classes": ["xterm", "XTerm"]})
+    assert (
+        "matched by exe path /usr/bin/xterm; only where it also matches WM_CLASS xterm, XTerm"
+        in (text)
+    )
+
+
+WARNINGS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    "WM_CLASS only": (
+        {"wm_classes": ["slack"]},
+        (
+            'app "app" matches only on values its windows declare themselves (WM_CLASS); '
+            "any program can claim them — add exe_paths",
+        ),
+    ),
+    "process name and WM_CLASS": (
+        {"process_names": ["slack"], "wm_classes": ["Slack"]},
+        (
+            'app "app" matches only on values its windows declare themselves '
+            "(WM_CLASS, process name); any program can claim them — add exe_paths",
+        ),
+    ),
+    "bundle id": (
+        {"bundle_ids": ["com.tinyspeck.slackmacgap"]},
+        (
+            'app "app" matches only on values its windows declare themselves (bundle id); '
+            "any program can claim them — add exe_paths",
+        ),
+    ),
+    "executable base name": (
+        {"exe_names": ["slack"]},
+        (
+            'app "app" matches executables by base name only (slack); a program of that '
+            "name anywhere on disk matches — add exe_paths",
+        ),
+    ),
+    "base name and WM_CLASS": (
+        {"exe_names": ["slack"], "wm_classes": ["Slack"]},
+        (
+            'app "app" matches on values its windows declare themselves (WM_CLASS); '
+            "any program can claim them — add exe_paths",
+        ),
+    ),
+    "exe path": ({"exe_paths": ["/usr/lib/slack/slack"]}, ()),
+    "exe path narrowed by WM_CLASS": (
+        {"exe_paths": ["/usr/lib/slack/slack"], "wm_classes": ["Slack"]},
+        (),
+    ),
+    "pinned exe path": ({"exe_paths": [{"path": "/opt/s/slack", "sha256": DIGEST}]}, ()),
+}
+
+
+@pytest.mark.parametrize("name", list(WARNINGS), ids=list(WARNINGS))
+def test_identity_warnings_name_allow_rules_a_program_could_claim(name: str) -> None:
+    match, expected = WARNINGS[name]
+    apps = [{"id": "app", "name": "The app", "match": match}]
+    policy = parse_policy_payload(to_bytes(policy_doc(1, apps=apps)))
+    assert identity_warnings(policy) == expected
+
+
+def test_never_capture_entries_get_no_identity_warning() -> None:
+    apps = [{"id": "app", "name": "The app", "match": {"exe_paths": ["/usr/bin/xterm"]}}]
+    never = [{"name": "KeePassXC", "match": {"wm_classes": ["keepassxc"]}}]
+    policy = parse_policy_payload(to_bytes(policy_doc(1, apps=apps, never_capture=never)))
+    assert identity_warnings(policy) == ()
+
+
+def test_every_allow_rule_without_exe_paths_gets_its_own_warning() -> None:
+    policy = parse_policy_payload(to_bytes(policy_doc(1, apps=_APPS)))
+    assert [w.split('"')[1] for w in identity_warnings(policy)] == ["editor", "chat", "shell"]
