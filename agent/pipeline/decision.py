@@ -45,10 +45,12 @@ A rule without ``exe_paths`` matches if any of its values does. A rule with
 any, narrow that (one of them must match too), so a program can fake its way
 out of a rule but not into one. A ``never_capture`` entry matches if any of
 its values does, and wins over the allow-list; among ``apps`` the first rule
-that matches wins. All title rules of that app
-are tried with ``re.search``: any ``skip`` match drops the window; a ``drop``
-match drops the title; ``mask`` matches collect their patterns in
-``title_masks``. ``actions_only`` apps get no title and no screenshots.
+that matches wins.
+
+All title rules of that app are tried with ``re.search``: any ``skip`` match
+drops the window; a ``drop`` match drops the title; ``mask`` matches collect
+their patterns in ``title_masks``. ``actions_only`` apps get no title and no
+screenshots.
 
 Time
 ----
@@ -178,7 +180,9 @@ def _path_keys(match: AppMatch, *, pins: bool = True) -> set[_IdentityKey]:
 
 
 def identity_keys(app: AppIdentity) -> list[_IdentityKey]:
-    """The normalised, non-empty identity values of ``app``."""
+    """The non-empty identity values of ``app`` as matched: declared values
+    normalised, the executable path as it is and, with a digest, path and
+    digest together."""
     keys: list[_IdentityKey] = []
     for code, value in (
         (_PROCESS, app.process_name),
