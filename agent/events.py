@@ -57,6 +57,41 @@ class Rect:
             return None
         return Rect(left, top, right - left, bottom - top)
 
+    def translated(self, dx: int, dy: int) -> Rect:
+        return Rect(self.x + dx, self.y + dy, self.width, self.height)
+
+
+def subtract(region: list[Rect], hole: Rect) -> list[Rect]:
+    """``region`` (disjoint rectangles) less ``hole``, still as disjoint rectangles."""
+    out: list[Rect] = []
+    for r in region:
+        cut = r.intersect(hole)
+        if cut is None:
+            out.append(r)
+            continue
+        right, bottom = r.x + r.width, r.y + r.height
+        cut_right, cut_bottom = cut.x + cut.width, cut.y + cut.height
+        if cut.y > r.y:  # the band above the hole
+            out.append(Rect(r.x, r.y, r.width, cut.y - r.y))
+        if cut_bottom < bottom:  # the band below
+            out.append(Rect(r.x, cut_bottom, r.width, bottom - cut_bottom))
+        if cut.x > r.x:  # left of the hole, within its rows
+            out.append(Rect(r.x, cut.y, cut.x - r.x, cut.height))
+        if cut_right < right:  # right of the hole
+            out.append(Rect(cut_right, cut.y, right - cut_right, cut.height))
+    return out
+
+
+def intersect_region(region: list[Rect], with_: list[Rect]) -> list[Rect]:
+    """The parts of ``region`` inside ``with_`` (both lists of disjoint rectangles)."""
+    out: list[Rect] = []
+    for a in region:
+        for b in with_:
+            part = a.intersect(b)
+            if part is not None:
+                out.append(part)
+    return out
+
 
 @dataclass(frozen=True, slots=True)
 class WindowInfo:
@@ -127,6 +162,13 @@ class FocusChange:
 
 
 @dataclass(frozen=True, slots=True)
+class Restacked:
+    """Top-level windows were restacked, mapped, unmapped or reshaped."""
+
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
 class Gap:
     """Events were lost or not recorded: queue overflow, spool full, crash."""
 
@@ -154,4 +196,4 @@ class Frame:
 
 
 InputEvent = MouseMove | MouseButton | MouseScroll | KeyEvent
-SourceEvent = InputEvent | FocusChange | Gap
+SourceEvent = InputEvent | FocusChange | Restacked | Gap

@@ -5,7 +5,10 @@
   while started, like an OS that has no hook installed.
 - :class:`FakeWindowProbe` — a stacking list of :class:`WindowInfo` the test
   arranges (``add``, ``focus``, ``rename``, ``remove``); focus changes call
-  subscribers synchronously on the test's thread.
+  subscribers synchronously on the test's thread. Its truth is the list
+  itself: keys go to the focused window unless the test says another client
+  holds a grab (``grabbed``), presses to the topmost window at the point, and
+  a window's visible region is its rectangle less every window above it.
 - :class:`FakeScreenGrabber` — paints each window's rectangle in a colour the
   test chooses, clipped like the real grabber.
 
@@ -18,7 +21,16 @@ import dataclasses
 import threading
 import time
 
-from agent.events import Frame, KeyEvent, MouseButton, MouseMove, MouseScroll, Rect, WindowInfo
+from agent.events import (
+    Frame,
+    KeyEvent,
+    MouseButton,
+    MouseMove,
+    MouseScroll,
+    Rect,
+    WindowInfo,
+    subtract,
+)
 from agent.sources.canary import Canary
 from agent.sources.errors import SourceError
 from agent.sources.input import (
@@ -29,7 +41,14 @@ from agent.sources.input import (
     normalise_key,
 )
 from agent.sources.screen import ScreenGrabber, grab_region
-from agent.sources.window import FocusCallback, FocusNotifier, Unsubscribe, WindowProbe
+from agent.sources.window import (
+    FocusCallback,
+    FocusNotifier,
+    RestackCallback,
+    Unsubscribe,
+    Visibility,
+    WindowProbe,
+)
 
 
 def _key(t: float, name: str | None, char: str | None, vk: int | None, pressed: bool) -> KeyEvent:
@@ -107,8 +126,14 @@ class FakeWindowProbe(WindowProbe):
         self._stack: list[WindowInfo] = list(windows or [])
         self._active: int | None = None
         self._notifier = FocusNotifier()
+        self._restack: list[RestackCallback] = []
         self._lock = threading.Lock()
         self.closed = False
+        #: Another client holds the keyboard (a screen locker, a launcher).
+        self.grabbed = False
+        #: Grows with every change of the stack, like the X probe's stamp.
+        self.generation = 0
+        self.digest_paths: frozenset[str] = frozenset()
 
     def _find(self, window_id: int) -> WindowInfo | None:
         return next((w for w in self._stack if w.window_id == window_id), None)
@@ -117,15 +142,23 @@ class FakeWindowProbe(WindowProbe):
         with self._lock:
             self._stack = [w for w in self._stack if w.window_id != window.window_id]
             self._stack.append(window)
+            self.generation += 1
+        self._restacked()
         if focus:
             self.focus(window.window_id)
+
+    def _restacked(self) -> None:
+        for callback in list(self._restack):
+            callback()
 
     def remove(self, window_id: int) -> None:
         with self._lock:
             self._stack = [w for w in self._stack if w.window_id != window_id]
+            self.generation += 1
             was_active = self._active == window_id
             if was_active:
                 self._active = None
+        self._restacked()
         if was_active:
             self._notifier.notify(None)
 
@@ -138,6 +171,7 @@ class FakeWindowProbe(WindowProbe):
             if window is not None:
                 self._stack.remove(window)
                 self._stack.append(window)
+                self.generation += 1
             self._active = window_id
         self._notifier.notify(window)
 
@@ -160,20 +194,47 @@ class FakeWindowProbe(WindowProbe):
         with self._lock:
             return next((w for w in reversed(self._stack) if w.rect.contains(x, y)), None)
 
-    def covering(self, window: WindowInfo) -> list[Rect]:
+    def describe(self, window_id: int) -> WindowInfo | None:
+        with self._lock:
+            return self._find(window_id)
+
+    def key_receiver(self, event: KeyEvent) -> int | None:
+        with self._lock:
+            return None if self.grabbed else self._active
+
+    def pointer_receiver(self, event: MouseButton | MouseScroll) -> int | None:
+        top = self.window_at(event.x, event.y)
+        return None if top is None else top.window_id
+
+    def shows(self, window_id: int, x: int, y: int) -> bool:
+        top = self.window_at(x, y)
+        return top is not None and top.window_id == window_id
+
+    def visible_region(self, window: WindowInfo) -> Visibility | None:
         with self._lock:
             ids = [w.window_id for w in self._stack]
             if window.window_id not in ids:
-                return []
-            above = self._stack[ids.index(window.window_id) + 1 :]
-        rects = []
-        for other in above:
-            if window.pid is not None and other.pid == window.pid:
-                continue
-            overlap = other.rect.intersect(window.rect)
-            if overlap is not None:
-                rects.append(overlap)
-        return rects
+                return None
+            region = [window.rect]
+            for other in self._stack[ids.index(window.window_id) + 1 :]:
+                region = subtract(region, other.rect)
+            return Visibility(tuple(region), self.generation) if region else None
+
+    def unchanged_since(self, visibility: Visibility) -> bool:
+        with self._lock:
+            return visibility.stamp == self.generation
+
+    def set_digest_paths(self, paths: frozenset[str]) -> None:
+        self.digest_paths = paths
+
+    def subscribe_restack(self, callback: RestackCallback) -> Unsubscribe:
+        self._restack.append(callback)
+
+        def remove() -> None:
+            if callback in self._restack:
+                self._restack.remove(callback)
+
+        return remove
 
     def subscribe(self, callback: FocusCallback) -> Unsubscribe:
         return self._notifier.add(callback)

@@ -11,7 +11,10 @@ decoders below run later on the consumer's thread. A callback never raises
 on the queue and surfaces as a gap.
 
 On X11 ``stop()`` also disables the listener's RECORD context itself (see
-:func:`_end_xrecord`), so the hook is gone when ``stop()`` returns.
+:func:`_end_xrecord`), so the hook is gone when ``stop()`` returns, and each
+event is stamped with the X server's timestamp of the event it came from
+(:class:`_ServerTime`): the window probe orders input against the server's
+own changes of focus, grabs and stacking by that stamp.
 
 Under X11 pynput's ``injected`` flag is always False for XTEST input, so it is
 not recorded: it would claim a distinction the platform does not make.
@@ -39,22 +42,52 @@ def decode_move(t: float, x: Any, y: Any) -> MouseMove:
     return MouseMove(t, int(x), int(y))
 
 
-def decode_button(t: float, x: Any, y: Any, button: Any, pressed: bool) -> MouseButton:
-    return MouseButton(t, int(x), int(y), normalise_button(getattr(button, "name", None)), pressed)
+def decode_button(
+    t: float, x: Any, y: Any, button: Any, pressed: bool, server_time: int | None = None
+) -> MouseButton:
+    name = normalise_button(getattr(button, "name", None))
+    return MouseButton(t, int(x), int(y), name, pressed, server_time)
 
 
-def decode_scroll(t: float, x: Any, y: Any, dx: Any, dy: Any) -> MouseScroll:
-    return MouseScroll(t, int(x), int(y), int(dx), int(dy))
+def decode_scroll(
+    t: float, x: Any, y: Any, dx: Any, dy: Any, server_time: int | None = None
+) -> MouseScroll:
+    return MouseScroll(t, int(x), int(y), int(dx), int(dy), server_time)
 
 
-def decode_key(t: float, key: Any, pressed: bool) -> KeyEvent:
+def decode_key(t: float, key: Any, pressed: bool, server_time: int | None = None) -> KeyEvent:
     if key is None:
         name, char = "unknown", None
     elif isinstance(key, enum.Enum):  # pynput.keyboard.Key
         name, char = normalise_key(name=key.name)
     else:  # pynput.keyboard.KeyCode
         name, char = normalise_key(char=getattr(key, "char", None), vk=getattr(key, "vk", None))
-    return KeyEvent(t, name, pressed, char)
+    return KeyEvent(t, name, pressed, char, server_time)
+
+
+class _ServerTime:
+    """The X timestamp of the event a listener is handling now (None off X11).
+
+    pynput's X listeners hand their callbacks the key or position but not the
+    event; wrapping the listener's ``_handle_message`` (called on the
+    listener's own thread, once per recorded event, right before the
+    callbacks) keeps the event's ``time`` for them.
+    """
+
+    def __init__(self) -> None:
+        self.value: int | None = None
+
+    def attach(self, listener: Any) -> None:
+        original = getattr(listener, "_handle_message", None)
+        if original is None:  # not the X backend
+            return
+
+        def handle(display: Any, event: Any, injected: Any) -> None:
+            stamp = getattr(event, "time", None)
+            self.value = int(stamp) if isinstance(stamp, int) else None
+            original(display, event, injected)
+
+        listener._handle_message = handle
 
 
 class PynputHooks(InputHooks):
@@ -85,10 +118,13 @@ class PynputHooks(InputHooks):
                 if "display" in str(exc).lower() or "DISPLAY" in str(exc):
                     raise NoDisplayError(str(exc)) from exc
                 raise BackendUnavailableError(f"pynput is not usable here: {exc}") from exc
+            mouse_time, key_time = _ServerTime(), _ServerTime()
             listeners = [
-                mouse.Listener(**_mouse_callbacks(queue, self._clock)),
-                keyboard.Listener(**_key_callbacks(queue, self._clock)),
+                mouse.Listener(**_mouse_callbacks(queue, self._clock, mouse_time)),
+                keyboard.Listener(**_key_callbacks(queue, self._clock, key_time)),
             ]
+            mouse_time.attach(listeners[0])
+            key_time.attach(listeners[1])
             try:
                 for listener in listeners:
                     listener.start()
@@ -168,7 +204,7 @@ def _wait_ready(listener: Any) -> None:
         time.sleep(0.002)
 
 
-def _mouse_callbacks(queue: EventQueue, clock: Clock) -> dict[str, Any]:
+def _mouse_callbacks(queue: EventQueue, clock: Clock, stamp: _ServerTime) -> dict[str, Any]:
     put, lose = queue.put_raw, queue.lose
 
     # ``*_`` takes pynput's ``injected`` argument when it passes one (>= 1.8).
@@ -180,31 +216,31 @@ def _mouse_callbacks(queue: EventQueue, clock: Clock) -> dict[str, Any]:
 
     def on_click(x: Any, y: Any, button: Any, pressed: bool, *_: Any) -> None:
         try:
-            put(decode_button, (clock(), x, y, button, pressed))
+            put(decode_button, (clock(), x, y, button, pressed, stamp.value))
         except Exception:
             lose()
 
     def on_scroll(x: Any, y: Any, dx: Any, dy: Any, *_: Any) -> None:
         try:
-            put(decode_scroll, (clock(), x, y, dx, dy))
+            put(decode_scroll, (clock(), x, y, dx, dy, stamp.value))
         except Exception:
             lose()
 
     return {"on_move": on_move, "on_click": on_click, "on_scroll": on_scroll}
 
 
-def _key_callbacks(queue: EventQueue, clock: Clock) -> dict[str, Any]:
+def _key_callbacks(queue: EventQueue, clock: Clock, stamp: _ServerTime) -> dict[str, Any]:
     put, lose = queue.put_raw, queue.lose
 
     def on_press(key: Any, *_: Any) -> None:
         try:
-            put(decode_key, (clock(), key, True))
+            put(decode_key, (clock(), key, True, stamp.value))
         except Exception:
             lose()
 
     def on_release(key: Any, *_: Any) -> None:
         try:
-            put(decode_key, (clock(), key, False))
+            put(decode_key, (clock(), key, False, stamp.value))
         except Exception:
             lose()
 

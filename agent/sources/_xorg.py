@@ -4,11 +4,22 @@ Owns the X connections of the probe; imports python-xlib only when a probe is
 made. Tested on Xvfb with openbox.
 
 What it reads, per window: ``_NET_WM_NAME`` (UTF-8) or else ``WM_NAME``;
-``WM_CLASS`` (instance, class); ``_NET_WM_PID`` → ``/proc/PID/comm`` and the
-base name of ``/proc/PID/exe`` (either may be unreadable: left empty); the
-CLIENT window's size and its origin in root coordinates through
-XTranslateCoordinates (``xdotool getwindowgeometry`` reports the frame offset
-instead, which is not the area a screen grab should take).
+``WM_CLASS`` (instance, class); the PID of the client that owns the window as
+the server knows it (X-Resource ``QueryClientIds``, which the client cannot
+fake — ``_NET_WM_PID`` is whatever the client wrote, and is not used), then
+``/proc/PID/exe`` (the real executable: its path, base name and, for paths a
+policy pins, its SHA-256) and ``/proc/PID/comm``; the CLIENT window's size and
+its origin in root coordinates through XTranslateCoordinates (``xdotool
+getwindowgeometry`` reports the frame offset instead, which is not the area a
+screen grab should take). Without X-Resource, or for a client on another
+host, the PID is unknown and the identity holds only what the client declared.
+
+Where input and pixels go is answered by :mod:`agent.sources._xorg_view`, on
+the probe's query connection: keys from the input focus and grabs at the
+key's place in the server's event stream, clicks from the stacking of all the
+root's children at the press, pixels from the window's unobscured, unshaped,
+mapped region. The focus watcher's thread also takes in that connection's
+events as they come, so the stacking it keeps is current.
 
 Scale: X11 has no per-monitor device pixel ratio. ``scale`` is ``Xft.dpi /
 96`` when the root window's ``RESOURCE_MANAGER`` sets ``Xft.dpi``, else 1.0,
@@ -30,6 +41,7 @@ answers None. A lost connection to the X server raises
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import select
@@ -37,15 +49,35 @@ import threading
 import time
 from typing import Any
 
-from agent.events import AppIdentity, Rect, WindowInfo
+from agent.events import (
+    AppIdentity,
+    KeyEvent,
+    MouseButton,
+    MouseScroll,
+    Rect,
+    WindowInfo,
+    intersect_region,
+)
+from agent.sources._xorg_view import ServerView
 from agent.sources.errors import NO_X_DISPLAY, NoDisplayError, SourceError
-from agent.sources.window import FocusCallback, FocusNotifier, Unsubscribe, WindowProbe
+from agent.sources.window import (
+    FocusCallback,
+    FocusNotifier,
+    RestackCallback,
+    Unsubscribe,
+    Visibility,
+    WindowProbe,
+)
 
 log = logging.getLogger(__name__)
 
 
-def _proc_names(pid: int) -> tuple[str, str]:
-    """(process name, exe base name) of a local pid; empty where unreadable."""
+def _process_identity(pid: int) -> tuple[str, str]:
+    """(process name, real executable path) of a local pid; empty where unreadable.
+
+    A replaced or deleted executable (``... (deleted)``) has no trustworthy
+    path: it answers "".
+    """
     comm = exe = ""
     with (
         contextlib.suppress(OSError, ValueError),
@@ -53,9 +85,41 @@ def _proc_names(pid: int) -> tuple[str, str]:
     ):
         comm = f.read().strip()
     with contextlib.suppress(OSError, ValueError):
-        exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
-        exe = exe.removesuffix(" (deleted)")
+        exe = os.readlink(f"/proc/{pid}/exe")
+        if exe.endswith(" (deleted)") or not os.path.isabs(exe):
+            exe = ""
     return comm, exe
+
+
+class _Digests:
+    """SHA-256 of executables, computed once per file version, only for chosen paths."""
+
+    def __init__(self) -> None:
+        self.paths: frozenset[str] = frozenset()
+        self._cache: dict[tuple[str, int, int, int, int], str] = {}
+
+    def of(self, pid: int, path: str) -> str:
+        if path not in self.paths:
+            return ""
+        # Read through /proc/PID/exe: the very file the process runs, even if
+        # the path was replaced since.
+        source = f"/proc/{pid}/exe"
+        try:
+            st = os.stat(source)
+        except OSError:
+            return ""
+        key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        digest = self._cache.get(key)
+        if digest is None:
+            try:
+                with open(source, "rb") as f:
+                    digest = hashlib.file_digest(f, "sha256").hexdigest()
+            except OSError:
+                return ""
+            if len(self._cache) > 256:
+                self._cache.clear()
+            self._cache[key] = digest
+        return digest
 
 
 def parse_xft_scale(resources: str) -> float:
@@ -90,15 +154,16 @@ class _Reader:
         atom = self.d.intern_atom
         self.NET_ACTIVE_WINDOW = atom("_NET_ACTIVE_WINDOW")
         self.NET_WM_NAME = atom("_NET_WM_NAME")
-        self.NET_WM_PID = atom("_NET_WM_PID")
-        self.NET_CLIENT_LIST = atom("_NET_CLIENT_LIST")
-        self.NET_CLIENT_LIST_STACKING = atom("_NET_CLIENT_LIST_STACKING")
+        self.WM_STATE = atom("WM_STATE")
         self.NET_SUPPORTED = atom("_NET_SUPPORTED")
         self.UTF8_STRING = atom("UTF8_STRING")
         self.WM_NAME = Xatom.WM_NAME
         self.WM_CLASS = Xatom.WM_CLASS
         self.RESOURCE_MANAGER = Xatom.RESOURCE_MANAGER
         self.scale = self._xft_scale()
+        self.has_xres = self.d.has_extension("X-Resource")
+        self.has_shape = self.d.has_extension("SHAPE")
+        self.digests = _Digests()
 
     # Errors meaning "that window is gone": answer None.
     @property
@@ -130,14 +195,6 @@ class _Reader:
             return 0
         return int(prop.value[0])
 
-    def stacking(self) -> list[int]:
-        """Managed client windows, bottom to top."""
-        for atom in (self.NET_CLIENT_LIST_STACKING, self.NET_CLIENT_LIST):
-            prop = self.root.get_full_property(atom, self.X.AnyPropertyType)
-            if prop is not None:
-                return [int(w) for w in prop.value]
-        return []
-
     def title(self, win: Any) -> str:
         prop = win.get_full_property(self.NET_WM_NAME, self.UTF8_STRING)
         if prop is not None and isinstance(prop.value, bytes):
@@ -153,6 +210,21 @@ class _Reader:
             return value.decode(encoding, "replace")
         return ""
 
+    def owner_pid(self, wid: int) -> int | None:
+        """The PID of the client that created ``wid``, as the server knows it (X-Resource)."""
+        if not self.has_xres:
+            return None
+        from Xlib.ext import res
+
+        try:
+            reply = self.d.res_query_client_ids([{"client": wid, "mask": res.LocalClientPIDMask}])
+        except self.error.XError:
+            return None
+        for item in reply.ids:
+            if item.spec.mask == res.LocalClientPIDMask and len(item.value):
+                return int(item.value[0])
+        return None
+
     def describe(self, wid: int) -> WindowInfo | None:
         if not wid:
             return None
@@ -160,48 +232,84 @@ class _Reader:
         try:
             title = self.title(win)
             wm_class = win.get_wm_class() or ("", "")
-            pid_prop = win.get_full_property(self.NET_WM_PID, self.X.AnyPropertyType)
             geometry = win.get_geometry()
             origin = self.root.translate_coords(win, 0, 0)
         except self.gone:
             return None
-        pid = int(pid_prop.value[0]) if pid_prop is not None and len(pid_prop.value) else None
-        comm, exe = _proc_names(pid) if pid else ("", "")
+        pid = self.owner_pid(wid)
+        comm, exe = _process_identity(pid) if pid else ("", "")
         app = AppIdentity(
             process_name=comm,
             wm_instance=str(wm_class[0] or ""),
             wm_class=str(wm_class[1] or ""),
-            exe_name=exe,
+            exe_name=os.path.basename(exe),
+            exe_path=exe,
+            exe_sha256=self.digests.of(pid, exe) if pid and exe else "",
         )
         rect = Rect(int(origin.x), int(origin.y), int(geometry.width), int(geometry.height))
         return WindowInfo(wid, app, title, rect, pid=pid, scale=self.scale)
 
-    def frame_of(self, wid: int) -> int | None:
-        """The ancestor of ``wid`` that is a child of the root (the WM frame)."""
+    def client_rect(self, wid: int) -> Rect | None:
+        """Where a window's inside is in root coordinates, if it is viewable."""
+        win = self.d.create_resource_object("window", wid)
+        if win.get_attributes().map_state != self.X.IsViewable:
+            return None
+        geometry = win.get_geometry()
+        origin = self.root.translate_coords(win, 0, 0)
+        return Rect(int(origin.x), int(origin.y), int(geometry.width), int(geometry.height))
+
+    def bounding_shape(self, wid: int, rect: Rect) -> list[Rect] | None:
+        """A shaped window's bounding region in root coordinates; None if it is not shaped."""
+        if not self.has_shape:
+            return None
+        win = self.d.create_resource_object("window", wid)
+        if not win.shape_query_extents().bounding_shaped:
+            return None
+        reply = win.shape_get_rectangles(0)
+        return [
+            Rect(int(r.x) + rect.x, int(r.y) + rect.y, int(r.width), int(r.height))
+            for r in reply.rectangles
+        ]
+
+    def toplevel_of(self, wid: int) -> int | None:
+        """The ancestor of ``wid`` that is a child of the root (the WM frame, or itself)."""
         current = wid
         root_id = self.root.id
         for _ in range(16):
             tree = self.d.create_resource_object("window", current).query_tree()
             parent = int(tree.parent.id) if tree.parent else 0
-            if parent in (0, root_id):
+            if parent == 0:
+                return None
+            if parent == root_id:
                 return current
             current = parent
         return None
 
-    def visible_rect(self, wid: int) -> Rect | None:
-        """Outer rectangle (border included) of a root child, if it is viewable."""
-        win = self.d.create_resource_object("window", wid)
-        if win.get_attributes().map_state != self.X.IsViewable:
-            return None
-        g = win.get_geometry()
-        border = 2 * int(g.border_width)
-        return Rect(int(g.x), int(g.y), int(g.width) + border, int(g.height) + border)
+    def client_in(self, top: int) -> int:
+        """The client window inside root child ``top``: the one with WM_STATE, else ``top``."""
+        pending = [top]
+        for _ in range(3):  # WM_STATE sits at most a few levels down a frame
+            deeper: list[int] = []
+            for wid in pending:
+                win = self.d.create_resource_object("window", wid)
+                if win.get_full_property(self.WM_STATE, self.X.AnyPropertyType) is not None:
+                    return wid
+                deeper.extend(int(c.id) for c in win.query_tree().children)
+            pending = deeper
+        return top
 
-    def pid_of(self, wid: int) -> int | None:
-        prop = self.d.create_resource_object("window", wid).get_full_property(
-            self.NET_WM_PID, self.X.AnyPropertyType
-        )
-        return int(prop.value[0]) if prop is not None and len(prop.value) else None
+    def owns(self, client: int, wid: int) -> bool:
+        """Whether ``wid`` is ``client`` or lies inside it."""
+        current = wid
+        for _ in range(16):
+            if current == client:
+                return True
+            tree = self.d.create_resource_object("window", current).query_tree()
+            parent = int(tree.parent.id) if tree.parent else 0
+            if parent in (0, self.root.id):
+                return False
+            current = parent
+        return False
 
 
 class XorgWindowProbe(WindowProbe):
@@ -222,6 +330,16 @@ class XorgWindowProbe(WindowProbe):
         self._display_name = display_name
         self._reader = _Reader(display_name)
         self._lock = threading.Lock()
+        self._view: ServerView | None = None
+        try:
+            self._view = ServerView(self._reader)
+        except (RuntimeError, self._reader.error.XError) as exc:
+            # Without the view no key, click or frame can be placed: all are dropped.
+            log.error("the X server cannot say where input goes (%s); nothing is captured", exc)
+        self._clients: dict[int, int] = {}
+        self._toplevels: dict[int, int] = {}
+        self._watched_clients: set[int] = set()
+        self._restack: list[RestackCallback] = []
         self._notifier = FocusNotifier()
         self._use_events = use_events
         self._poll_interval = poll_interval
@@ -254,56 +372,173 @@ class XorgWindowProbe(WindowProbe):
         return self._query(self._reader.describe, window_id)  # type: ignore[no-any-return]
 
     def window_at(self, x: int, y: int) -> WindowInfo | None:
-        reader = self._reader
-
         def find() -> WindowInfo | None:
-            for wid in reversed(reader.stacking()):
-                try:
-                    frame = reader.frame_of(wid)
-                    rect = reader.visible_rect(frame) if frame else None
-                except reader.gone:
-                    continue
-                if rect is not None and rect.contains(x, y):
-                    return reader.describe(wid)
-            return None
+            view = self._settled_view()
+            if view is None:
+                return None
+            top = view.stack.top_at(x, y)
+            return None if top is None else self._reader.describe(self._client_in(top.window_id))
 
         return self._query(find)  # type: ignore[no-any-return]
 
-    def covering(self, window: WindowInfo) -> list[Rect]:
+    # -- where input and pixels go -------------------------------------------
+
+    def _settled_view(self) -> ServerView | None:
+        view = self._view
+        if view is None:
+            return None
+        view.drain()
+        if view.stack.dirty:
+            view.reload()
+        return view
+
+    def _client_in(self, top: int) -> int:
+        client = self._clients.get(top)
+        if client is None:
+            client = self._reader.client_in(top)
+            if len(self._clients) > 4096:
+                self._clients.clear()
+            self._clients[top] = client
+        return client
+
+    def _toplevel_of(self, wid: int) -> int | None:
+        view = self._view
+        top = self._toplevels.get(wid)
+        if top is None or view is None or top not in view.stack.windows:
+            top = self._reader.toplevel_of(wid)
+            if top is None:
+                return None
+            if len(self._toplevels) > 4096:
+                self._toplevels.clear()
+            self._toplevels[wid] = top
+        return top
+
+    def key_receiver(self, event: KeyEvent) -> int | None:
+        if event.server_time is None:
+            return None
+
+        def find() -> int | None:
+            view = self._view
+            if view is None:
+                return None
+            focus = view.key_focus(event.server_time or 0)
+            if focus is None:
+                return None
+            top = self._toplevel_of(focus)
+            if top is None:
+                return None
+            client = self._client_in(top)
+            # Focus on the frame or a window beside the client (the WM's own)
+            # is not the client's.
+            return client if self._reader.owns(client, focus) else None
+
+        return self._query(find)  # type: ignore[no-any-return]
+
+    def pointer_receiver(self, event: MouseButton | MouseScroll) -> int | None:
+        if event.server_time is None:
+            return None
+
+        def find() -> int | None:
+            view = self._view
+            if view is None:
+                return None
+            top = view.pointer_top(event.x, event.y, event.server_time or 0, pressed=True)
+            return None if top is None else self._client_in(top.window_id)
+
+        return self._query(find)  # type: ignore[no-any-return]
+
+    def shows(self, window_id: int, x: int, y: int) -> bool:
+        def check() -> bool:
+            view = self._view
+            if view is None or view.stack.dirty:
+                return False
+            top = self._toplevel_of(window_id)
+            at = view.stack.top_at(x, y)
+            return at is not None and top == at.window_id
+
+        return bool(self._query(check))
+
+    def visible_region(self, window: WindowInfo) -> Visibility | None:
         reader = self._reader
 
-        def above() -> list[Rect]:
-            frame = reader.frame_of(window.window_id)
-            if frame is None:
-                return []
-            clients = {}
-            for wid in reader.stacking():
-                with contextlib.suppress(*reader.gone):
-                    owner = reader.frame_of(wid)
-                    if owner is not None:
-                        clients[owner] = wid
-            children = [int(c.id) for c in reader.root.query_tree().children]
-            if frame not in children:
-                return []
-            result = []
-            for child in children[children.index(frame) + 1 :]:
-                try:
-                    rect = reader.visible_rect(child)
-                    if rect is None:
-                        continue
-                    overlap = rect.intersect(window.rect)
-                    if overlap is None:
-                        continue
-                    # The app's own popups (menus, drop-downs) are its content.
-                    pid = reader.pid_of(clients.get(child, child))
-                except reader.gone:
-                    continue
-                if window.pid is not None and pid == window.pid:
-                    continue
-                result.append(overlap)
-            return result
+        def find() -> Visibility | None:
+            view = self._settled_view()
+            if view is None:
+                return None
+            wid = window.window_id
+            top = self._toplevel_of(wid)
+            if top is None:
+                return None
+            rect = reader.client_rect(wid)  # None when unmapped (a shaded window, say)
+            if rect is None or rect != window.rect:
+                return None  # moved or resized since it was described: in doubt
+            self._watch_client(wid)
+            region = view.stack.visible_part(top, rect)
+            if not region:
+                return None
+            shape = reader.bounding_shape(wid, rect)
+            if shape is not None:
+                region = intersect_region(region, shape)
+            view.drain()
+            return Visibility(tuple(region), view.stack.generation) if region else None
 
-        return self._query(above) or []
+        return self._query(find)  # type: ignore[no-any-return]
+
+    def unchanged_since(self, visibility: Visibility) -> bool:
+        def check() -> bool:
+            view = self._view
+            if view is None:
+                return False
+            # A round trip first: every change the server made before it is then here.
+            self._reader.d.get_input_focus()
+            view.drain()
+            return not view.changed_since(visibility.stamp)
+
+        return bool(self._query(check))
+
+    def _watch_client(self, wid: int) -> None:
+        """Hear about the client's own moves, unmaps and reshapes inside its frame."""
+        if wid in self._watched_clients:
+            return
+        reader = self._reader
+        win = reader.d.create_resource_object("window", wid)
+        win.change_attributes(event_mask=reader.X.StructureNotifyMask)
+        if reader.has_shape:
+            win.shape_select_input(1)
+        self._watched_clients.add(wid)
+
+    def set_digest_paths(self, paths: frozenset[str]) -> None:
+        with self._lock:
+            self._reader.digests.paths = frozenset(paths)
+
+    def subscribe_restack(self, callback: RestackCallback) -> Unsubscribe:
+        with self._lock:
+            self._restack.append(callback)
+
+        def remove() -> None:
+            with self._lock:
+                if callback in self._restack:
+                    self._restack.remove(callback)
+
+        return remove
+
+    def _take_view_events(self) -> None:
+        """Take in the query connection's events (the watcher thread, when they arrive)."""
+        with self._lock:
+            view = self._view
+            if view is None or self._closed:
+                return
+            before = view.stack.generation
+            try:
+                view.drain()
+            except self._reader.gone:
+                return
+            callbacks = list(self._restack) if view.stack.generation != before else []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("restack callback %r failed", callback)
 
     # -- focus watching ----------------------------------------------------
 
@@ -374,7 +609,12 @@ class XorgWindowProbe(WindowProbe):
             if key != last:
                 last = key
                 self._notifier.notify(info)
-            self._stop.wait(self._poll_interval)
+            view_fd = self._reader.d.fileno()
+            readable, _, _ = select.select([self._wake_r, view_fd], [], [], self._poll_interval)
+            if self._wake_r in readable:
+                return
+            if view_fd in readable:
+                self._take_view_events()
 
     def _watch_events(self, reader: _Reader, ready: threading.Event) -> None:
         X = reader.X
@@ -427,9 +667,12 @@ class XorgWindowProbe(WindowProbe):
             else:
                 timeout = None
             if not d.pending_events():
-                readable, _, _ = select.select([d.fileno(), self._wake_r], [], [], timeout)
+                view_fd = self._reader.d.fileno()
+                readable, _, _ = select.select([d.fileno(), self._wake_r, view_fd], [], [], timeout)
                 if self._wake_r in readable:
                     return
+                if view_fd in readable:
+                    self._take_view_events()
             for _ in range(d.pending_events()):
                 event = d.next_event()
                 if event.type != X.PropertyNotify:

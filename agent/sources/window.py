@@ -13,10 +13,19 @@ backend (:func:`select_window_probe`). Backends:
 It does not decide what may be recorded about a window (the pipeline does) and
 it imports no OS library.
 
-Every query returns a :class:`agent.events.WindowInfo` or None. None means "no
-such window": nothing focused, nothing at that point, or the window vanished
-while it was being read. A vanishing window is normal on a desktop and never
-raises.
+Two kinds of question:
+
+- *what a window is* (``active``, ``describe``, ``window_at``): a
+  :class:`agent.events.WindowInfo` or None. None means "no such window":
+  nothing focused, nothing at that point, or the window vanished while it was
+  being read. A vanishing window is normal on a desktop and never raises.
+- *where input and pixels really go* (``key_receiver``, ``pointer_receiver``,
+  ``shows``, ``visible_region``): answered from the display server's state at
+  the moment of the event, never from what a window says about itself. Every
+  one of them answers None (or False) when it does not know, and the agent
+  then drops the event or the frame. A backend that cannot ask its platform
+  these questions keeps the defaults below, which never know: on such a
+  platform nothing is captured.
 """
 
 from __future__ import annotations
@@ -25,8 +34,9 @@ import abc
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-from agent.events import Rect, WindowInfo
+from agent.events import KeyEvent, MouseButton, MouseScroll, Rect, WindowInfo
 from agent.sources._platform import choose_backend
 from agent.sources.errors import BackendUnavailableError
 
@@ -35,7 +45,21 @@ log = logging.getLogger(__name__)
 #: Called with the new active window (None: nothing has focus). Runs on the
 #: probe's watcher thread: hand the value over, do not block.
 FocusCallback = Callable[[WindowInfo | None], None]
+#: Called when the stacking, mapping or shape of top-level windows changed.
+RestackCallback = Callable[[], None]
 Unsubscribe = Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """Where a window's own pixels are on screen, as the probe found them.
+
+    ``rects`` are disjoint screen rectangles; ``stamp`` is the probe's own
+    token for the moment of the answer (see ``WindowProbe.unchanged_since``).
+    """
+
+    rects: tuple[Rect, ...]
+    stamp: int
 
 
 class FocusNotifier:
@@ -133,14 +157,57 @@ class WindowProbe(abc.ABC):
         ``rect`` is the client area.
         """
 
-    @abc.abstractmethod
-    def covering(self, window: WindowInfo) -> list[Rect]:
-        """Screen rectangles of visible windows stacked above ``window`` that overlap it.
+    def describe(self, window_id: int) -> WindowInfo | None:
+        """One top-level window by id; None if it does not exist (any more)."""
+        return None
 
-        Each is clipped to ``window.rect``. A screen grab of ``window.rect``
-        shows those windows' pixels in these rectangles; callers that must
-        not keep other windows' pixels blank them out.
+    # -- where input and pixels go (None / False: not known, so dropped) -----
+
+    def key_receiver(self, event: KeyEvent) -> int | None:
+        """The top-level window the display server delivered this key to.
+
+        None when that is not known: another client held a keyboard grab,
+        focus was changing around the key, or the platform cannot tell.
         """
+        return None
+
+    def pointer_receiver(self, event: MouseButton | MouseScroll) -> int | None:
+        """The top-level window a button press or scroll went to (None: not known).
+
+        Found among all viewable top-level windows in stacking order at the
+        moment of the event, popups included; None when another client held
+        a pointer grab or the stacking was changing around the event. The
+        caller checks that the point lies in the window's client area.
+        """
+        return None
+
+    def shows(self, window_id: int, x: int, y: int) -> bool:
+        """Whether screen point (x, y) lies on the visible part of ``window_id`` now.
+
+        For pointer movement, which comes too often to ask the server each
+        time: answered from state the probe keeps current.
+        """
+        return False
+
+    def visible_region(self, window: WindowInfo) -> Visibility | None:
+        """The parts of ``window.rect`` where the window's own pixels are visible now.
+
+        Other windows above it (any process, the same one included), parts
+        outside its shape and a window that is unmapped or shaded are left
+        out. None when the window is not visible or the answer is in doubt.
+        """
+        return None
+
+    def unchanged_since(self, visibility: Visibility) -> bool:
+        """Whether nothing that could change ``visibility`` happened since it was found."""
+        return False
+
+    def set_digest_paths(self, paths: frozenset[str]) -> None:  # noqa: B027 - optional
+        """Executables whose SHA-256 ``AppIdentity.exe_sha256`` must carry (policy pins)."""
+
+    def subscribe_restack(self, callback: RestackCallback) -> Unsubscribe:
+        """Call ``callback`` when top-level windows were restacked, mapped or reshaped."""
+        return _no_op
 
     @abc.abstractmethod
     def subscribe(self, callback: FocusCallback) -> Unsubscribe:
@@ -160,6 +227,10 @@ class WindowProbe(abc.ABC):
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _no_op() -> None:
+    pass
 
 
 _WINDOW_BACKENDS = ("xorg", "win32", "darwin", "fake")

@@ -11,6 +11,7 @@ import pytest
 from agent.events import Rect, WindowInfo
 from agent.sources import select_window_probe
 from agent.sources._xorg import XorgWindowProbe
+from agent.sources.window import Visibility
 from tests.desktop import AppWindow, Desktop, wait_for
 from tests.e2e.conftest import OTHERAPP_GEOMETRY, WORKAPP_GEOMETRY
 
@@ -134,23 +135,43 @@ def test_window_at_finds_the_topmost_window_under_a_point(
     assert info.rect == Rect(*WORKAPP_GEOMETRY)
 
 
-def test_covering_reports_the_other_window_stacked_above(
+def _area(rects: tuple[Rect, ...]) -> int:
+    return sum(r.width * r.height for r in rects)
+
+
+def test_the_visible_region_leaves_out_the_other_window_stacked_above(
     desktop: Desktop, probe: XorgWindowProbe, workapp: AppWindow, otherapp: AppWindow
 ) -> None:
     desktop.xdotool("windowactivate", "--sync", otherapp.window_id)
     work = wait_for(lambda: probe.describe(workapp.window_id))
     assert work is not None
-    covered = wait_for(lambda: probe.covering(work), what="covering rectangles")
-    assert len(covered) == 1
-    # The other app's frame (client 700,400 plus decorations) clipped to the work app.
-    rect = covered[0]
-    assert rect.x <= 700
-    assert rect.y <= 400
-    assert rect.x + rect.width == 900
-    assert rect.y + rect.height == 720
+
+    def covered() -> object:
+        visible = probe.visible_region(work)
+        return (
+            visible
+            if visible and _area(visible.rects) < work.rect.width * work.rect.height
+            else None
+        )
+
+    visible = wait_for(covered, what="the other app covering the work app")
+    assert isinstance(visible, Visibility)
+    # The other app's frame (client at 700,400 plus decorations) overlaps the
+    # work app's bottom right corner, which is left out; the rest is kept.
+    assert not any(r.contains(850, 650) for r in visible.rects)
+    assert any(r.contains(200, 200) for r in visible.rects)
+    hidden = work.rect.width * work.rect.height - _area(visible.rects)
+    assert hidden >= (900 - 700) * (720 - 400)
+    assert probe.unchanged_since(visible)
 
     desktop.xdotool("windowactivate", "--sync", workapp.window_id)
-    wait_for(lambda: probe.covering(work) == [], what="nothing above the work app")
+    assert wait_for(lambda: not probe.unchanged_since(visible), what="the restack seen")
+
+    def whole() -> bool:
+        again = probe.visible_region(work)
+        return again is not None and again.rects == (work.rect,)
+
+    wait_for(whole, what="nothing above the work app")
 
 
 def test_a_window_that_vanished_reads_as_none(

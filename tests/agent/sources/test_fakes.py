@@ -70,13 +70,34 @@ def test_fake_probe_window_at_follows_stacking() -> None:
     assert probe.window_at(500, 500) is None
 
 
-def test_fake_probe_covering_lists_other_apps_above_only() -> None:
+def test_fake_probe_visible_region_leaves_out_every_window_above_same_process_too() -> None:
     a = window(1, Rect(0, 0, 100, 100), pid=10)
     popup = window(3, Rect(10, 10, 20, 20), pid=10)
     b = window(2, Rect(50, 50, 100, 100), pid=20)
     probe = FakeWindowProbe([a, popup, b])
-    assert probe.covering(a) == [Rect(50, 50, 50, 50)]
-    assert probe.covering(b) == []
+    visible = probe.visible_region(a)
+    assert visible is not None
+    area = sum(r.width * r.height for r in visible.rects)
+    assert area == 100 * 100 - 20 * 20 - 50 * 50
+    assert not any(r.contains(15, 15) or r.contains(60, 60) for r in visible.rects)
+    assert probe.visible_region(b) == probe.visible_region(b)
+    assert probe.unchanged_since(visible)
+    probe.focus(1)  # raised: the stack changed
+    assert not probe.unchanged_since(visible)
+
+
+def test_fake_probe_places_keys_and_presses_from_its_stack() -> None:
+    a = window(1, Rect(0, 0, 100, 100))
+    b = window(2, Rect(50, 50, 100, 100))
+    probe = FakeWindowProbe([a, b])
+    probe.focus(1)
+    key = KeyEvent(1.0, "x", True, "x")
+    assert probe.key_receiver(key) == 1
+    probe.grabbed = True
+    assert probe.key_receiver(key) is None
+    assert probe.pointer_receiver(MouseButton(1.0, 60, 60, "left", True)) == 1  # a is raised
+    assert probe.shows(1, 60, 60)
+    assert not probe.shows(2, 60, 60)
 
 
 def test_a_subscriber_that_raises_does_not_stop_the_others() -> None:

@@ -1,0 +1,508 @@
+"""Where the X server sends input, read from the server's own event stream.
+
+This module owns the probe's *view* of the server: one X connection on which
+it selects, without disturbing any other client,
+
+- XInput2 raw key and button events on the root (XI 2.1+ delivers them to
+  every client that asks, whoever holds a grab), so every real key press and
+  click appears in this connection's stream at the point the server
+  processed it;
+- FocusIn/FocusOut on the root and on each of its children (every change of
+  input focus between top-level windows, and every keyboard grab taken or
+  released by anyone, shows there);
+- Enter/Leave on the same windows (a pointer grab taken or released with the
+  pointer elsewhere shows as a crossing of mode Grab/Ungrab);
+- SubstructureNotify on the root and ShapeNotify on its children, which keep
+  a :class:`~agent.sources._xorg_stack.RootStack` current.
+
+Events on one connection arrive in the order the server produced them, and a
+reply arrives after every event produced before the request was processed.
+That is what the decisions below rest on; no timestamp is compared with
+another clock.
+
+A **read** (:meth:`ServerView.read`) asks, between two of this connection's
+own property changes, whether anyone holds the keyboard or the pointer
+(``GrabKeyboard``/``GrabPointer`` on an unmapped window of ours: the server
+answers ``AlreadyGrabbed`` when another client holds a grab and
+``GrabNotViewable`` otherwise, and never grants it), which window has the
+input focus and which buttons are down. A read is *settled* when no focus,
+grab or stacking change came between its two markers.
+
+A **key** is placed by its raw event's position in the stream: the read's
+focus and keyboard-grab answers hold for the key only when no focus or grab
+change lies between the key and the read. A **button press** is placed the
+same way for the stacking (the stack as it was when the raw press came by is
+kept), and is refused when a pointer grab by another client was in force:
+seen at the read with no button down, or shown by Grab/Ungrab crossings
+around the press. Anything not known — no raw event seen, a read that did not
+settle, a model marked dirty — answers None, and the caller drops the event.
+
+Not covered, by the protocol's nature: a grab taken and released again
+between a key and the next read *with the focus window itself as its grab
+window* leaves no trace here (no focus events are generated for it).
+
+Not thread-safe: the probe calls it under its lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from agent.events import Rect
+from agent.sources._xorg_stack import SHAPE_BOUNDING, SHAPE_INPUT, RootStack, TopLevel
+
+log = logging.getLogger(__name__)
+
+# Protocol numbers python-xlib does not name in one place.
+_RAW_KEY_PRESS, _RAW_KEY_RELEASE, _RAW_BUTTON_PRESS, _RAW_BUTTON_RELEASE = 13, 14, 15, 16
+_NOTIFY_GRAB, _NOTIFY_UNGRAB = 1, 2
+_GRAB_SUCCESS, _GRAB_NOT_VIEWABLE = 0, 3
+_POINTER_ROOT = 1
+_GENERIC_EVENT = 35
+_BUTTONS_MASK = 0x1F00  # Button1Mask .. Button5Mask
+
+#: How many raw input events and grab crossings are remembered.
+_HISTORY = 512
+#: How many reads are tried before an answer is given up as "in flux".
+_READ_TRIES = 3
+
+KEY, BUTTON = "key", "button"
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """What one read found, and where in the stream it stands."""
+
+    start: int  # stream position of the opening marker
+    end: int  # stream position of the closing marker
+    settled: bool
+    keyboard_grabbed: bool
+    pointer_grabbed: bool
+    buttons_down: bool
+    focus: int  # window id; 0 None, 1 PointerRoot
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    position: int
+    kind: str
+    pressed: bool
+    time: int
+    #: The stack as it was when a button press came by (None for keys, releases).
+    stack: tuple[tuple[int, ...], dict[int, TopLevel]] | None
+
+
+class ServerView:
+    """The event-stream view of one X connection (see the module docstring)."""
+
+    def __init__(self, reader: Any) -> None:
+        from Xlib import X
+        from Xlib.ext import xinput
+
+        self._reader = reader
+        self._X = X
+        self._xinput = xinput
+        d = reader.d
+        self._d = d
+        self.stack = RootStack()
+        self._position = 0
+        self._focus_changes: deque[int] = deque(maxlen=_HISTORY)
+        self._stack_changes: deque[int] = deque(maxlen=_HISTORY)
+        self._grab_crossings: deque[tuple[int, int]] = deque(maxlen=_HISTORY)
+        self._raw: deque[_Raw] = deque(maxlen=_HISTORY)
+        self._markers: dict[int, int] = {}  # marker number -> stream position
+        self._next_marker = 0
+        self._markers_seen = 0
+        self._watched: set[int] = set()
+        self._shape_pending: set[int] = set()
+        self._has_shape = d.has_extension("SHAPE")
+        self._shape_event = d.extension_event.ShapeNotify if self._has_shape else -1
+        self._marker_atom = d.intern_atom("_OVERT_PROBE_MARKER")
+        root = reader.root
+        # An unmapped window of ours: markers are property changes on it, and
+        # grabs asked for on it can never be granted.
+        self._window = root.create_window(
+            -10, -10, 1, 1, 0, 0, X.InputOnly, X.CopyFromParent,
+            event_mask=X.PropertyChangeMask, override_redirect=True,
+        )  # fmt: skip
+        self._setup_raw_events()
+        root.change_attributes(
+            event_mask=X.SubstructureNotifyMask
+            | X.FocusChangeMask
+            | X.EnterWindowMask
+            | X.LeaveWindowMask
+        )
+        self.reload()
+
+    # -- setting up -----------------------------------------------------------
+
+    def _setup_raw_events(self) -> None:
+        from Xlib.protocol import rq
+
+        d = self._d
+        if not d.has_extension("XInputExtension"):
+            raise RuntimeError("the X server has no XInput extension")
+        # python-xlib's own query asks for 2.0; the server must know we speak
+        # 2.1+, or it withholds raw events while a grab is active.
+        version = self._xinput.XIQueryVersion(
+            display=d.display,
+            opcode=d.display.get_extension_major("XInputExtension"),
+            major_version=2,
+            minor_version=2,
+        )
+        if (version.major_version, version.minor_version) < (2, 1):
+            raise RuntimeError("the X server's XInput is older than 2.1 (no raw events)")
+        raw_struct = rq.Struct(
+            rq.Card16("deviceid"),
+            rq.Card32("time"),
+            rq.Card32("detail"),
+        )
+        opcode = d.display.get_extension_major("XInputExtension")
+        for evtype in (_RAW_KEY_PRESS, _RAW_KEY_RELEASE, _RAW_BUTTON_PRESS, _RAW_BUTTON_RELEASE):
+            d.ge_add_event_data(opcode, evtype, raw_struct)
+        self._xi_opcode = opcode
+        mask = (
+            (1 << _RAW_KEY_PRESS)
+            | (1 << _RAW_KEY_RELEASE)
+            | (1 << _RAW_BUTTON_PRESS)
+            | (1 << _RAW_BUTTON_RELEASE)
+        )
+        self._reader.root.xinput_select_events([(self._xinput.AllMasterDevices, mask)])
+
+    def reload(self) -> None:
+        """Read the root's children again (at start, and whenever the model is dirty)."""
+        reader, X = self._reader, self._X
+        children: list[TopLevel] = []
+        for child in reader.root.query_tree().children:
+            wid = int(child.id)
+            if wid == self._window.id:
+                continue
+            try:
+                attrs = child.get_attributes()
+                geometry = child.get_geometry()
+                self._watch(child, wid)
+                bounding, input_ = self._shapes(child)
+            except reader.gone:
+                continue
+            border = int(geometry.border_width)
+            rect = Rect(
+                int(geometry.x),
+                int(geometry.y),
+                int(geometry.width) + 2 * border,
+                int(geometry.height) + 2 * border,
+            )
+            children.append(
+                TopLevel(
+                    wid,
+                    rect,
+                    border,
+                    mapped=attrs.map_state != X.IsUnmapped,
+                    override_redirect=bool(attrs.override_redirect),
+                    bounding=bounding,
+                    input=input_,
+                )
+            )
+        self.stack.reset(children)
+        self._stack_changes.append(self._position)
+
+    def _watch(self, window: Any, wid: int) -> None:
+        if wid in self._watched:
+            return
+        X = self._X
+        window.change_attributes(
+            event_mask=X.FocusChangeMask | X.EnterWindowMask | X.LeaveWindowMask
+        )
+        if self._has_shape:
+            window.shape_select_input(1)
+        self._watched.add(wid)
+
+    def _shapes(self, window: Any) -> tuple[tuple[Rect, ...] | None, tuple[Rect, ...] | None]:
+        if not self._has_shape:
+            return None, None
+        extents = window.shape_query_extents()
+        bounding = self._rects(window, SHAPE_BOUNDING) if extents.bounding_shaped else None
+        # No extents flag tells whether an input shape is set: read it, and
+        # treat a single rectangle that covers the window as no shape.
+        input_ = self._rects(window, SHAPE_INPUT)
+        return bounding, input_
+
+    def _rects(self, window: Any, kind: int) -> tuple[Rect, ...] | None:
+        reply = window.shape_get_rectangles(kind)
+        rects = tuple(
+            Rect(int(r.x), int(r.y), int(r.width), int(r.height)) for r in reply.rectangles
+        )
+        if kind == SHAPE_INPUT and len(rects) == 1:
+            geometry = window.get_geometry()
+            whole = Rect(0, 0, int(geometry.width), int(geometry.height))
+            if rects[0].intersect(whole) == whole:
+                return None
+        return rects
+
+    # -- the stream -----------------------------------------------------------
+
+    def drain(self) -> None:
+        """Take in every event this connection has received."""
+        d = self._d
+        while d.pending_events():
+            self._take(d.next_event())
+        if self._shape_pending:
+            self._refresh_shapes()
+
+    def _take(self, event: Any) -> None:
+        X = self._X
+        self._position += 1
+        position = self._position
+        kind = event.type
+        if kind == X.PropertyNotify:
+            if event.window.id == self._window.id and event.atom == self._marker_atom:
+                # Markers come back in the order they were made (one stream).
+                self._markers_seen += 1
+                self._markers[self._markers_seen] = position
+            return
+        if kind == _GENERIC_EVENT:
+            self._take_raw(event, position)
+            return
+        if kind == self._shape_event:
+            self._shape_pending.add(event.window.id)
+            self._stack_changes.append(position)
+            self.stack.generation += 1
+            return
+        if kind in (X.FocusIn, X.FocusOut):
+            self._focus_changes.append(position)
+            return
+        if kind in (X.EnterNotify, X.LeaveNotify):
+            if event.mode in (_NOTIFY_GRAB, _NOTIFY_UNGRAB):
+                self._grab_crossings.append((position, int(event.mode)))
+            return
+        if self._take_structure(event, self._reader.root.id):
+            self._stack_changes.append(position)
+
+    def _take_raw(self, event: Any, position: int) -> None:
+        if getattr(event, "extension", None) != self._xi_opcode:
+            return
+        data = event.data
+        evtype = event.evtype
+        if evtype in (_RAW_KEY_PRESS, _RAW_KEY_RELEASE):
+            self._raw.append(_Raw(position, KEY, evtype == _RAW_KEY_PRESS, int(data.time), None))
+        elif evtype in (_RAW_BUTTON_PRESS, _RAW_BUTTON_RELEASE):
+            pressed = evtype == _RAW_BUTTON_PRESS
+            snapshot = (
+                (tuple(self.stack.order), dict(self.stack.windows))
+                if pressed and not self.stack.dirty
+                else None
+            )
+            self._raw.append(_Raw(position, BUTTON, pressed, int(data.time), snapshot))
+
+    def _take_structure(self, event: Any, root_id: int) -> bool:
+        """Apply a structure event to the stack; True if it changed anything."""
+        X = self._X
+        stack = self.stack
+        kind = event.type
+        parent = getattr(event, "event", None)
+        on_root = parent is not None and getattr(parent, "id", None) == root_id
+        if kind == X.CreateNotify:
+            if event.parent.id != root_id or event.window.id == self._window.id:
+                return False
+            border = int(event.border_width)
+            rect = Rect(
+                int(event.x),
+                int(event.y),
+                int(event.width) + 2 * border,
+                int(event.height) + 2 * border,
+            )
+            stack.created(event.window.id, rect, border, override_redirect=bool(event.override))
+            with contextlib.suppress(*self._reader.gone):
+                self._watch(event.window, event.window.id)
+            self._shape_pending.add(event.window.id)
+            return True
+        if not on_root:
+            return False
+        wid = event.window.id
+        if wid == self._window.id:
+            return False
+        if kind == X.DestroyNotify:
+            stack.destroyed(wid)
+            self._watched.discard(wid)
+        elif kind == X.MapNotify:
+            stack.mapped(wid, override_redirect=bool(event.override))
+        elif kind == X.UnmapNotify:
+            stack.unmapped(wid)
+        elif kind == X.ConfigureNotify:
+            border = int(event.border_width)
+            rect = Rect(
+                int(event.x),
+                int(event.y),
+                int(event.width) + 2 * border,
+                int(event.height) + 2 * border,
+            )
+            above = event.above_sibling
+            stack.configured(
+                wid,
+                rect,
+                border,
+                int(above.id) if above else 0,
+                override_redirect=bool(event.override),
+            )
+        elif kind == X.CirculateNotify:
+            stack.circulated(wid, on_top=event.place == X.PlaceOnTop)
+        elif kind == X.GravityNotify:
+            stack.moved(wid, int(event.x), int(event.y))
+        elif kind == X.ReparentNotify:
+            if event.parent.id == root_id:
+                stack.reparented(wid, to_root=True, override_redirect=bool(event.override))
+            elif wid in stack.windows:
+                stack.reparented(wid, to_root=False)
+            else:
+                return False
+        else:
+            return False
+        return True
+
+    def _refresh_shapes(self) -> None:
+        pending, self._shape_pending = self._shape_pending, set()
+        for wid in pending:
+            if wid not in self.stack.windows:
+                continue
+            window = self._d.create_resource_object("window", wid)
+            try:
+                bounding, input_ = self._shapes(window)
+            except self._reader.gone:
+                continue
+            self.stack.shaped(wid, SHAPE_BOUNDING, bounding)
+            self.stack.shaped(wid, SHAPE_INPUT, input_)
+
+    # -- reads ----------------------------------------------------------------
+
+    def _mark(self) -> int:
+        self._next_marker += 1
+        self._window.change_property(self._marker_atom, self._marker_atom, 32, [self._next_marker])
+        return self._next_marker
+
+    def read(self) -> Read:
+        """One read of focus, grabs and buttons, placed in the stream."""
+        X = self._X
+        window, d = self._window, self._d
+        opening = self._mark()
+        keyboard = window.grab_keyboard(False, X.GrabModeAsync, X.GrabModeAsync, X.CurrentTime)
+        pointer = window.grab_pointer(
+            False, 0, X.GrabModeAsync, X.GrabModeAsync, X.NONE, X.NONE, X.CurrentTime
+        )
+        if _GRAB_SUCCESS in (keyboard, pointer):  # pragma: no cover - an unmapped window
+            d.ungrab_keyboard(X.CurrentTime)
+            d.ungrab_pointer(X.CurrentTime)
+        focus = d.get_input_focus().focus
+        buttons = self._reader.root.query_pointer().mask
+        closing = self._mark()
+        d.get_input_focus()  # a round trip: the closing marker is now in the queue
+        self.drain()
+        start, end = self._markers.pop(opening, None), self._markers.pop(closing, None)
+        if start is None or end is None:
+            return Read(0, 0, False, True, True, True, 0)
+        settled = not (
+            _any_between(self._focus_changes, start, end)
+            or _any_between(self._stack_changes, start, end)
+            or any(start < p < end for p, _ in self._grab_crossings)
+            or self.stack.dirty
+        )
+        focus_id = focus if isinstance(focus, int) else int(focus.id)
+        return Read(
+            start,
+            end,
+            settled,
+            keyboard_grabbed=keyboard != _GRAB_NOT_VIEWABLE,
+            pointer_grabbed=pointer != _GRAB_NOT_VIEWABLE,
+            buttons_down=bool(buttons & _BUTTONS_MASK),
+            focus=focus_id,
+        )
+
+    def settled_read(self) -> Read | None:
+        for _ in range(_READ_TRIES):
+            if self.stack.dirty:
+                self.reload()
+            result = self.read()
+            if result.settled:
+                return result
+        return None
+
+    def find_raw(self, kind: str, pressed: bool, time: int) -> _Raw | None:
+        """The raw event of an input pynput reported (kind, press or release, server time)."""
+        for raw in reversed(self._raw):
+            if raw.kind == kind and raw.pressed == pressed and raw.time == time:
+                return raw
+        return None
+
+    # -- answers --------------------------------------------------------------
+
+    def key_focus(self, time: int) -> int | None:
+        """The focus window a key at server ``time`` went to, or None if not known.
+
+        None too when another client held a keyboard grab, or when focus was
+        None or PointerRoot (keys then go where the pointer is).
+        """
+        result = self.settled_read()
+        if result is None:
+            return None
+        raw = self.find_raw(KEY, True, time) or self.find_raw(KEY, False, time)
+        if raw is None:
+            return None
+        low, high = sorted((raw.position, result.start))
+        high = max(high, result.end)
+        if _any_between(self._focus_changes, low, high) or any(
+            low < p < high for p, _ in self._grab_crossings
+        ):
+            return None
+        if result.keyboard_grabbed or result.focus <= _POINTER_ROOT:
+            return None
+        return result.focus
+
+    def pointer_top(self, x: int, y: int, time: int, pressed: bool) -> TopLevel | None:
+        """The root child a button event at (x, y), server ``time``, went to; None if unknown."""
+        result = self.settled_read()
+        if result is None:
+            return None
+        raw = self.find_raw(BUTTON, pressed, time)
+        if raw is None:
+            return None
+        if self._pointer_grab_around(raw.position, result):
+            return None
+        if raw.stack is not None:
+            order, windows = raw.stack
+            snapshot = RootStack(order=list(order), windows=windows, dirty=False)
+            return snapshot.top_at(x, y)
+        # A release (or a press while the model was dirty): the stack now,
+        # provided nothing changed since the event.
+        if raw.stack is None and pressed:
+            return None
+        if _any_between(self._stack_changes, raw.position, result.end):
+            return None
+        return self.stack.top_at(x, y)
+
+    def _pointer_grab_around(self, position: int, result: Read) -> bool:
+        """Whether another client may have held an explicit pointer grab at ``position``."""
+        if result.pointer_grabbed and not result.buttons_down:
+            # A grab now that no button holds: an explicit one. It was in force
+            # at the press unless it began after it.
+            began_after = any(
+                p > position and mode == _NOTIFY_GRAB for p, mode in self._grab_crossings
+            )
+            if not began_after:
+                return True
+        grabbed = False
+        for p, mode in self._grab_crossings:
+            if p < position:
+                grabbed = mode == _NOTIFY_GRAB
+            else:
+                # The first crossing after the press tells what was in force.
+                return grabbed or mode == _NOTIFY_UNGRAB
+        return grabbed
+
+    def changed_since(self, generation: int) -> bool:
+        return self.stack.generation != generation or self.stack.dirty
+
+
+def _any_between(positions: deque[int], low: int, high: int) -> bool:
+    return any(low < p < high for p in positions)
