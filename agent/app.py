@@ -7,14 +7,18 @@ call in ``agent.sources``. Threads:
 - **hook threads** (pynput's listeners) and the **focus watcher** (the window
   probe's) only put events on the bounded :class:`EventQueue`;
 - the **pipeline thread** (``overt-capture``) takes events off the queue,
-  finds the window each happened in (the focused window for keys, the window
-  under the pointer for clicks and scrolls), asks the decision engine, feeds
-  the pipeline and writes finished batches to the sink. It alone touches the
-  engine and the pipeline;
+  asks the window probe where each one really went — the window the server
+  delivered a key to, the top-level window under a press among all of them,
+  whether a pointer move lies on the visible part of the focused window —
+  asks the decision engine, feeds the pipeline and writes finished batches
+  to the sink. An event the probe cannot place is dropped, never guessed.
+  It alone touches the engine and the pipeline;
 - the **grab thread** (``overt-grab``) carries out screenshot requests: it
-  re-reads the window, grabs its client rectangle, blanks every part covered
-  by another window, and hands the frame back to the pipeline thread, which
-  decides again (the title may have changed) and encodes it.
+  re-reads the window, asks the probe for the window's own visible region,
+  grabs its client rectangle, keeps only that region (black elsewhere), and
+  skips the frame if anything changed on screen between the question and the
+  grab. The pipeline thread decides again (the title may have changed) and
+  encodes it.
 
 The policy comes from the trust store (the last good one) or from a signed
 file that device management drops in place; the file is checked every few
@@ -53,7 +57,7 @@ from agent.events import (
     MouseButton,
     MouseMove,
     MouseScroll,
-    Rect,
+    Restacked,
     SourceEvent,
     WindowInfo,
 )
@@ -65,8 +69,9 @@ from agent.pipeline.decision import (
     DecisionEngine,
     Reason,
     capture_status,
+    digest_paths,
 )
-from agent.pipeline.occlusion import blank_covered
+from agent.pipeline.occlusion import keep_visible
 from agent.pipeline.pause import PauseState
 from agent.pipeline.pipeline import Action, BatchReady, Pipeline
 from agent.pipeline.records import MarkerKind
@@ -171,7 +176,11 @@ class Agent:
         self._pipeline: Pipeline | None = None
         self._unsubscribe: Unsubscribe | None = None
         self._active: WindowInfo | None = None
-        self._covering: list[Rect] = []
+        #: Where the pointer last was (screen), for telling when it got covered.
+        self._pointer: tuple[int, int] | None = None
+        #: The window each held button's press went to (its release goes there too).
+        self._pressed: dict[str, WindowInfo | None] = {}
+        self._unsubscribe_restack: Unsubscribe | None = None
         self._grabs = _GrabWorker(probe, grabber, self._clock, ready=self._queue.wake)
         self._thread: threading.Thread | None = None
         self._batches_written = 0
@@ -204,7 +213,7 @@ class Agent:
         with self._lock:
             self._remove_hooks()
             if self._pipeline is not None:
-                for batch in self._pipeline.flush(self._clock()):
+                for batch in self._pipeline.stop_capture(self._clock()):
                     self._write(batch)
             if self._unwritten:
                 # The sink refused them to the end (a full disk, say): they die
@@ -436,6 +445,7 @@ class Agent:
                 )
             )
         self._policy = policy
+        self._probe.set_digest_paths(digest_paths(policy))
         log.info("policy version %d in force", policy.version)
         if self._on_policy is not None:
             self._on_policy(policy)
@@ -471,7 +481,7 @@ class Agent:
         elif not allowed and self._hooks.installed:
             self._remove_hooks()
             if self._pipeline is not None:
-                for batch in self._pipeline.flush(now):
+                for batch in self._pipeline.stop_capture(now):
                     self._write(batch)
 
     def _install_hooks(self) -> None:
@@ -481,9 +491,15 @@ class Agent:
         def on_focus(window: WindowInfo | None) -> None:
             queue.put(FocusChange(clock(), window))
 
+        def on_restack() -> None:
+            queue.put(Restacked(clock()))
+
         self._unsubscribe = self._probe.subscribe(on_focus)
+        self._unsubscribe_restack = self._probe.subscribe_restack(on_restack)
         # Start from the window that has focus now, as if focus had just moved there.
         self._active = None
+        self._pointer = None
+        self._pressed.clear()
         self._queue.put(FocusChange(self._clock(), self._probe.active()))
         log.info("input hooks installed")
 
@@ -491,6 +507,9 @@ class Agent:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._unsubscribe_restack is not None:
+            self._unsubscribe_restack()
+            self._unsubscribe_restack = None
         if self._hooks.installed:
             self._hooks.stop()
             log.info("input hooks removed")
@@ -560,40 +579,72 @@ class Agent:
             if event.window is not None and event.window == self._active:
                 return  # the watcher reporting the window we already know: no change
             self._active = event.window
-            self._covering = [] if event.window is None else self._probe.covering(event.window)
             window = event.window
         elif isinstance(event, MouseMove):
+            self._pointer = (event.x, event.y)
             window = self._window_under_move(event)
             if window is None:
                 return  # outside the focused window: not captured, and not an interruption
-        elif isinstance(event, MouseButton | MouseScroll):
-            window = self._probe.window_at(event.x, event.y)
-            if isinstance(event, MouseButton) and event.pressed:
-                self._covering = [] if window is None else self._probe.covering(window)
+        elif isinstance(event, MouseButton):
+            if event.pressed:
+                window = self._pointer_window(event)
+                self._pressed[event.button] = window
+            else:
+                # A release goes where its press went (the server's implicit grab).
+                window = self._pressed.pop(event.button, None)
+        elif isinstance(event, MouseScroll):
+            window = self._pointer_window(event)
+        elif isinstance(event, Restacked):
+            self._on_restack(pipeline, now)
+            return
         elif isinstance(event, Gap):
             self._events_lost += event.count
             self._handle(pipeline.marker(MarkerKind.GAP, now, event.reason, event.count))
             return
         else:
             assert isinstance(event, KeyEvent)
-            window = self._active
+            window = self._window_by_id(self._probe.key_receiver(event))
         decision = self._engine.decide_window(window, now)
         self._handle(pipeline.feed(event, decision, window, now))
+
+    def _window_by_id(self, window_id: int | None) -> WindowInfo | None:
+        """The window the probe named: the focused one as the watcher described it, or read now."""
+        if window_id is None:
+            return None
+        active = self._active
+        if active is not None and active.window_id == window_id:
+            return active
+        return self._probe.describe(window_id)
+
+    def _pointer_window(self, event: MouseButton | MouseScroll) -> WindowInfo | None:
+        """The window a press or scroll went to, if the point is inside its client area."""
+        self._pointer = (event.x, event.y)
+        window = self._window_by_id(self._probe.pointer_receiver(event))
+        if window is None or not window.rect.contains(event.x, event.y):
+            return None  # title bars and borders are the window manager's
+        return window
 
     def _window_under_move(self, event: MouseMove) -> WindowInfo | None:
         """The focused window if the pointer is on a visible part of it, else None.
 
-        Moves arrive at up to 1 kHz, too often to ask the X server each time;
-        the focused window and what covers it are refreshed on focus changes
-        and clicks.
+        Moves arrive at up to 1 kHz, too often to ask the X server each time:
+        the probe answers from the stacking it keeps current from the
+        server's events.
         """
         active = self._active
         if active is None or not active.rect.contains(event.x, event.y):
             return None
-        for rect in self._covering:
-            if rect.contains(event.x, event.y):
-                return None
+        if not self._probe.shows(active.window_id, event.x, event.y):
+            return None
         return active
+
+    def _on_restack(self, pipeline: Pipeline, now: float) -> None:
+        """Windows moved: a pointer at rest over the focused window may now be covered."""
+        active, pointer = self._active, self._pointer
+        if active is None or pointer is None:
+            return
+        if not self._probe.shows(active.window_id, *pointer):
+            self._handle(pipeline.pointer_hidden(now))
 
     def _on_frame(self, frame: Frame, window: WindowInfo, now: float) -> None:
         if self._pipeline is None or not self._hooks.installed:
@@ -663,6 +714,8 @@ class _GrabWorker:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="overt-grab", daemon=True)
         self.failures = 0
+        #: Frames thrown away because the screen changed while they were taken.
+        self.skipped = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -713,12 +766,16 @@ class _GrabWorker:
             window = self._probe.active()
             if window is None or window.window_id != wanted.window_id:
                 return None
-            covered = self._probe.covering(window)
+            visible = self._probe.visible_region(window)
+            if visible is None:
+                return None  # not visible, or in doubt: no frame
             frame = self._grabber.grab(window, self._clock())
+            if frame is None or not self._probe.unchanged_since(visible):
+                # Something moved, mapped or reshaped while the pixels were taken.
+                self.skipped += frame is not None
+                return None
         except SourceError:
             self.failures += 1
             log.warning("screen grab failed (%d so far)", self.failures)
             return None
-        if frame is None:
-            return None
-        return blank_covered(frame, covered), window
+        return keep_visible(frame, visible.rects), window

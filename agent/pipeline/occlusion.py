@@ -1,11 +1,12 @@
-"""Blank out other windows' pixels in a grabbed frame.
+"""Keep only the allowed window's own pixels in a grabbed frame.
 
-A screen grab of an allow-listed window's rectangle also shows whatever is
-stacked above it: a chat popup, a colleague's message, a window of an app the
-policy never captures. Those pixels must never leave the machine, so before a
-frame is encoded every rectangle covered by another window is filled with
-black. This module owns that pure operation; which rectangles are covered is
-the window probe's answer (``WindowProbe.covering``).
+A screen grab of an allow-listed window's rectangle also shows whatever else
+is on screen there: a chat popup, a colleague's message, another window of
+the same program that the policy skips, the desktop behind a see-through
+(shaped) part. Those pixels must never leave the machine, so before a frame
+is encoded everything outside the window's own visible region is filled with
+black. This module owns that pure operation; the region is the window
+probe's answer (``WindowProbe.visible_region``).
 """
 
 from __future__ import annotations
@@ -17,34 +18,30 @@ from dataclasses import replace
 from agent.events import Frame, Rect
 
 
-def blank_covered(frame: Frame, covered: Sequence[Rect]) -> Frame:
-    """``frame`` with every covered screen rectangle filled with black.
+def keep_visible(frame: Frame, visible: Sequence[Rect]) -> Frame:
+    """``frame`` with every pixel outside ``visible`` (screen rectangles) made black.
 
-    Rectangles are in screen coordinates; parts outside the frame are
-    ignored. The input frame is not modified.
+    Rectangles may lie partly outside the frame. Pixels only partly inside the
+    region (HiDPI grabs, where a screen point is several pixels) are blanked:
+    rounding narrows what is kept, never widens it. The input frame is not
+    modified; a frame wholly inside the region is returned as it is.
     """
-    if not covered:
+    inside = [part for r in visible if (part := r.intersect(frame.rect)) is not None]
+    if any(part == frame.rect for part in inside):
         return frame
-    pixels: bytearray | None = None
     stride = frame.width * 3
-    # Screen points to frame pixels (HiDPI grabs have more pixels than points);
-    # rounding widens the blanked area, never narrows it.
+    kept = bytearray(len(frame.rgb))
     sx = frame.width / frame.rect.width
     sy = frame.height / frame.rect.height
-    for rect in covered:
-        inside = rect.intersect(frame.rect)
-        if inside is None:
+    source = memoryview(frame.rgb)
+    for part in inside:
+        x0 = math.ceil((part.x - frame.rect.x) * sx)
+        x1 = min(frame.width, math.floor((part.x + part.width - frame.rect.x) * sx))
+        y0 = math.ceil((part.y - frame.rect.y) * sy)
+        y1 = min(frame.height, math.floor((part.y + part.height - frame.rect.y) * sy))
+        if x1 <= x0:
             continue
-        if pixels is None:
-            pixels = bytearray(frame.rgb)
-        x0 = math.floor((inside.x - frame.rect.x) * sx)
-        x1 = min(frame.width, math.ceil((inside.x + inside.width - frame.rect.x) * sx))
-        y0 = math.floor((inside.y - frame.rect.y) * sy)
-        y1 = min(frame.height, math.ceil((inside.y + inside.height - frame.rect.y) * sy))
-        zeros = bytes((x1 - x0) * 3)
         for row in range(y0, y1):
-            offset = row * stride
-            pixels[offset + x0 * 3 : offset + x1 * 3] = zeros
-    if pixels is None:
-        return frame
-    return replace(frame, rgb=bytes(pixels))
+            start, end = row * stride + x0 * 3, row * stride + x1 * 3
+            kept[start:end] = source[start:end]
+    return replace(frame, rgb=bytes(kept))

@@ -31,7 +31,9 @@ Rules:
   (see ``screens``): a focus change, a window change or a stretch of
   uncaptured events does not by itself start a keyframe.
 - ``drop_buffered`` (pause) drops everything not yet emitted as a batch,
-  including the open batch.
+  including the open batch; ``stop_capture`` (any other way capture goes off)
+  emits it and then forgets every stage's state, so no record spans or
+  follows the time capture was off.
 
 One ``Pipeline`` is used by one thread (the app's pipeline thread, fed by the
 hook queues). ``feed_frame`` encodes images on that thread; an app that wants
@@ -243,6 +245,34 @@ class Pipeline:
         n = self._batcher.drop()
         self._refresh_due()
         return n
+
+    def stop_capture(self, now: float) -> list[Batch]:
+        """Capture went off: close what was captured until ``now``, forget every stage's state.
+
+        Nothing that follows can extend what came before: no text span, no
+        pointer rest or drag, no pending screenshot or delta chain, no context
+        spans the time capture was off.
+        """
+        batches = self.flush(now)
+        self._keys.reset()
+        self._mouse.reset()
+        self._scheduler.cancel()
+        self._encoder.force_keyframe()
+        self._window = None
+        self._batcher.context = None
+        self._capturing = False
+        self._refresh_due()
+        return batches
+
+    def pointer_hidden(self, now: float) -> list[Action]:
+        """The pointer's spot stopped being on the captured window (something covers it)."""
+        out: list[Action] = []
+        hover = self._mouse.flush(now)
+        if hover is not None:
+            self._add(hover, now, out)
+        self._mouse.reset()
+        self._refresh_due()
+        return out
 
     def flush(self, now: float) -> list[Batch]:
         """Emit everything buffered as batches (shutdown, end of session)."""
