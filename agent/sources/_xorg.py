@@ -442,7 +442,7 @@ class XorgWindowProbe(WindowProbe):
             view = self._view
             if view is None:
                 return None
-            top = view.pointer_top(event.x, event.y, event.server_time or 0, pressed=True)
+            top = view.pointer_top(event.x, event.y, event.server_time or 0)
             return None if top is None else self._client_in(top.window_id)
 
         return self._query(find)  # type: ignore[no-any-return]

@@ -50,6 +50,7 @@ import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass
+from time import sleep
 from typing import Any
 
 from agent.events import Rect
@@ -69,6 +70,9 @@ _BUTTONS_MASK = 0x1F00  # Button1Mask .. Button5Mask
 _HISTORY = 512
 #: How many reads are tried before an answer is given up as "in flux".
 _READ_TRIES = 3
+#: How long after a press (server ms) the pointer's grabs are judged, at the least.
+_SETTLE_MS = 30
+_SETTLE_TRIES = 6
 
 KEY, BUTTON = "key", "button"
 
@@ -79,6 +83,7 @@ class Read:
 
     start: int  # stream position of the opening marker
     end: int  # stream position of the closing marker
+    time: int  # server time of the closing marker
     settled: bool
     keyboard_grabbed: bool
     pointer_grabbed: bool
@@ -117,6 +122,8 @@ class ServerView:
         self._markers: dict[int, int] = {}  # marker number -> stream position
         self._next_marker = 0
         self._markers_seen = 0
+        self._marker_time = 0  # server time of the newest marker
+        self._key_read: Read | None = None
         self._watched: set[int] = set()
         self._shape_pending: set[int] = set()
         self._has_shape = d.has_extension("SHAPE")
@@ -262,6 +269,7 @@ class ServerView:
                 # Markers come back in the order they were made (one stream).
                 self._markers_seen += 1
                 self._markers[self._markers_seen] = position
+                self._marker_time = int(event.time)
             return
         if kind == _GENERIC_EVENT:
             self._take_raw(event, position)
@@ -382,26 +390,29 @@ class ServerView:
         self._window.change_property(self._marker_atom, self._marker_atom, 32, [self._next_marker])
         return self._next_marker
 
-    def read(self) -> Read:
-        """One read of focus, grabs and buttons, placed in the stream."""
+    def read(self, *, pointer: bool = True) -> Read:
+        """One read of focus and grabs (and, with ``pointer``, buttons), placed in the stream."""
         X = self._X
         window, d = self._window, self._d
         opening = self._mark()
         keyboard = window.grab_keyboard(False, X.GrabModeAsync, X.GrabModeAsync, X.CurrentTime)
-        pointer = window.grab_pointer(
-            False, 0, X.GrabModeAsync, X.GrabModeAsync, X.NONE, X.NONE, X.CurrentTime
-        )
-        if _GRAB_SUCCESS in (keyboard, pointer):  # pragma: no cover - an unmapped window
+        if keyboard == _GRAB_SUCCESS:  # pragma: no cover - an unmapped window
             d.ungrab_keyboard(X.CurrentTime)
-            d.ungrab_pointer(X.CurrentTime)
         focus = d.get_input_focus().focus
-        buttons = self._reader.root.query_pointer().mask
+        grabbed, buttons = _GRAB_NOT_VIEWABLE, 0
+        if pointer:
+            grabbed = window.grab_pointer(
+                False, 0, X.GrabModeAsync, X.GrabModeAsync, X.NONE, X.NONE, X.CurrentTime
+            )
+            if grabbed == _GRAB_SUCCESS:  # pragma: no cover - an unmapped window
+                d.ungrab_pointer(X.CurrentTime)
+            buttons = self._reader.root.query_pointer().mask
         closing = self._mark()
         d.get_input_focus()  # a round trip: the closing marker is now in the queue
         self.drain()
         start, end = self._markers.pop(opening, None), self._markers.pop(closing, None)
         if start is None or end is None:
-            return Read(0, 0, False, True, True, True, 0)
+            return Read(0, 0, 0, False, True, True, True, 0)
         settled = not (
             _any_between(self._focus_changes, start, end)
             or _any_between(self._stack_changes, start, end)
@@ -412,19 +423,22 @@ class ServerView:
         return Read(
             start,
             end,
+            self._marker_time,
             settled,
             keyboard_grabbed=keyboard != _GRAB_NOT_VIEWABLE,
-            pointer_grabbed=pointer != _GRAB_NOT_VIEWABLE,
+            pointer_grabbed=grabbed != _GRAB_NOT_VIEWABLE,
             buttons_down=bool(buttons & _BUTTONS_MASK),
             focus=focus_id,
         )
 
-    def settled_read(self) -> Read | None:
+    def settled_read(self, *, pointer: bool = True) -> Read | None:
         for _ in range(_READ_TRIES):
             if self.stack.dirty:
                 self.reload()
-            result = self.read()
+            result = self.read(pointer=pointer)
             if result.settled:
+                if not pointer:
+                    self._key_read = result
                 return result
         return None
 
@@ -435,6 +449,9 @@ class ServerView:
                 return raw
         return None
 
+    def _find_key(self, time: int) -> _Raw | None:
+        return self.find_raw(KEY, True, time) or self.find_raw(KEY, False, time)
+
     # -- answers --------------------------------------------------------------
 
     def key_focus(self, time: int) -> int | None:
@@ -443,11 +460,15 @@ class ServerView:
         None too when another client held a keyboard grab, or when focus was
         None or PointerRoot (keys then go where the pointer is).
         """
-        result = self.settled_read()
-        if result is None:
-            return None
-        raw = self.find_raw(KEY, True, time) or self.find_raw(KEY, False, time)
-        if raw is None:
+        self.drain()
+        raw = self._find_key(time)
+        result = self._key_read
+        # Keys that waited in the agent's queue come before the last read: it
+        # answers for them too, with no new round trip.
+        if raw is None or result is None or raw.position > result.start:
+            result = self.settled_read(pointer=False)
+            raw = self._find_key(time)
+        if raw is None or result is None:
             return None
         low, high = sorted((raw.position, result.start))
         high = max(high, result.end)
@@ -459,27 +480,28 @@ class ServerView:
             return None
         return result.focus
 
-    def pointer_top(self, x: int, y: int, time: int, pressed: bool) -> TopLevel | None:
-        """The root child a button event at (x, y), server ``time``, went to; None if unknown."""
+    def pointer_top(self, x: int, y: int, time: int) -> TopLevel | None:
+        """The root child a button press at (x, y), server ``time``, went to; None if unknown."""
         result = self.settled_read()
+        # A press that dismisses another client's menu ends that client's
+        # grab right after it; wait until the server has had the time to do
+        # so, so that the Ungrab crossing is seen before deciding.
+        for _ in range(_SETTLE_TRIES):
+            if result is None or result.time - time >= _SETTLE_MS:
+                break
+            sleep(_SETTLE_MS / 1000 / 2)
+            result = self.settled_read()
         if result is None:
             return None
-        raw = self.find_raw(BUTTON, pressed, time)
+        raw = self.find_raw(BUTTON, True, time)
         if raw is None:
             return None
         if self._pointer_grab_around(raw.position, result):
             return None
-        if raw.stack is not None:
-            order, windows = raw.stack
-            snapshot = RootStack(order=list(order), windows=windows, dirty=False)
-            return snapshot.top_at(x, y)
-        # A release (or a press while the model was dirty): the stack now,
-        # provided nothing changed since the event.
-        if raw.stack is None and pressed:
-            return None
-        if _any_between(self._stack_changes, raw.position, result.end):
-            return None
-        return self.stack.top_at(x, y)
+        if raw.stack is None:
+            return None  # the stack was being read again when the press came
+        order, windows = raw.stack
+        return RootStack(order=list(order), windows=windows, dirty=False).top_at(x, y)
 
     def _pointer_grab_around(self, position: int, result: Read) -> bool:
         """Whether another client may have held an explicit pointer grab at ``position``."""
