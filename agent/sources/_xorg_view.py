@@ -72,7 +72,7 @@ _HISTORY = 512
 _READ_TRIES = 3
 #: How long after a press (server ms) the pointer's grabs are judged, at the least.
 _SETTLE_MS = 30
-_SETTLE_TRIES = 6
+_SETTLE_TRIES = 3
 
 KEY, BUTTON = "key", "button"
 
@@ -489,7 +489,7 @@ class ServerView:
         for _ in range(_SETTLE_TRIES):
             if result is None or result.time - time >= _SETTLE_MS:
                 break
-            sleep(_SETTLE_MS / 1000 / 2)
+            sleep((_SETTLE_MS - max(0, result.time - time) + 1) / 1000)
             result = self.settled_read()
         if result is None:
             return None
