@@ -130,7 +130,8 @@ def main() -> int:
         injector = display.Display(desktop.display)
         keycode = injector.keysym_to_keycode(ord("a"))
         active = probe.active()
-        assert active is not None and active.window_id == work.window_id
+        assert active is not None
+        assert active.window_id == work.window_id
         px, py = active.rect.x + 200, active.rect.y + 200
 
         fresh, cached, press_wall, press_cpu, moves, frames = [], [], [], [], [], []
