@@ -402,3 +402,126 @@ def test_focus_away_and_back_continues_the_chain_within_a_batch() -> None:
     assert shots[1].base == shots[0].image
     out = reassemble(images[shots[0].image], [(shots[1], images[shots[1].image])])
     assert out.getpixel((15, 15)) == pytest.approx((0, 0, 0), abs=60)
+
+
+# -- capture going off --------------------------------------------------------
+
+STOP, RESUME = T + 10, T + 100
+
+
+def _spanning_the_off_period(recs: list[Record]) -> list[Record]:
+    """Pointer paths and text spans that begin before STOP and end after it."""
+    out: list[Record] = []
+    for r in recs:
+        if isinstance(r, MousePathRecord):
+            start, end = r.t, r.points()[-1][0] + r.dwell_ms
+        elif isinstance(r, TextSpanRecord):
+            start, end = r.t, r.end
+        else:
+            continue
+        if start < to_ms(RESUME) and end > to_ms(STOP):
+            out.append(r)
+    return out
+
+
+def _records_around_a_stop(before: list[SourceEvent], after: list[SourceEvent]) -> list[Record]:
+    """``before``, capture stopped at STOP, resumed by a focus change at RESUME, ``after``."""
+    p = pipeline()
+    batches: list[Batch] = []
+    for ev in [FocusChange(T, WIN), *before]:
+        batches += [a.batch for a in p.feed(ev, CAPTURE, WIN, ev.t) if isinstance(a, BatchReady)]
+    batches += p.stop_capture(STOP)
+    for ev in [FocusChange(RESUME, WIN), *after]:
+        batches += [a.batch for a in p.feed(ev, CAPTURE, WIN, ev.t) if isinstance(a, BatchReady)]
+    batches += p.flush(RESUME + 20)
+    return records_of(batches)
+
+
+def test_a_pointer_at_rest_when_capture_stops_rests_no_longer_than_until_the_stop() -> None:
+    recs = _records_around_a_stop(
+        [MouseMove(T + 1 + i / 100, 300 + i, 200) for i in range(20)],
+        [KeyEvent(RESUME + 5, "enter", True), KeyEvent(RESUME + 5.1, "enter", False)],
+    )
+    assert _spanning_the_off_period(recs) == []
+    [hover] = [r for r in recs if isinstance(r, MousePathRecord) and r.kind is PathKind.HOVER]
+    assert hover.t + hover.dwell_ms == to_ms(STOP)
+
+
+def test_moving_on_after_capture_resumes_ends_no_rest_that_began_before_it() -> None:
+    recs = _records_around_a_stop(
+        [MouseMove(T + 1, 300, 200)],
+        [MouseMove(RESUME + 1 + i / 100, 300 + 10 * i, 200) for i in range(20)],
+    )
+    assert _spanning_the_off_period(recs) == []
+
+
+def test_a_drag_under_way_when_capture_stops_is_not_joined_to_the_release_after() -> None:
+    recs = _records_around_a_stop(
+        [
+            MouseButton(T + 1, 300, 200, "left", True),
+            *[MouseMove(T + 1.1 + i / 100, 300 + i, 200) for i in range(20)],
+        ],
+        [
+            *[MouseMove(RESUME + 1 + i / 100, 400 + i, 300) for i in range(20)],
+            MouseButton(RESUME + 2, 420, 300, "left", False),
+        ],
+    )
+    assert _spanning_the_off_period(recs) == []
+    assert not any(isinstance(r, MousePathRecord) and r.kind is PathKind.DRAG for r in recs)
+
+
+def test_text_typed_before_and_after_capture_stops_is_two_spans() -> None:
+    recs = _records_around_a_stop(typed("abc", T + 1), typed("def", RESUME + 1))
+    assert _spanning_the_off_period(recs) == []
+    assert [r.text for r in recs if isinstance(r, TextSpanRecord)] == ["abc", "def"]
+
+
+def test_a_screenshot_deferred_when_capture_stops_is_never_taken() -> None:
+    p = pipeline()
+    p.feed(FocusChange(T, WIN), CAPTURE, WIN, T)  # grabs at T
+    deferred = p.feed(MouseButton(T + 0.5, 300, 200, "left", True), CAPTURE, WIN, T + 0.5)
+    assert deferred == []  # within min_interval: to be taken at T + 1
+    p.stop_capture(T + 0.6)
+    assert p.tick(T + 1.5) == []
+    assert p.tick(RESUME) == []
+
+
+def test_the_first_screenshot_after_capture_resumes_is_a_keyframe() -> None:
+    p = pipeline()
+    p.feed(FocusChange(T, WIN), CAPTURE, WIN, T)
+    img = Image.new("RGB", (640, 480), (250, 250, 250))
+    p.feed_frame(_frame(img, T + 0.1), CAPTURE, T + 0.1)
+    p.stop_capture(STOP)
+    p.feed(FocusChange(RESUME, WIN), CAPTURE, WIN, RESUME)
+    img2 = img.copy()
+    ImageDraw.Draw(img2).rectangle((10, 10, 20, 20), fill=(0, 0, 0))
+    p.feed_frame(_frame(img2, RESUME + 0.1), CAPTURE, RESUME + 0.1)
+    [batch] = p.flush(RESUME + 1)
+    shots = [r for r in decode_body(batch.body)[0] if isinstance(r, ScreenshotRecord)]
+    assert [s.kind for s in shots] == [ScreenshotKind.KEYFRAME]
+
+
+def test_the_first_record_after_capture_resumes_comes_with_its_context() -> None:
+    p = pipeline()
+    p.feed(MouseButton(T + 1, 300, 200, "left", True), CAPTURE, WIN, T + 1)
+    p.feed(MouseButton(T + 1.1, 300, 200, "left", False), CAPTURE, WIN, T + 1.1)
+    p.stop_capture(STOP)
+    p.feed(MouseButton(RESUME, 300, 200, "left", True), CAPTURE, WIN, RESUME)
+    recs = records_of(p.flush(RESUME + 1))
+    assert isinstance(recs[0], ContextRecord)
+    assert recs[0].t == to_ms(RESUME)
+
+
+def test_pointer_hidden_ends_the_rest_at_that_moment() -> None:
+    p = pipeline()
+    p.feed(FocusChange(T, WIN), CAPTURE, WIN, T)
+    p.feed(MouseMove(T + 1, 300, 200), CAPTURE, WIN, T + 1)
+    p.pointer_hidden(T + 3)
+    # The pointer has not moved, but its spot was covered: no rest goes on.
+    p.feed(MouseMove(T + 8, 500, 200), CAPTURE, WIN, T + 8)
+    hovers = [
+        r
+        for r in records_of(p.flush(T + 9))
+        if isinstance(r, MousePathRecord) and r.kind is PathKind.HOVER
+    ]
+    assert [(h.t, h.dwell_ms) for h in hovers] == [(to_ms(T + 1), 2000), (to_ms(T + 8), 1000)]
