@@ -17,6 +17,11 @@ screen. Reading window titles needs the Screen Recording permission on macOS
 
 Focus watching polls every ``poll_interval`` seconds on a thread
 (NSWorkspace notifications need a run loop).
+
+It answers none of the probe's questions about where input and pixels go
+(``key_receiver``, ``pointer_receiver``, ``visible_region``...): the
+interface's defaults say "not known", so nothing is captured on this
+platform until they are written and tested.
 """
 
 from __future__ import annotations
@@ -101,22 +106,6 @@ class DarwinWindowProbe(WindowProbe):
             if rect.contains(x, y):
                 return self._info(entry, self._scale())
         return None
-
-    def covering(self, window: WindowInfo) -> list[Rect]:
-        q = self._quartz
-        rects: list[Rect] = []
-        for entry in self._windows():  # front to back: everything before ours is above it
-            if int(entry[q.kCGWindowNumber]) == window.window_id:
-                break
-            if int(entry[q.kCGWindowOwnerPID]) == window.pid:
-                continue
-            b = entry[q.kCGWindowBounds]
-            overlap = Rect(int(b["X"]), int(b["Y"]), int(b["Width"]), int(b["Height"])).intersect(
-                window.rect
-            )
-            if overlap is not None:
-                rects.append(overlap)
-        return rects
 
     def subscribe(self, callback: FocusCallback) -> Unsubscribe:
         return self._watch.subscribe(callback)

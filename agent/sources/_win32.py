@@ -16,6 +16,11 @@ chose), and ``scale`` is ``GetDpiForWindow / 96``.
 Focus watching polls GetForegroundWindow (and the title) every
 ``poll_interval`` seconds on a thread; SetWinEventHook would need a message
 loop on that thread, which is left for when this backend can be tested.
+
+It answers none of the probe's questions about where input and pixels go
+(``key_receiver``, ``pointer_receiver``, ``visible_region``...): the
+interface's defaults say "not known", so nothing is captured on this
+platform until they are written and tested.
 """
 
 from __future__ import annotations
@@ -140,27 +145,6 @@ class Win32WindowProbe(WindowProbe):
         if not hwnd:
             return None
         return self._describe(self._user32.GetAncestor(hwnd, _GA_ROOT))
-
-    def covering(self, window: WindowInfo) -> list[Rect]:
-        ctypes, wt, u = self._ctypes, self._wt, self._user32
-        rects: list[Rect] = []
-        hwnd = u.GetWindow(wt.HWND(window.window_id), _GW_HWNDPREV)
-        for _ in range(4096):
-            if not hwnd:
-                break
-            if u.IsWindowVisible(hwnd):
-                pid = wt.DWORD(0)
-                u.GetWindowThreadProcessId(hwnd, ctypes.byref(pid))
-                outer = wt.RECT()
-                if pid.value != window.pid and u.GetWindowRect(hwnd, ctypes.byref(outer)):
-                    r = Rect(
-                        outer.left, outer.top, outer.right - outer.left, outer.bottom - outer.top
-                    )
-                    overlap = r.intersect(window.rect)
-                    if overlap is not None:
-                        rects.append(overlap)
-            hwnd = u.GetWindow(hwnd, _GW_HWNDPREV)
-        return rects
 
     def subscribe(self, callback: FocusCallback) -> Unsubscribe:
         return self._watch.subscribe(callback)
