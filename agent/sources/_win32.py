@@ -33,7 +33,6 @@ from agent.sources.errors import BackendUnavailableError
 from agent.sources.window import FocusCallback, PollingFocusWatch, Unsubscribe, WindowProbe
 
 _GA_ROOT = 2
-_GW_HWNDPREV = 3
 _PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
 _DPI_AWARENESS_CONTEXT_PER_MONITOR_AWARE_V2 = -4
 
