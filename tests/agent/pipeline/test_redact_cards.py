@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given
@@ -155,7 +156,7 @@ NOT_IBANS = [
 ]
 
 
-def _ids(cases: list[tuple[str, ...]]) -> list[str]:
+def _ids(cases: Sequence[tuple[str, ...]]) -> list[str]:
     return [c[0] for c in cases]
 
 
