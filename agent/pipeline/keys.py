@@ -29,12 +29,15 @@ Modes:
     and any ctrl/alt/cmd combo. A span is *dropped*, not flushed, by ``drop``
     (capture stopped, pause).
 
-    A span that ends inside a word (its last character is not a space), or in
-    a digit and a space (``4111 ``), is held over a short pause, up to
-    ``long_pause_s`` (10 s), so that what is typed in two goes is redacted as
-    one: ``alice@exa`` … ``mple.com``, ``alice`` … ``@example.com``,
-    ``4111 `` … ``1111 1111 1111``. A span that ends after a word and a
-    space flushes on the short pause.
+    A span that ends inside a word (its last character is not a space), in
+    a digit and a space (``4111 ``), or in what may be the groups of an IBAN
+    and a space (``GB82 WEST ``: two letters, two digits, then groups of four
+    letters or digits) is held over a short pause, up to ``long_pause_s``
+    (10 s), so that what is typed in two goes is redacted as one:
+    ``alice@exa`` … ``mple.com``, ``alice`` … ``@example.com``,
+    ``4111 `` … ``1111 1111 1111``, ``GB82 WEST `` … ``1234 5698 7654 32``.
+    A span that ends after any other word and a space flushes on the short
+    pause.
 
 Modifier state (ctrl, alt, shift, cmd held) is tracked from every key event
 given to ``track`` or ``key``, including events in windows that are not
@@ -57,6 +60,10 @@ from .redact import Redactor
 _MODIFIERS = ("ctrl", "alt", "shift", "cmd")
 _SHORTCUT_MODIFIERS = frozenset(("ctrl", "alt", "cmd"))
 _UNFINISHED = re.compile(r"(?:\S|\d )$")  # inside a word, or a digit group and its space
+# The groups of an IBAN typed so far and a space: country, check digits, then
+# at most 7 groups of four (34 characters at most in all).
+_IBAN_GROUPS = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?: [A-Za-z0-9]{4}){0,7} $")
+_IBAN_GROUPS_TAIL = 41  # the longest match and one character before it
 _KEY_NAME = re.compile(r"^[a-z0-9_]{2,32}$")
 
 
@@ -173,8 +180,11 @@ class KeyMinimiser:
 
     def _unfinished(self) -> bool:
         """Whether the span ends where what is being typed may go on: inside a
-        word, or after a digit group and its space."""
-        return _UNFINISHED.search("".join(self._buf[-2:])) is not None
+        word, after a digit group and its space, or after an IBAN's groups and
+        a space."""
+        if _UNFINISHED.search("".join(self._buf[-2:])) is not None:
+            return True
+        return _IBAN_GROUPS.search("".join(self._buf[-_IBAN_GROUPS_TAIL:])) is not None
 
     def drop(self) -> int:
         """Discard the span in progress; returns how many characters were dropped."""

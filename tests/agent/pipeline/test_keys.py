@@ -156,6 +156,16 @@ def test_a_span_that_ends_inside_a_word_is_held_over_a_pause() -> None:
         ("write to alice", "@example.com today", "write to [EMAIL] today"),
         ("card 4111 ", "1111 1111 1111 ok", "card [CARD] ok"),
         ("token ghp_", "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8 ok", "token [SECRET] ok"),
+        ("pay 5105 1051 0510 5100", " 12/27 thanks", "pay [CARD] 12/27 thanks"),
+        ("pay 5105 1051 0510 5100 ", "12/27 thanks", "pay [CARD] 12/27 thanks"),
+        ("pay 5105 1051 0510 5100 12/", "27 thanks", "pay [CARD] 12/27 thanks"),
+        ("pay 4111 1111 1111 1111", " 12/27 thanks", "pay [CARD]/27 thanks"),
+        ("to DE89 3704 ", "0044 0532 0130 00 ok", "to [IBAN] ok"),
+        ("to GB82 WEST ", "1234 5698 7654 32 ok", "to [IBAN] ok"),
+        ("to gb82 west ", "1234 5698 7654 32 ok", "to [IBAN] ok"),
+        ("to GB82 ", "WEST 1234 5698 7654 32 ok", "to [IBAN] ok"),
+        ("to NL91 ABNA 0417 ", "1643 00 ok", "to [IBAN] ok"),
+        ("to MT84 MALT 0110 0001 2345 MTLC AST0 ", "01S ok", "to [IBAN] ok"),
     ],
 )
 def test_what_is_typed_in_two_goes_is_redacted_as_one(
@@ -169,6 +179,31 @@ def test_what_is_typed_in_two_goes_is_redacted_as_one(
     out += run(km, typed(second, resume, 0.05), KeyMode.TEXT)
     out += km.boundary()
     assert [r.text for r in out if isinstance(r, TextSpanRecord)] == [expected]
+
+
+@pytest.mark.parametrize("text", ["GB82 ", "GB82 WEST ", "iban fr14 2004 1010 0505 0001 3M02 "])
+def test_a_span_that_ends_after_iban_groups_is_held(text: str) -> None:
+    km = minimiser()
+    run(km, typed(text, T), KeyMode.TEXT)
+    last = T + 0.1 * (len(text) - 1)
+    assert km.next_due == pytest.approx(last + 10, abs=1e-3)
+    assert km.poll(last + 9.9) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["two words ", "a1b2 west ", "ab12 abcde ", "AB12 WEST ABCD EFGH IJKL MNOP QRST UVWX YZAB "],
+)
+def test_a_span_that_only_looks_a_little_like_iban_groups_flushes_on_the_short_pause(
+    text: str,
+) -> None:
+    """Words and a space, no country and check digits, a group that is not
+    four long, or more groups than an IBAN has."""
+    km = minimiser()
+    run(km, typed(text, T), KeyMode.TEXT)
+    last = T + 0.1 * (len(text) - 1)
+    assert km.next_due == pytest.approx(last + 1, abs=1e-3)
+    assert [r.text for r in km.poll(last + 1.01) if isinstance(r, TextSpanRecord)] == [text]
 
 
 def test_an_unfinished_word_is_flushed_after_the_long_pause() -> None:
