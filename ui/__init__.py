@@ -11,6 +11,7 @@ to that). Layout, from the wire inwards:
   consent prompts), with ``notice_text``, ``ledger_view`` and
   ``exemption_view`` for the wording of the three windows;
 - ``icons``, ``budget_chart``, ``dialogs``, ``calls``, ``tray``: the Qt layer;
+  ``qt_binding`` checks that the installed PySide6 can run it for long;
 - ``launcher`` and ``app``: ``overt tray`` and the agent it starts;
 - ``autostart``: ``overt install-autostart``;
 - ``control_cli``: ``overt status|pause|…`` (the terminal's client).

@@ -3,16 +3,19 @@
 This is the tray's entry point. It owns the order of things at start and
 stop, and nothing else:
 
-1. one tray per control socket (a ``QLockFile`` next to the socket; a second
+1. a Qt binding that would crash the tray within the hour (see
+   :mod:`ui.qt_binding`) is refused with exit status 1, before an agent is
+   started;
+2. one tray per control socket (a ``QLockFile`` next to the socket; a second
    ``overt tray`` says so and exits 0, which makes the two autostart
    mechanisms of Linux harmless together);
-2. if no agent answers on the control socket, start one —
+3. if no agent answers on the control socket, start one —
    ``python -m overt agent run <everything after -->`` — unless
    ``--no-agent``; an agent that already listens is only connected to. A
    ``--socket`` given to the tray is passed on to the agent it starts (unless
    the agent's arguments name one), so that both use the same socket;
-3. the Qt application and the :class:`~ui.tray.TrayController`;
-4. on Quit, SIGTERM or SIGINT: stop polling, close the windows and stop the
+4. the Qt application and the :class:`~ui.tray.TrayController`;
+5. on Quit, SIGTERM or SIGINT: stop polling, close the windows and stop the
    agent *this tray started* (so quitting the tray never leaves capture
    running with no icon to show it). An agent the tray found running is left
    alone. A tray that crashes leaves its agent running: capture state never
@@ -149,7 +152,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "overt tray") -> int:
     from ui.calls import ThreadRunner
     from ui.errors import AgentUnreachable, LaunchError, TrayError
     from ui.launcher import AgentCommand, AgentLauncher
+    from ui.qt_binding import binding_fault
     from ui.tray import TrayConfig, TrayController
+
+    fault = binding_fault()
+    if fault is not None:
+        print(f"{prog}: {fault}", file=sys.stderr)
+        return 1
 
     api = ControlAgentApi(options.socket_path)
     socket_path = Path(api.socket_path)

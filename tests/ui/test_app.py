@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ui.app import agent_arguments, missing_display, parse_options
+import ui.qt_binding
+from ui.app import agent_arguments, main, missing_display, parse_options
+from ui.launcher import AgentLauncher
 
 
 def test_arguments_after_the_double_dash_go_to_the_agent() -> None:
@@ -70,3 +72,18 @@ def test_overt_tray_without_a_display_exits_1_with_one_line(tmp_path: Path) -> N
         "overt tray: no display: the tray needs a desktop session (set DISPLAY)\n"
     )
     assert not (tmp_path / "a.sock").exists()
+
+
+def test_a_qt_binding_that_drops_references_is_refused_before_an_agent_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    monkeypatch.setattr(ui.qt_binding, "binding_fault", lambda calls=0: "PySide6 9.9 is faulty")
+    started: list[AgentLauncher] = []
+    monkeypatch.setattr(AgentLauncher, "start", lambda self: started.append(self))
+    socket = tmp_path / "run" / "a.sock"
+    code = main(["--socket", str(socket), "--", "--trust", "k.pub"])
+    assert code == 1
+    assert capsys.readouterr().err == "overt tray: PySide6 9.9 is faulty\n"
+    assert started == []
+    assert not socket.parent.exists()  # no lock taken either
