@@ -124,6 +124,11 @@ class RunningTray:
         self.desktop.xdotool("mousemove", x + w // 2, y + h // 2)
         self.desktop.xdotool("click", 1)
 
+    def exited_cleanly(self, timeout: float) -> None:
+        """Wait for the tray to exit; fail with its log unless the status is 0."""
+        code = self.proc.wait(timeout)
+        assert code == 0, f"the tray exited with {code}:\n{self.log}"
+
     def alive(self) -> None:
         if self.proc.poll() is not None:
             raise AssertionError(f"the tray exited with {self.proc.returncode}:\n{self.log}")
@@ -338,7 +343,7 @@ def test_consent_windows_and_quit(desktop: Desktop, tray: RunningTray, agent_end
     tray.shot("exemption-request")
 
     tray.click(tray.open_menu(), "quit")
-    assert tray.proc.wait(10) == 0
+    tray.exited_cleanly(10)
     # The tray did not start this agent, so quitting leaves it running.
     assert ControlClient(agent_end.socket, timeout=2).status()["reason"] == "capturing"
     assert "stopping the agent" not in tray.log
@@ -386,7 +391,7 @@ def test_without_an_agent_the_tray_starts_one_and_says_what_became_of_it(
             assert entries["start_agent"]["enabled"]
             assert not entries["pause:30"]["enabled"]
             tray.click(entries, "quit")
-            assert tray.proc.wait(10) == 0
+            tray.exited_cleanly(10)
         finally:
             desktop.kill(tray.proc)
     finally:
@@ -455,7 +460,7 @@ def test_the_tray_starts_the_real_agent_and_quit_stops_it(
             tray.shot("real-agent-paused")
 
             tray.click(tray.open_menu(), "quit")
-            assert tray.proc.wait(20) == 0
+            tray.exited_cleanly(20)
             assert "stopping the agent this tray started" in tray.log
             assert not psutil.pid_exists(agent.pid)
             assert not socket.exists()
