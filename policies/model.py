@@ -368,11 +368,18 @@ class RedactionPattern(_Model):
     pattern: Regex
 
 
-BuiltinRedaction = Literal["card", "national_id", "email", "phone", "secret"]
+BuiltinRedaction = Literal["card", "iban", "national_id", "email", "phone", "secret"]
 
 
 class Redaction(_Model):
-    builtin: tuple[BuiltinRedaction, ...] = ("card", "national_id", "email", "phone", "secret")
+    builtin: tuple[BuiltinRedaction, ...] = (
+        "card",
+        "iban",
+        "national_id",
+        "email",
+        "phone",
+        "secret",
+    )
     patterns: tuple[RedactionPattern, ...] = ()
 
 

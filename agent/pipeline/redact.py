@@ -19,7 +19,7 @@ Classes, applied in this order (earlier classes win on overlap):
 ``email`` → ``[EMAIL]``
     ``local@domain.tld``.
 ``iban`` → ``[IBAN]``
-    On whenever ``card`` is (the policy has no switch of its own for it).
+    The policy's ``iban`` switch.
     Two letters (the country), two check digits, then letters and digits,
     in any case, either unbroken (``DE89370400440532013000``) or in groups of
     four after the check digits, separated by single spaces, the last group
@@ -103,8 +103,6 @@ PLACEHOLDERS: Mapping[str, str] = {
 }
 MASKED = "[MASKED]"
 BUILTIN_ORDER = ("secret", "email", "iban", "card", "national_id", "phone")
-# The policy switch that turns a class on, where it is not the class's own name.
-_SWITCH: Mapping[str, str] = {"iban": "card"}
 
 # IBAN length per country code: the 89 countries of SWIFT's IBAN Registry
 # (https://www.swift.com/node/11971).
@@ -469,7 +467,7 @@ class Redactor:
     def __init__(self, redaction: Redaction) -> None:
         passes: list[tuple[str, str, _Pass]] = []
         for name in BUILTIN_ORDER:
-            if _SWITCH.get(name, name) in redaction.builtin:
+            if name in redaction.builtin:
                 for apply in _BUILTINS[name]:
                     passes.append((name, PLACEHOLDERS[name], apply))
         for custom in redaction.patterns:

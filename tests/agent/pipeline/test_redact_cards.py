@@ -222,8 +222,9 @@ def test_only_registry_countries_keep_a_mistyped_iban_from_the_card_class() -> N
     assert ALL.redact("DE88 3704 0044 0532 0130 00").text == "DE88 3704 0044 0532 0130 00"
 
 
-def test_ibans_go_with_the_card_switch() -> None:
-    assert Redactor(Redaction(builtin=("card",))).redact("DE89370400440532013000").text == "[IBAN]"
+def test_ibans_have_a_switch_of_their_own() -> None:
+    assert Redactor(Redaction(builtin=("iban",))).redact("DE89370400440532013000").text == "[IBAN]"
+    assert "iban" in Redaction().builtin
     kept = Redactor(Redaction(builtin=("email",))).redact("DE89370400440532013000")
     assert kept.text == "DE89370400440532013000"
 
