@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import count
 from pathlib import Path
 
@@ -424,7 +425,9 @@ def _spanning_the_off_period(recs: list[Record]) -> list[Record]:
     return out
 
 
-def _records_around_a_stop(before: list[SourceEvent], after: list[SourceEvent]) -> list[Record]:
+def _records_around_a_stop(
+    before: Sequence[SourceEvent], after: Sequence[SourceEvent]
+) -> list[Record]:
     """``before``, capture stopped at STOP, resumed by a focus change at RESUME, ``after``."""
     p = pipeline()
     batches: list[Batch] = []

@@ -412,10 +412,10 @@ def test_visible_part_is_disjoint_inside_the_area_and_shape_and_under_no_window_
         assert r.height > 0
         assert r.intersect(asked) == r
         assert r.intersect(window.rect) == r
-        for other in visible[i + 1 :]:
-            assert r.intersect(other) is None
-        for other in above:
-            assert r.intersect(other.rect) is None
+        for later in visible[i + 1 :]:
+            assert r.intersect(later) is None
+        for higher in above:
+            assert r.intersect(higher.rect) is None
     # Nothing visible was lost: a point of the window in the area that no
     # mapped window above holds is in the answer.
     ox, oy = window.rect.x, window.rect.y
