@@ -196,8 +196,8 @@ def synthetic_calls(n: int, seed: int) -> list[tuple[str, tuple[Any, ...]]]:
 def real_callbacks(queue: EventQueue) -> dict[str, Callback]:
     """The callbacks ``PynputHooks.start`` gives pynput's listeners."""
     return {
-        **_pynput._mouse_callbacks(queue, time.time),
-        **_pynput._key_callbacks(queue, time.time),
+        **_pynput._mouse_callbacks(queue, time.time, _pynput._ServerTime()),
+        **_pynput._key_callbacks(queue, time.time, _pynput._ServerTime()),
     }
 
 
@@ -281,9 +281,9 @@ def shimmed_hooks(real: bool, per_name: dict[str, array[int]]) -> Iterator[None]
     """Make ``PynputHooks.start`` hand pynput shimmed callbacks (real ones or empty)."""
     mouse, keys = _pynput._mouse_callbacks, _pynput._key_callbacks
 
-    def wrap(factory: Callable[[EventQueue, Any], dict[str, Callback]]) -> Callable[..., Any]:
-        def make(queue: EventQueue, clock: Any) -> dict[str, Callback]:
-            callbacks = factory(queue, clock)
+    def wrap(factory: Callable[[EventQueue, Any, Any], dict[str, Callback]]) -> Callable[..., Any]:
+        def make(queue: EventQueue, clock: Any, server_time: Any) -> dict[str, Callback]:
+            callbacks = factory(queue, clock, server_time)
             if not real:
                 callbacks = dict.fromkeys(callbacks, empty)
             return {name: timed(cb, per_name[name]) for name, cb in callbacks.items()}
