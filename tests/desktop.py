@@ -1,10 +1,12 @@
 """A real, private X desktop for tests: Xvfb + openbox (+ trayer), and helpers.
 
 This module owns starting and stopping the processes of one throwaway desktop
-and the small helpers tests use on it (``xdotool``, ``wait_for``,
-``find_window``, ``screenshot``, launching the test apps). It does not own any
-pytest fixtures (those live in ``tests/e2e/conftest.py``) and it never touches
-a display it did not start.
+and the small helpers tests use on it (``xdotool``, ``wmctrl``, ``wait_for``,
+``find_window``, ``screenshot``, ``grab``, launching the test apps and any
+other program, and what the X server itself says: a window's owning PID by
+X-Resource, the input focus, whether another client holds a grab). It does
+not own any pytest fixtures (those live in ``tests/e2e/conftest.py``) and it
+never touches a display it did not start.
 
 Guarantees:
 
@@ -43,6 +45,13 @@ _PACKAGES = {
     "trayer": "trayer",
     "xdotool": "xdotool",
     "xdpyinfo": "x11-utils",
+    "wmctrl": "wmctrl",
+    "dmenu": "suckless-tools",
+    "i3lock": "i3lock",
+    "xclock": "x11-apps",
+    "xterm": "xterm",
+    "wish": "tk",
+    "chromium": "chromium",
 }
 
 T = TypeVar("T")
@@ -347,6 +356,177 @@ class Desktop:
         d = self.x()
         owner = d.get_selection_owner(d.intern_atom(name))
         return int(getattr(owner, "id", owner))
+
+    # -- what the X server says (for attack tests) --------------------------
+
+    def launch_program(
+        self,
+        argv: Sequence[str],
+        wm_class: str,
+        *,
+        env: dict[str, str] | None = None,
+        title: str | None = None,
+        timeout: float = 15.0,
+    ) -> AppWindow:
+        """Run any program and wait for its window to be mapped.
+
+        Its window is the managed client with ``wm_class`` (either part) that
+        the X server says the started process owns (X-Resource), so a program
+        that sets no ``_NET_WM_PID``, or a false one, is still found.
+        ``title``, if given, must equal the window's ``_NET_WM_NAME``.
+        """
+        proc = self.spawn(argv, env=env)
+
+        def appeared() -> int | None:
+            if proc.poll() is not None:
+                err = self.log_of(proc)
+                raise DesktopError(f"{argv[0]} exited with {proc.returncode}: {err[-2000:]}")
+            for wid in reversed(self._client_list()):
+                with contextlib.suppress(Exception):
+                    win = self.x().create_resource_object("window", wid)
+                    cls = win.get_wm_class()
+                    if not cls or wm_class not in cls or self.owner_pid(wid) != proc.pid:
+                        continue
+                    if title is not None and self.title(wid) != title:
+                        continue
+                    if self._viewable(wid):
+                        return wid
+            return None
+
+        wid = wait_for(appeared, timeout, interval=0.05, what=f"{Path(argv[0]).name} window")
+        assert wid is not None
+        return AppWindow(proc=proc, window_id=wid, wm_class=wm_class)
+
+    def title(self, wid: int) -> str | None:
+        d = self.x()
+        win = d.create_resource_object("window", wid)
+        name = win.get_full_property(d.intern_atom("_NET_WM_NAME"), d.intern_atom("UTF8_STRING"))
+        return name.value.decode("utf-8", "replace") if name else None
+
+    def find_titled(self, title: str) -> int | None:
+        """The newest managed client window whose ``_NET_WM_NAME`` is ``title``."""
+        for wid in reversed(self._client_list()):
+            with contextlib.suppress(Exception):
+                if self.title(wid) == title:
+                    return wid
+        return None
+
+    def owner_pid(self, wid: int) -> int | None:
+        """The PID of the client that created ``wid``, as the X server knows it."""
+        from Xlib.ext import res
+
+        d = self.x()
+        reply = d.res_query_client_ids([{"client": wid, "mask": res.LocalClientPIDMask}])
+        for value in reply.ids:
+            if value.spec.mask == res.LocalClientPIDMask and len(value.value):
+                return int(value.value[0])
+        return None
+
+    def input_focus(self) -> int:
+        """The window that has the input focus (0 for None, 1 for PointerRoot)."""
+        focus = self.x().get_input_focus().focus
+        return int(getattr(focus, "id", focus))
+
+    def viewable(self, wid: int) -> bool:
+        from Xlib import error
+
+        try:
+            return self._viewable(wid)
+        except error.XError:
+            return False
+
+    def grabbed_elsewhere(self, *, keyboard: bool = True) -> bool:
+        """Whether another client holds an active keyboard (or pointer) grab.
+
+        Asks by trying to grab it from the test's own connection: the server
+        answers AlreadyGrabbed only when someone else holds it; a grab that
+        succeeds is released at once.
+        """
+        from Xlib import X
+
+        d = self.x()
+        root = d.screen().root
+        if keyboard:
+            status = root.grab_keyboard(False, X.GrabModeAsync, X.GrabModeAsync, X.CurrentTime)
+        else:
+            status = root.grab_pointer(
+                False, 0, X.GrabModeAsync, X.GrabModeAsync, X.NONE, X.NONE, X.CurrentTime
+            )
+        if status == X.GrabSuccess:
+            if keyboard:
+                d.ungrab_keyboard(X.CurrentTime)
+            else:
+                d.ungrab_pointer(X.CurrentTime)
+            d.sync()
+            return False
+        return bool(status == X.AlreadyGrabbed)
+
+    def grab(self, rect: tuple[int, int, int, int]) -> Any:
+        """The screen's pixels in ``rect`` (x, y, width, height) as a PIL RGB image."""
+        import mss
+        from PIL import Image
+
+        factory = getattr(mss, "MSS", None) or mss.mss
+        x, y, w, h = rect
+        with display_env(self.display), factory() as sct:
+            shot = sct.grab({"left": x, "top": y, "width": w, "height": h})
+            return Image.frombytes("RGB", shot.size, shot.rgb)
+
+    def activate(self, wid: int, timeout: float = 5.0) -> None:
+        """Activate a window through the WM and wait until it has the input focus."""
+        self.xdotool("windowactivate", "--sync", wid)
+        wait_for(
+            lambda: self.input_focus() == wid or self._focus_inside(wid),
+            timeout,
+            interval=0.01,
+            what=f"input focus on window {wid:#x}",
+        )
+
+    def _focus_inside(self, wid: int) -> bool:
+        """Whether the input focus is ``wid`` or one of its descendants."""
+        from Xlib import error
+
+        current = self.input_focus()
+        d = self.x()
+        root = d.screen().root.id
+        with contextlib.suppress(error.XError):
+            for _ in range(16):
+                if current in (0, 1, root):
+                    return False
+                if current == wid:
+                    return True
+                parent = d.create_resource_object("window", current).query_tree().parent
+                current = int(getattr(parent, "id", parent or 0))
+        return False
+
+    def click(self, x: int, y: int, button: int = 1) -> None:
+        # No --sync: it waits for a motion event, and there is none when the
+        # pointer is already there. XTEST requests are handled in order anyway.
+        self.xdotool("mousemove", x, y, "click", button)
+
+    def wmctrl(self, *args: str | int, timeout: float = 10.0) -> str:
+        """Run ``wmctrl`` (EWMH requests to the window manager) on this display."""
+        exe = require_program("wmctrl")
+        result = subprocess.run(
+            [exe, *map(str, args)],
+            env={**os.environ, "DISPLAY": self.display},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise DesktopError(f"wmctrl {' '.join(map(str, args))} failed: {result.stderr}")
+        return result.stdout.strip()
+
+    def net_wm_state(self, wid: int) -> list[str]:
+        from Xlib import X
+
+        d = self.x()
+        prop = d.create_resource_object("window", wid).get_full_property(
+            d.intern_atom("_NET_WM_STATE"), X.AnyPropertyType
+        )
+        return [d.get_atom_name(a) for a in prop.value] if prop else []
 
 
 def _xdpyinfo(display: str) -> subprocess.CompletedProcess[str]:
