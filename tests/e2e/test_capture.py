@@ -9,23 +9,15 @@ The allowed app is the work app (WM_CLASS ``overt-workapp``); the other app
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image, ImageChops
 
-from agent.app import Agent
-from agent.config import AgentConfig
 from agent.events import WindowInfo
-from agent.local_state import LocalState
-from agent.pipeline.batch import decode_body
-from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import Reason
 from agent.pipeline.records import (
     ClickRecord,
@@ -40,123 +32,16 @@ from agent.pipeline.records import (
     TextSpanRecord,
 )
 from agent.pipeline.screens import reassemble
-from agent.sinks.memory import MemorySink
-from agent.sources._pynput import PynputHooks
 from agent.sources._xorg import XorgWindowProbe
-from agent.sources.screen import select_screen_grabber
-from policies.keys import generate_private_key, public_key_model
-from policies.model import SignerSet
-from policies.verify import parse_policy_payload, sign_policy
 from tests.desktop import AppWindow, Desktop, wait_for
 from tests.e2e.conftest import OTHERAPP_GEOMETRY, WORKAPP_GEOMETRY, Launch
+from tests.e2e.rig import Rig
 
 pytestmark = pytest.mark.desktop
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "capture"
 WX, WY, WW, WH = WORKAPP_GEOMETRY
-
-
-@dataclass
-class Clock:
-    """Real time plus an offset the test can move forward (pause expiry)."""
-
-    offset: float = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
-@dataclass
-class Rig:
-    agent: Agent
-    sink: MemorySink
-    hooks: PynputHooks
-    clock: Clock
-    desktop: Desktop
-    _seen: list[Record] = field(default_factory=list)
-    _images: dict[str, bytes] = field(default_factory=dict)
-    _read: int = 0  # batches of the sink already decoded
-
-    def settle(self, quiet: float = 0.4, timeout: float = 10.0) -> None:
-        """Wait until the agent has taken in all injected input."""
-        deadline = time.monotonic() + timeout
-        last, since = -1, time.monotonic()
-        while time.monotonic() < deadline:
-            seen = self.agent.status().events_seen
-            if seen != last:
-                last, since = seen, time.monotonic()
-            elif time.monotonic() - since >= quiet:
-                return
-            time.sleep(0.05)
-
-    def records(self) -> list[Record]:
-        """Everything captured so far, in order (flushing the open batch)."""
-        self.settle()
-        self.agent.flush()
-        for batch in self.sink.batches[self._read :]:
-            records, images = decode_body(batch.body)
-            self._seen.extend(records)
-            self._images.update(images)
-            self._read += 1
-        return list(self._seen)
-
-    def images(self) -> dict[str, bytes]:
-        self.records()
-        return dict(self._images)
-
-
-def policy_document(**capture: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(
-        (ROOT / "policies" / "examples" / "test-workapp.json").read_text(encoding="utf-8")
-    )
-    now = datetime.now(UTC).replace(microsecond=0)
-    doc["issued_at"] = (now - timedelta(hours=1)).isoformat()
-    doc["expires"] = (now + timedelta(days=30)).isoformat()
-    doc["apps"][0]["capture"].update(capture)
-    return doc
-
-
-@pytest.fixture
-def start_agent(desktop: Desktop, tmp_path: Path) -> Iterator[Callable[..., Rig]]:
-    started: list[Agent] = []
-
-    def start(*, consent: bool = True, probe: XorgWindowProbe | None = None, **capture: Any) -> Rig:
-        key = generate_private_key()
-        doc = policy_document(**capture)
-        payload = json.dumps(doc).encode()
-        policy_file = tmp_path / "policy.signed.json"
-        policy_file.write_bytes(sign_policy(payload, [key]))
-        clock = Clock()
-        state_dir = tmp_path / "state"
-        if consent:
-            LocalState(state_dir).save_consent(
-                ConsentRecord.accept(parse_policy_payload(payload), clock())
-            )
-        config = AgentConfig(
-            trusted=SignerSet(keys=(public_key_model(key.public_key()),), threshold=1),
-            tenant="example-corp",
-            device_group="office",
-            state_dir=state_dir,
-            policy_file=policy_file,
-            clock=clock,
-        )
-        sink = MemorySink()
-        hooks = PynputHooks(clock=clock)
-        agent = Agent(
-            config,
-            probe=probe or XorgWindowProbe(),
-            hooks=hooks,
-            grabber=select_screen_grabber(),
-            sink=sink,
-        )
-        agent.start()
-        started.append(agent)
-        return Rig(agent, sink, hooks, clock, desktop)
-
-    yield start
-    for agent in started:
-        agent.stop()
 
 
 def focus(desktop: Desktop, app: AppWindow) -> None:
