@@ -178,6 +178,8 @@ class Agent:
         self._active: WindowInfo | None = None
         #: Where the pointer last was (screen), for telling when it got covered.
         self._pointer: tuple[int, int] | None = None
+        #: Whether that spot was on the visible part of the focused window.
+        self._pointer_shown = False
         #: The window each held button's press went to (its release goes there too).
         self._pressed: dict[str, WindowInfo | None] = {}
         self._unsubscribe_restack: Unsubscribe | None = None
@@ -499,6 +501,7 @@ class Agent:
         # Start from the window that has focus now, as if focus had just moved there.
         self._active = None
         self._pointer = None
+        self._pointer_shown = False
         self._pressed.clear()
         self._queue.put(FocusChange(self._clock(), self._probe.active()))
         log.info("input hooks installed")
@@ -584,7 +587,13 @@ class Agent:
             self._pointer = (event.x, event.y)
             window = self._window_under_move(event)
             if window is None:
-                return  # outside the focused window: not captured, and not an interruption
+                # Off the visible part of the focused window: not captured, and
+                # a rest there ends now, not when the pointer comes back.
+                if self._pointer_shown:
+                    self._pointer_shown = False
+                    self._handle(pipeline.pointer_hidden(event.t, now))
+                return
+            self._pointer_shown = True
         elif isinstance(event, MouseButton):
             if event.pressed:
                 window = self._pointer_window(event)
@@ -595,7 +604,7 @@ class Agent:
         elif isinstance(event, MouseScroll):
             window = self._pointer_window(event)
         elif isinstance(event, Restacked):
-            self._on_restack(pipeline, now)
+            self._on_restack(pipeline, event.t, now)
             return
         elif isinstance(event, Gap):
             self._events_lost += event.count
@@ -638,13 +647,14 @@ class Agent:
             return None
         return active
 
-    def _on_restack(self, pipeline: Pipeline, now: float) -> None:
-        """Windows moved: a pointer at rest over the focused window may now be covered."""
+    def _on_restack(self, pipeline: Pipeline, at: float, now: float) -> None:
+        """Windows moved at ``at``: a pointer at rest over the focused window may be covered."""
         active, pointer = self._active, self._pointer
-        if active is None or pointer is None:
+        if active is None or pointer is None or not self._pointer_shown:
             return
         if not self._probe.shows(active.window_id, *pointer):
-            self._handle(pipeline.pointer_hidden(now))
+            self._pointer_shown = False
+            self._handle(pipeline.pointer_hidden(at, now))
 
     def _on_frame(self, frame: Frame, window: WindowInfo, now: float) -> None:
         if self._pipeline is None or not self._hooks.installed:
