@@ -264,10 +264,10 @@ class Pipeline:
         self._refresh_due()
         return batches
 
-    def pointer_hidden(self, now: float) -> list[Action]:
-        """The pointer's spot stopped being on the captured window (something covers it)."""
+    def pointer_hidden(self, at: float, now: float) -> list[Action]:
+        """At ``at`` the pointer stopped being on the captured window's visible part."""
         out: list[Action] = []
-        hover = self._mouse.flush(now)
+        hover = self._mouse.flush(at)
         if hover is not None:
             self._add(hover, now, out)
         self._mouse.reset()

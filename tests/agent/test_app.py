@@ -514,10 +514,6 @@ def test_pointer_moves_over_a_window_above_the_work_app_leave_no_sample(rig: Rig
     assert not [s for s in samples if chat_on_work.contains(*s)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a move off the visible part is dropped without ending the rest before it",
-)
 def test_no_rest_on_the_work_app_lasts_while_the_pointer_is_over_a_window_above(
     rig: Rig,
 ) -> None:
@@ -544,10 +540,6 @@ def test_a_window_mapped_over_the_resting_pointer_ends_its_hover_then(rig: Rig) 
     assert abs(hover.t + hover.dwell_ms - to_ms(covered)) < 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Agent._on_restack ends the hover at the time the event is handled, not event.t",
-)
 def test_a_hover_ends_when_the_window_was_mapped_even_if_handled_later(rig: Rig) -> None:
     started(rig)
     rig.hooks.move(350, 350)

@@ -519,7 +519,7 @@ def test_pointer_hidden_ends_the_rest_at_that_moment() -> None:
     p = pipeline()
     p.feed(FocusChange(T, WIN), CAPTURE, WIN, T)
     p.feed(MouseMove(T + 1, 300, 200), CAPTURE, WIN, T + 1)
-    p.pointer_hidden(T + 3)
+    p.pointer_hidden(T + 3, T + 3)
     # The pointer has not moved, but its spot was covered: no rest goes on.
     p.feed(MouseMove(T + 8, 500, 200), CAPTURE, WIN, T + 8)
     hovers = [
