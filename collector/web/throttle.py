@@ -1,8 +1,10 @@
 """Failed sign-in throttling: a counter per (name, address) with exponential backoff.
 
-After ``free_failures`` failed sign-ins for one (lower-cased name, client
-address), each further attempt must wait ``base_delay`` doubled for every
-failure beyond the free ones, up to ``max_delay``. While a key must wait,
+``free_failures`` failed sign-ins for one (lower-cased name, client
+address) are free guesses; the last of them starts a wait of
+``base_delay`` before the next attempt, and each failure after it doubles
+the wait, up to ``max_delay``. With 3, a guesser gets exactly 3 attempts
+before the first wait. While a key must wait,
 the password is not even checked. A success clears the key; a key whose
 wait is long over is forgotten. At most ``max_keys`` keys are kept (the
 oldest go first), so a flood of made-up names cannot grow memory.
@@ -71,7 +73,8 @@ class SignInThrottle:
             if entry is not None and now - entry.blocked_until > self._max:
                 entry = None  # long quiet: start counting again
             count = 1 if entry is None else entry.count + 1
-            over = count - self._free
+            # The free_failures-th failure is the first that makes the next attempt wait.
+            over = count - self._free + 1
             delay = (
                 timedelta(0) if over <= 0 else min(self._max, self._base * (2 ** min(over - 1, 30)))
             )

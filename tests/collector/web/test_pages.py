@@ -114,7 +114,7 @@ def test_a_wrong_name_or_password_is_refused_with_one_message(
 
 def test_repeated_failures_are_throttled_even_for_the_right_password(pages: Pages) -> None:
     token = pages.csrf("/admin/sign-in")
-    for _ in range(4):  # three free failures, then the fourth starts a wait
+    for _ in range(3):  # three free guesses; the third failure starts a wait
         response = pages.post(
             "/admin/sign-in", {"csrf_token": token, "name": ADMIN, "password": "guess"}
         )
