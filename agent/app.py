@@ -41,6 +41,7 @@ tells it, through ``on_policy``, which policy is in force.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections import deque
@@ -61,7 +62,7 @@ from agent.events import (
     SourceEvent,
     WindowInfo,
 )
-from agent.local_state import LocalState
+from agent.local_state import LocalState, LocalStateError
 from agent.pipeline.batch import Batch, Batcher
 from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import (
@@ -78,7 +79,7 @@ from agent.pipeline.records import MarkerKind
 from agent.pipeline.screens import GrabRequest
 from agent.policy_source import PolicyInForce, load_policy
 from agent.selftest import run_self_test
-from agent.sinks.base import Sink, SinkError
+from agent.sinks.base import Sink, SinkError, SpoolFullError
 from agent.sources.canary import Canary, open_canary
 from agent.sources.errors import SourceError
 from agent.sources.input import EventQueue, InputHooks
@@ -136,6 +137,9 @@ class AgentStatus:
     grants: tuple[Grant, ...] = ()
     #: Whether the policy in force needs (new) consent before capture.
     consent_needed: bool = False
+    #: Batches of an earlier run that never reached the sink (a crash, or an
+    #: exit while writes failed), as ``report_lost_batches`` was told.
+    batches_lost: int = 0
 
 
 class Agent:
@@ -192,7 +196,11 @@ class Agent:
         #: Finished batches the sink has not taken yet, oldest first.
         self._unwritten: deque[Batch] = deque()
         self._next_write_retry = 0.0
+        #: Why the held batches cannot be written; None while writes succeed.
         self._write_problem: str | None = None
+        self._batches_lost = 0
+        #: Lost batches the next batch's gap marker has yet to mention.
+        self._lost_unmarked = 0
         self._policy_file_seen: tuple[int, int] | None = None
         self._next_policy_check = 0.0
 
@@ -203,6 +211,7 @@ class Agent:
         now = self._clock()
         with self._lock:
             self._load(now)
+            self._mark_lost(now)
             self._thread = threading.Thread(target=self._run, name="overt-capture", daemon=True)
             self._thread.start()
             self._grabs.start()
@@ -218,9 +227,9 @@ class Agent:
                 for batch in self._pipeline.stop_capture(self._clock()):
                     self._write(batch)
             if self._unwritten:
-                # The sink refused them to the end (a full disk, say): they die
-                # with the process, and the log says how many.
-                log.error("%d batches could not be written before exit", len(self._unwritten))
+                self._write_held(self._clock())
+            if self._unwritten:
+                self._give_up_held()
         self._grabs.stop()
 
     def __enter__(self) -> Agent:
@@ -244,6 +253,18 @@ class Agent:
                 log.info("paused; %d buffered records dropped", dropped)
                 self._handle(self._pipeline.marker(MarkerKind.PAUSE_START, now))
             return state.pause
+
+    def report_lost_batches(self, count: int) -> None:
+        """``count`` batches of an earlier run never reached the sink (their
+        numbers were recorded as used, no spooled batch carries them): a gap
+        marker ``batches_lost`` goes into the next batch, once a policy is in
+        force. Called by ``agent.service`` before ``start``."""
+        if count <= 0:
+            return
+        with self._lock:
+            self._batches_lost += count
+            self._lost_unmarked += count
+            log.warning("%d batches of an earlier run were lost before they were spooled", count)
 
     def resume(self) -> None:
         """End a pause now."""
@@ -361,6 +382,7 @@ class Agent:
                 grants=tuple(g for g in state.grants if g.expires.timestamp() > now),
                 consent_needed=reason
                 in (Reason.NO_CONSENT, Reason.CONSENT_OUTDATED, Reason.CONSENT_DECLINED),
+                batches_lost=self._batches_lost,
             )
 
     def flush(self) -> None:
@@ -567,6 +589,7 @@ class Agent:
             self._end_pause(now)
         if self._unwritten and now >= self._next_write_retry:
             self._write_held(now)
+        self._mark_lost(now)
         self._check_policy_file(now)
         self._sync_hooks(now)
         if self._pipeline is not None:
@@ -670,30 +693,38 @@ class Agent:
                 self._grabs.request(action.window)
 
     def _write(self, batch: Batch) -> None:
-        # Record the number as used first: a crash may skip one, never reuse one.
-        self._local.advance_sequence(batch.header.seq)
+        """Hold ``batch`` and write what is held, unless writes are failing:
+        then it waits with the others for the next retry."""
         self._unwritten.append(batch)
-        self._write_held(self._clock())
+        if self._write_problem is None:
+            self._write_held(self._clock())
 
     def _write_held(self, now: float) -> None:
-        """Write held batches in order. On failure keep them, and stop capturing
-        (as with a full spool) until a retry succeeds: nothing is dropped."""
+        """Write held batches in order; on failure keep them and stop capturing.
+
+        Each batch's sequence number is recorded as used (``sequence.json``)
+        just before the batch goes to the sink, so a number is taken only by
+        a batch on its way to the spool: a crash may skip one, never reuse
+        one. If recording the number or writing the batch fails — a full
+        disk, a full spool, an I/O error anywhere in seal, spool and ledger —
+        the batch stays held (nothing is dropped), capture stops with reason
+        ``spool_full`` and a problem that names the cause, and every
+        ``_WRITE_RETRY_S`` the held batches are tried again. Once they are
+        all written, a gap marker (``spool_full``) records the stretch that
+        was not captured, and capture resumes.
+        """
         while self._unwritten:
             batch = self._unwritten[0]
             try:
+                self._local.advance_sequence(batch.header.seq)
                 self._sink.write(batch)
-            except (SinkError, OSError) as exc:
-                self._next_write_retry = now + _WRITE_RETRY_S
-                if not self._engine.state.spool_full:
-                    log.error("batch seq %d could not be written; capture stops", batch.header.seq)
-                    self._write_problem = f"batches cannot be written: {exc}"
-                    self._engine.set_state(self._engine.state.with_spool_full(full=True))
-                    self._sync_hooks(now)
+            except Exception as exc:
+                self._write_failed(batch, exc, now)
                 return
             self._unwritten.popleft()
             self._batches_written += 1
             log.info("batch seq %d written: %d bytes", batch.header.seq, batch.header.body_size)
-        if self._engine.state.spool_full:
+        if self._write_problem is not None:
             log.info("batches can be written again; capture resumes")
             self._write_problem = None
             self._engine.set_state(self._engine.state.with_spool_full(full=False))
@@ -701,6 +732,77 @@ class Agent:
                 # The dataset must show that nothing was captured meanwhile.
                 self._handle(self._pipeline.marker(MarkerKind.GAP, now, "spool_full"))
             self._sync_hooks(now)
+
+    def _mark_lost(self, now: float) -> None:
+        if self._lost_unmarked and self._pipeline is not None:
+            self._lost_unmarked = 0
+            self._handle(self._pipeline.marker(MarkerKind.GAP, now, "batches_lost"))
+
+    def _give_up_held(self) -> None:
+        """At exit: the sink refused the held batches to the end (a full disk,
+        say), so they die with the process. Their numbers are recorded as used
+        if the disk still allows it, so that the next start sees them missing
+        from the spool and writes a gap marker; the log says which they were."""
+        first, last = self._unwritten[0].header.seq, self._unwritten[-1].header.seq
+        try:
+            self._local.advance_sequence(last)
+        except LocalStateError as exc:
+            log.error("the sequence number of the lost batches cannot be recorded: %s", exc)
+        log.error(
+            "%d batches (seq %d to %d) could not be written before exit and are lost",
+            len(self._unwritten),
+            first,
+            last,
+        )
+
+    def _write_failed(self, batch: Batch, exc: Exception, now: float) -> None:
+        self._next_write_retry = now + _WRITE_RETRY_S
+        problem = _write_problem(exc, self._config.state_dir)
+        if not isinstance(exc, (SinkError, LocalStateError, OSError)):
+            log.exception("batch seq %d: the sink failed unexpectedly", batch.header.seq)
+        if problem == self._write_problem:
+            return
+        first = self._write_problem is None
+        self._write_problem = problem
+        if first:
+            log.error(
+                "batch seq %d could not be written (%s); capture stops, %d batches held",
+                batch.header.seq,
+                type(exc).__name__,
+                len(self._unwritten),
+            )
+            self._engine.set_state(self._engine.state.with_spool_full(full=True))
+            self._sync_hooks(now)
+        else:
+            log.error(
+                "batch seq %d still cannot be written (%s)", batch.header.seq, type(exc).__name__
+            )
+
+
+def _write_problem(exc: BaseException, state_dir: object) -> str:
+    """Why batches cannot be written, in words for the status's ``problem``."""
+    if _disk_full(exc):
+        return (
+            f"the disk is full: captured batches cannot be stored in {state_dir}; "
+            "capture resumes by itself once space is freed"
+        )
+    if isinstance(exc, SpoolFullError):
+        return f"the spool is full ({exc}); capture resumes once uploads make room"
+    if isinstance(exc, (SinkError, LocalStateError, OSError)):
+        return f"batches cannot be written: {exc}"
+    return f"batches cannot be written: {type(exc).__name__} (the agent's log says more)"
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from, says the disk is full."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, SpoolFullError):
+            return seen.reason == "disk"
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 class _GrabWorker:

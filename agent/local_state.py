@@ -18,9 +18,20 @@ It does not own the policy trust state (``policies.store`` does) nor what any
 of these values mean to the gate.
 
 Every write is atomic (temp file, fsync, ``os.replace``), so after a crash
-each file holds either its old or its new content. A sequence number is
-recorded as used before the batch carrying it is written: a crash may skip a
-number but never reuses one.
+each file holds either its old or its new content; a write that fails (a
+full disk, a read-only file system) leaves the old content and raises
+:class:`LocalStateError` naming the file, with the ``OSError`` as its cause
+(``disk_full`` says whether the disk was out of space).
+
+Sequence numbers: ``sequence.json`` holds the number after the highest one
+handed to a batch. The agent records a number as used (``advance_sequence``)
+before the batch carrying it is written to the spool, so a crash may skip a
+number but never reuses one, and a number at or below ``next - 1`` that no
+batch in the spool carries is a batch that was lost (a crash, or an exit
+while its write still failed): ``agent.service`` tells the agent, whose
+next batch carries a gap marker (``batches_lost``) just after the numbers
+that were skipped.
+
 A file that cannot be parsed raises :class:`LocalStateError` naming the file;
 it is never silently reset (a reset consent file would re-ask, a reset
 sequence would reuse numbers).
@@ -30,6 +41,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import json
 import os
 import secrets
@@ -46,10 +58,17 @@ from policies.store import TrustStore, atomic_write
 
 FORMAT = 1
 _MAX_FILE_BYTES = 1 << 20
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class LocalStateError(Exception):
-    """A state file is unreadable, malformed or of an unknown format."""
+    """A state file is unreadable, unwritable, malformed or of an unknown format."""
+
+    @property
+    def disk_full(self) -> bool:
+        """Whether the cause was a full disk (or a full quota)."""
+        cause = self.__cause__
+        return isinstance(cause, OSError) and cause.errno in _DISK_FULL
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +115,11 @@ class LocalState:
 
     def _write(self, name: str, data: dict[str, Any]) -> None:
         body = json.dumps({"format": FORMAT, **data}, sort_keys=True).encode()
-        atomic_write(self.directory / name, body, mode=0o600)
+        path = self.directory / name
+        try:
+            atomic_write(path, body, mode=0o600)
+        except OSError as exc:
+            raise LocalStateError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
     def device_id(self) -> str:
         """This device's id, created on first use."""
@@ -210,7 +233,12 @@ class LocalState:
         return value
 
     def advance_sequence(self, used: int) -> None:
-        """Record that ``used`` is taken, before the batch carrying it is written."""
+        """Record that ``used`` is taken, before the batch carrying it is written.
+
+        A number below the recorded next one changes nothing. Raises
+        ``LocalStateError`` when the file cannot be read or written; the
+        number is then not recorded, and the batch must not be written yet.
+        """
         with self._lock:
             if used >= self.next_sequence():
                 self._write("sequence.json", {"next": used + 1})

@@ -35,7 +35,7 @@ from agent.app import Agent, AgentError
 from agent.config import AgentConfig
 from agent.control import ControlError, ControlServer
 from agent.control_target import AgentControlTarget, ControlParts
-from agent.local_state import LocalState
+from agent.local_state import LocalState, LocalStateError
 from agent.pipeline.batch import Batch
 from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import daily_upload_budget
@@ -128,6 +128,7 @@ class AgentService:
         else:
             self._http = None
         wake = self._wake_uploader
+        self._sink_is_spool = sink is None
         self.agent = Agent(
             config,
             probe=probe,
@@ -166,11 +167,7 @@ class AgentService:
 
     def start(self) -> None:
         """Claim the control socket, sync once, then start capture, upload and sync."""
-        # A sequence number the spool has seen is never used again, even if
-        # the small state file was lost.
-        last = self.spool.last_seq()
-        if last >= self._local.next_sequence():
-            self._local.advance_sequence(last)
+        self._reconcile_sequence()
         if self.control is not None:
             # Claim the socket first: a second agent for this user stops here.
             self.control.start()
@@ -190,6 +187,26 @@ class AgentService:
             if self.control is not None:
                 self.control.stop()
             raise
+
+    def _reconcile_sequence(self) -> None:
+        """Hold the recorded sequence number against the spool before capture starts.
+
+        A number the spool has seen is never used again, even if the small
+        state file was lost. A number recorded as used that no batch in the
+        spool carries belongs to a batch that was lost on its way there (a
+        crash between the two writes, or an exit while the spool refused it):
+        the agent is told, and its next batch carries a gap marker. With
+        another sink (``--sink DIR``) the spool is not where batches go, so
+        only the first rule applies.
+        """
+        last = self.spool.last_seq()
+        used = self._local.next_sequence() - 1
+        if last > used:
+            self._local.advance_sequence(last)
+        elif used > last and self._sink_is_spool:
+            log.warning("sequence numbers %d to %d were used, but no spooled batch has them",
+                        last + 1, used)  # fmt: skip
+            self.agent.report_lost_batches(used - last)
 
     def stop(self) -> None:
         if self.control is not None:
@@ -285,6 +302,11 @@ class AgentService:
             applied = self.agent.set_consent(record.accepted)
         except AgentError as exc:
             raise ControlError("unavailable", str(exc)) from exc
+        except LocalStateError as exc:
+            # A full disk, say: the answer is not in force either.
+            raise ControlError(
+                "unavailable", f"Your answer could not be recorded ({exc}). Nothing changed."
+            ) from exc
         remote = self.remote
         if remote is None:
             return

@@ -9,8 +9,9 @@ one lock for the whole statement or transaction. SQLite serialises writers
 anyway; the lock only makes the sharing of one connection safe.
 
 Every ``sqlite3`` exception is turned into a :class:`~agent.sinks.base.SpoolError`
-here: ``SQLITE_FULL`` becomes ``SpoolFullError(reason="disk")``; corruption
-and "not a database" say so and name the file.
+here: ``SQLITE_FULL`` (and ``SQLITE_IOERR_SHMSIZE``, the WAL index finding no
+room to grow) becomes ``SpoolFullError(reason="disk")``; corruption and "not
+a database" say so and name the file.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ log = logging.getLogger(__name__)
 _SQLITE_CORRUPT = 11
 _SQLITE_FULL = 13
 _SQLITE_NOTADB = 26
+#: The shared-memory file (``-shm``) of the WAL could not grow: no space for it.
+_SQLITE_IOERR_SHMSIZE = 4874
 
 
 def wrap_error(exc: sqlite3.Error, doing: str, path: Path) -> SpoolError:
     """The ``SpoolError`` that says what went wrong with the spool at ``path``."""
     code = getattr(exc, "sqlite_errorcode", None)
     primary = None if code is None else code & 0xFF
-    if primary == _SQLITE_FULL:
+    if primary == _SQLITE_FULL or code == _SQLITE_IOERR_SHMSIZE:
         return SpoolFullError(
             f"the disk holding the spool {path} is full; could not {doing}", reason="disk"
         )

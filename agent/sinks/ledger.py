@@ -16,9 +16,11 @@ stored bytes failed the integrity check; they stay in the quarantine table).
 
 Retention: an entry is kept for ``LEDGER_RETENTION_DAYS`` (30) after both its
 capture time and its last change; entries of batches still in the spool are
-never pruned. Days are local days (the ``tz`` given to the spool, else the
-system's local time zone), since the daily upload budget and the tray's chart
-count per local day.
+never pruned, nor is the entry with the highest sequence number (it is how
+the spool knows the highest number it has seen, ``Spool.last_seq``). Days
+are local days (the ``tz`` given to the spool, else the system's local time
+zone), since the daily upload budget and the tray's chart count per local
+day.
 
 Public API (thread-safe; every call takes the spool's database lock):
 
@@ -187,10 +189,11 @@ def set_state(
 
 
 def prune(conn: sqlite3.Connection, now_ms: int) -> int:
-    """Delete entries past retention (never those still in the spool)."""
+    """Delete entries past retention (never those still in the spool, nor the newest)."""
     cutoff = now_ms - LEDGER_RETENTION_DAYS * DAY_MS
     cursor = conn.execute(
-        "DELETE FROM ledger WHERE state != 'spooled' AND changed_at_ms < ? AND end_ms < ?",
+        "DELETE FROM ledger WHERE state != 'spooled' AND changed_at_ms < ? AND end_ms < ?"
+        " AND seq < (SELECT MAX(seq) FROM ledger)",
         (cutoff, cutoff),
     )
     return cursor.rowcount

@@ -316,8 +316,13 @@ class Uploader:
         settings = self._settings
         now_ms = _ms(now)
         if self._last_maintain is None or now - self._last_maintain >= settings.maintain_every_s:
-            self._spool.maintain(now_ms)
             self._last_maintain = now
+            try:
+                self._spool.maintain(now_ms)
+            except SpoolError as exc:
+                # Not a reason to skip this round's uploads (on a full disk,
+                # say): they are what frees space, and the next round prunes.
+                log.warning("spool maintenance failed: %s", exc)
 
         for request in self._spool.pending_erasures():
             outcome = self._send_erasure(signer, request)
