@@ -8,8 +8,8 @@ The tray makes about twenty such calls at each status poll (every setter:
 ``setText``, ``setEnabled``, ``setIcon``…, and every ``Signal.emit``), so
 the count falls by about ten a second and the process dies of
 ``Fatal Python error: none_dealloc`` (or ``bool_dealloc``) within the hour,
-or at once when it quits, because the interpreter's shutdown releases what
-is left. PySide6-Essentials 6.12.0 (with shiboken6 6.12.0) is such a build:
+or when it quits after a few minutes, because the interpreter's shutdown
+releases what is left. PySide6-Essentials 6.12.0 (with shiboken6 6.12.0) is such a build:
 libshiboken's ``Sbk_ReturnFromPython_None``, which the wrapped ``void``
 methods return through, returns ``Py_None`` without ``Py_INCREF``, and
 ``Signal.emit`` returns ``True`` the same way; in 6.11.3 both take the
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 #: How many calls :func:`binding_fault` makes: enough that a count moved by
 #: another thread meanwhile cannot pass for a fault, and few against what a
-#: fresh process holds (about 600 references to True).
+#: fresh process holds (a few hundred references to True).
 PROBE_CALLS = 100
 
 
