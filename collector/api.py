@@ -3,50 +3,67 @@
 :func:`create_app` builds the whole app in-process from a
 :class:`~collector.config.CollectorConfig` (tests hand it an injected clock
 and a temporary data directory); ``overt collector serve`` runs the same app
-on uvicorn. This module owns only HTTP: reading bodies within their limits
-(a declared ``Content-Length`` over the limit is refused before a byte of
-the body is read; a chunked body is cut off as soon as it passes the limit),
-turning JSON into request models, authenticating the caller first, and
-mapping :class:`~collector.errors.CollectorError` codes to statuses. Every
-rule lives in :class:`~collector.service.CollectorService`, which the app
-exposes as ``app.state.service`` so that other routers (the admin web pages)
-can be added with ``app.include_router`` and call the same service.
+on uvicorn. This module owns only HTTP: who is asked to wait before anything
+else (:class:`~collector.admission.AdmissionGate`), authenticating the caller
+before a byte of the body is read, reading bodies within their limits (a
+declared ``Content-Length`` over the limit is refused unread; a chunked body
+is cut off as soon as it passes the limit; a body that stops arriving is a
+408), turning JSON into request models, and mapping
+:class:`~collector.errors.CollectorError` codes to statuses
+(:mod:`collector.http_errors`). Every rule lives in
+:class:`~collector.service.CollectorService`, which the app exposes as
+``app.state.service`` so that other routers (the admin web pages) can be
+added with ``app.include_router`` and call the same service.
 
-Statuses: 401 for any authentication failure (one body, whatever the
-reason), 404, 409 for conflicts, 413 for bodies over a limit, 422 for
-malformed input, 503 with ``Retry-After`` when the store cannot write.
-No input makes the app answer 5xx otherwise; ``tests/collector`` fuzzes that.
+A device request is admitted from its headers alone
+(:meth:`CollectorService.admit_device`: signature headers well formed, a
+fresh timestamp, an enrolled and unrevoked device under its rate); its body
+is then streamed (hashed as it arrives for batches) and the signature over
+it checked. An admin request's bearer token is checked before its body is
+read.
+
+``/openapi.json`` is generated from the routes and from the request models
+the bodies are validated with, so that it states every rule the server
+enforces; ``tests/collector/test_schemathesis.py`` fuzzes the real process
+against it. Statuses: 401 for any authentication failure (one body, whatever
+the reason), 404, 405 with every allowed method in ``Allow``, 408 for a
+stalled body, 409 for conflicts, 413 for bodies over a limit, 422 for
+malformed input, 429 and 503 with ``Retry-After``. No input makes the app
+answer 5xx otherwise.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from collector import schemas
+from collector.admission import DEVICE_SCOPE_KEY, AdmissionGate
 from collector.auth import AdminIdentity
-from collector.config import CollectorConfig, Limits, iso
+from collector.config import Admission, CollectorConfig, Limits, iso
 from collector.errors import (
+    BodyTimeoutError,
     CollectorError,
-    ConflictError,
     InvalidRequestError,
-    NotFoundError,
     PayloadTooLargeError,
-    StorageError,
     UnauthorizedError,
 )
-from collector.service import CollectorService
+from collector.http_errors import JSON, error_parts, send_json
+from collector.service import AdmittedDevice, CollectorService
 from collector.sqlite_store import SQLiteStorage
 from collector.storage import (
     AuditEvent,
@@ -57,22 +74,20 @@ from collector.storage import (
     PolicyPutOutcome,
     Storage,
 )
+from policies.device_auth import (
+    DEVICE_HEADER,
+    MAX_SKEW_MS,
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+)
 from policies.sealed import MAX_SEALED_BYTES, MEDIA_TYPE
 
 logger = logging.getLogger(__name__)
 
 API_VERSION = "1"
-JSON = "application/json"
+BATCHES_PATH = "/v1/batches"
 _M = TypeVar("_M", bound=BaseModel)
-
-_STATUS: tuple[tuple[type[CollectorError], int], ...] = (
-    (UnauthorizedError, 401),
-    (NotFoundError, 404),
-    (ConflictError, 409),
-    (PayloadTooLargeError, 413),
-    (InvalidRequestError, 422),
-    (StorageError, 503),
-)
 
 
 def _error(status: int, description: str) -> dict[int | str, dict[str, Any]]:
@@ -80,49 +95,40 @@ def _error(status: int, description: str) -> dict[int | str, dict[str, Any]]:
 
 
 _E401 = _error(401, "authentication failed (one answer for every reason)")
+_E408 = _error(408, "body_timeout: the body stopped arriving; the connection is closed")
 _E413 = _error(413, "body over the limit; refused before it is read")
 _E422 = _error(422, "malformed request")
-_E503 = _error(503, "the store cannot write now; retry after Retry-After seconds")
+_E429 = _error(429, "rate_limited: over the device's or the address's rate; see Retry-After")
+_E503 = _error(
+    503, "overloaded, or the store cannot write now (storage_error); retry after Retry-After"
+)
+#: What any request may be answered, whatever it is.
+_BOUNDS = {**_E429, **_E503}
+#: What any request with a body may be answered besides.
+_BODY = {**_E408, **_E413, **_E422}
+
+#: The device signature headers, as security schemes that hold together
+#: (``policies/device_auth.py``): a device request carries all four.
+_DEVICE_SCHEMES = {
+    "overtDevice": DEVICE_HEADER,
+    "overtTimestamp": TIMESTAMP_HEADER,
+    "overtNonce": NONCE_HEADER,
+    "overtSignature": SIGNATURE_HEADER,
+}
+_DEVICE_SECURITY: dict[str, Any] = {"security": [{scheme: [] for scheme in _DEVICE_SCHEMES}]}
+_ADMIN_SECURITY: dict[str, Any] = {"security": [{"bearer": []}]}
 
 
-def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+def _json_body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
+    """The request body of an operation: the JSON Schema of the model that validates it."""
     ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"requestBody": {"required": True, "content": {JSON: {"schema": ref}}}}
-
-
-def _query(*params: tuple[str, dict[str, Any], str]) -> dict[str, Any]:
-    return {
-        "parameters": [
-            {"name": name, "in": "query", "required": False, "schema": schema, "description": d}
-            for name, schema, d in params
-        ]
-    }
-
-
-def _device_headers() -> dict[str, Any]:
-    names = ("Overt-Device", "Overt-Timestamp", "Overt-Nonce", "Overt-Signature")
-    return {
-        "parameters": [
-            {
-                "name": name,
-                "in": "header",
-                "required": True,
-                "schema": {"type": "string"},
-                "description": "device request signature (policies/device_auth.py)",
-            }
-            for name in names
-        ]
-    }
+    return {"requestBody": {"required": required, "content": {JSON: {"schema": ref}}}}
 
 
 def _merge(*parts: dict[str, Any]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for part in parts:
-        for key, value in part.items():
-            if key == "parameters":
-                merged.setdefault("parameters", []).extend(value)
-            else:
-                merged[key] = value
+        merged.update(part)
     return merged
 
 
@@ -134,28 +140,88 @@ def _target(request: Request) -> str:
     return _scope_target(request.scope)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with a 413 as soon as it is known to be over ``limit``.
+def _scope_target(scope: Any) -> str:
+    """The request target as the device signed it: raw path, then ``?query`` if any."""
+    raw = scope.get("raw_path") or scope["path"].encode("utf-8")
+    query = scope.get("query_string") or b""
+    target = raw.decode("latin-1")
+    return f"{target}?{query.decode('latin-1')}" if query else target
 
-    A declared ``Content-Length`` over the limit is refused before anything
-    is read; a chunked body is read only until it passes the limit.
+
+# -------------------------------------------------------------------- bodies
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its body was complete."""
+
+
+def check_declared_length(declared: str | None, limit: int) -> None:
+    """Refuse a declared ``Content-Length`` over ``limit`` before anything is read."""
+    if declared is None:
+        return
+    declared = declared.strip()
+    if not (declared.isascii() and declared.isdigit()):
+        raise InvalidRequestError("Content-Length is not a number")
+    if int(declared) > limit:
+        raise PayloadTooLargeError(f"the body is over the {limit}-byte limit")
+
+
+async def stream_body(
+    receive: Any,
+    limit: int,
+    idle_seconds: float,
+    within_seconds: float | None = None,
+    *,
+    digest: bool = False,
+) -> tuple[bytes, bytes | None]:
+    """The body and, if asked, its SHA-256, read as it arrives.
+
+    Refused with a 413 as soon as it passes ``limit``, with a 408 when
+    nothing arrives for ``idle_seconds`` or the whole takes longer than
+    ``within_seconds``. Raises :class:`_ClientGone` if the client leaves.
     """
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        declared = declared.strip()
-        if not (declared.isascii() and declared.isdigit()):
-            raise InvalidRequestError("Content-Length is not a number")
-        if int(declared) > limit:
-            raise PayloadTooLargeError(f"the body is over the {limit}-byte limit")
+    loop = asyncio.get_running_loop()
+    hasher = hashlib.sha256() if digest else None
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLargeError(f"the body is over the {limit}-byte limit")
-        if chunk:
-            chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    end = None if within_seconds is None else loop.time() + max(0.0, within_seconds)
+    try:
+        async with asyncio.timeout(None) as timer:
+            while True:
+                when = loop.time() + idle_seconds
+                timer.reschedule(when if end is None else min(when, end))
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _ClientGone
+                chunk = message.get("body", b"")
+                total += len(chunk)
+                if total > limit:
+                    raise PayloadTooLargeError(f"the body is over the {limit}-byte limit")
+                if chunk:
+                    chunks.append(chunk)
+                    if hasher is not None:
+                        hasher.update(chunk)
+                if not message.get("more_body", False):
+                    break
+    except TimeoutError as exc:
+        raise BodyTimeoutError("the body stopped arriving before it was complete") from exc
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return body, None if hasher is None else hasher.digest()
+
+
+def _signed_within(admitted: AdmittedDevice, now_ms: int) -> float:
+    """Seconds until the request's timestamp is stale: after that it would be refused anyway."""
+    return (admitted.claim.timestamp_ms + MAX_SKEW_MS - now_ms) / 1000
+
+
+async def read_body(request: Request, limit: int, admission: Admission) -> bytes:
+    try:
+        body, _ = await stream_body(
+            request.receive, limit, admission.body_idle_seconds, MAX_SKEW_MS / 1000
+        )
+    except _ClientGone as exc:
+        raise InvalidRequestError("the client left before its body was complete") from exc
+    return body
 
 
 def _describe(exc: ValidationError) -> str:
@@ -171,6 +237,23 @@ def parse_json(model: type[_M], body: bytes) -> _M:
         return model.model_validate_json(body)
     except ValidationError as exc:
         raise InvalidRequestError(_describe(exc)) from exc
+
+
+def _query_int(value: Any) -> Any:
+    """A query integer as JSON Schema reads one: digits, or digits and a zero fraction."""
+    if isinstance(value, str):
+        whole, dot, fraction = value.partition(".")
+        if (
+            whole.isascii()
+            and whole.isdigit()
+            and (not dot or (fraction.isascii() and fraction.isdigit() and not fraction.strip("0")))
+        ):
+            return int(whole)
+        raise ValueError("must be an integer")
+    return value
+
+
+QueryInt = BeforeValidator(_query_int)
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
@@ -219,17 +302,151 @@ def _audit_out(event: AuditEvent) -> schemas.AuditEventOut:
     )
 
 
+# ------------------------------------------------------------ batch uploads
+
+
+class BatchUploads:
+    """``POST /v1/batches``: admit from the headers, stream the body, verify, store.
+
+    Installed twice: as the documented route, and as an ASGI middleware in
+    front of the FastAPI app that answers the same requests without routing
+    (the hot path); every other request goes on to the app. Admission comes
+    first (413 for a declared ``Content-Length`` over the limit, then 401 or
+    429 from the headers alone), then the body is read within the limit and
+    hashed as it arrives, and :meth:`CollectorService.ingest` verifies and
+    stores it.
+    """
+
+    def __init__(self, app: Any, service: CollectorService, limit: int, idle: float) -> None:
+        self.app = app
+        self.service = service
+        self.limit = limit
+        self.idle = idle
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != BATCHES_PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        answer = await self.answer(scope, receive)
+        if answer is not None:
+            await send_json(send, *answer)
+
+    async def answer(self, scope: Any, receive: Any) -> tuple[int, bytes, dict[str, str]] | None:
+        """Status, JSON body and extra headers of the answer; ``None`` if the client left."""
+        try:
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            check_declared_length(headers.get("content-length"), self.limit)
+            service = self.service
+            admitted = await service.admit_device(headers)
+            body, digest = await stream_body(
+                receive,
+                self.limit,
+                self.idle,
+                _signed_within(admitted, service.now_ms()),
+                digest=True,
+            )
+            try:
+                result = await service.ingest(admitted, headers, _scope_target(scope), body, digest)
+            except UnauthorizedError:
+                raise
+            except CollectorError:
+                scope[DEVICE_SCOPE_KEY] = admitted.claim.device_id  # signed: the device's request
+                raise
+            scope[DEVICE_SCOPE_KEY] = admitted.claim.device_id
+        except _ClientGone:
+            return None
+        except CollectorError as exc:
+            return error_parts(exc, BATCHES_PATH)
+        status = 201 if result.outcome is BatchOutcome.STORED else 200
+        ack = {"status": result.outcome.value, "seq": result.seq, "batch_id": result.batch_id}
+        return status, json.dumps(ack).encode(), {}
+
+
+def _batch_route(uploads: BatchUploads) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["device"])
+
+    @router.post(
+        "/batches",
+        status_code=201,
+        response_model=schemas.BatchAckOut,
+        summary="upload one sealed batch; acknowledged once it is durable",
+        responses={
+            200: {
+                "model": schemas.BatchAckOut,
+                "description": "an identical resend of a stored (device, seq): duplicate",
+            },
+            **_E401,
+            **_error(409, "sequence_conflict: this (device, seq) is stored with other bytes"),
+            **_BODY,
+            **_error(
+                413,
+                f"over MAX_SEALED_BYTES ({MAX_SEALED_BYTES}); refused before the body is read",
+            ),
+            **_error(
+                422,
+                "malformed_batch, wrong_device (the header names another device) or "
+                "bad_batch_signature",
+            ),
+            **_BOUNDS,
+        },
+        openapi_extra=_merge(
+            _DEVICE_SECURITY,
+            {
+                "requestBody": {
+                    "required": True,
+                    "description": "a sealed batch, policies/sealed.py format 1",
+                    "content": {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+                }
+            },
+        ),
+    )
+    async def upload_batch(request: Request) -> Response:
+        # Reached only without the BatchUploads middleware in front (it answers first).
+        answer = await uploads.answer(request.scope, request.receive)
+        if answer is None:
+            return Response(status_code=400)
+        status, payload, extra = answer
+        return Response(payload, status_code=status, media_type=JSON, headers=extra)
+
+    return router
+
+
 # ------------------------------------------------------------------ devices
 
 
-def _device_routes(service: CollectorService, limits: Limits) -> APIRouter:
+def _device_routes(service: CollectorService, limits: Limits, admission: Admission) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["device"])
 
-    async def device_call(request: Request, limit: int) -> tuple[DeviceRecord, bytes]:
-        body = await read_body(request, limit)
+    def device_request(limit: int) -> Callable[..., Any]:
+        async def admitted(request: Request) -> AdmittedDevice:
+            check_declared_length(request.headers.get("content-length"), limit)
+            return await service.admit_device(request.headers)
+
+        return admitted
+
+    #: A device request with a JSON body (or none) of at most ``limits.json_bytes``.
+    #: (A default, not an ``Annotated`` alias: this module's annotations are strings.)
+    admitted_json = Depends(device_request(limits.json_bytes))
+
+    async def device_body(request: Request, admitted: AdmittedDevice) -> tuple[DeviceRecord, bytes]:
+        try:
+            body, _ = await stream_body(
+                request.receive,
+                limits.json_bytes,
+                admission.body_idle_seconds,
+                _signed_within(admitted, service.now_ms()),
+            )
+        except _ClientGone as exc:
+            raise InvalidRequestError("the client left before its body was complete") from exc
         device = await run_in_threadpool(
-            service.authenticate_device, request.headers, request.method, _target(request), body
+            service.verify_device,
+            admitted,
+            request.headers,
+            request.method,
+            _target(request),
+            body,
         )
+        request.scope[DEVICE_SCOPE_KEY] = device.device_id
         return device, body
 
     @router.post(
@@ -240,14 +457,14 @@ def _device_routes(service: CollectorService, limits: Limits) -> APIRouter:
         responses={
             **_error(401, "unknown, used or expired enrollment token"),
             **_error(409, "the device id is already enrolled"),
-            **_E413,
-            **_E422,
-            **_E503,
+            **_BODY,
+            **_BOUNDS,
         },
         openapi_extra=_json_body(schemas.EnrollIn),
     )
     async def enroll(request: Request) -> Response:
-        body = await read_body(request, limits.json_bytes)
+        check_declared_length(request.headers.get("content-length"), limits.json_bytes)
+        body = await read_body(request, limits.json_bytes, admission)
         given = parse_json(schemas.EnrollIn, body)
         device = await run_in_threadpool(
             service.enroll, given.token, given.device_id, given.public_key, given.hostname
@@ -268,11 +485,13 @@ def _device_routes(service: CollectorService, limits: Limits) -> APIRouter:
             304: {"description": "If-None-Match matched the ETag"},
             **_E401,
             **_error(404, "no_policy: nothing stored for this tenant and group"),
+            **_BODY,
+            **_BOUNDS,
         },
-        openapi_extra=_device_headers(),
+        openapi_extra=_DEVICE_SECURITY,
     )
-    async def get_policy(request: Request) -> Response:
-        device, _ = await device_call(request, limits.json_bytes)
+    async def get_policy(request: Request, admitted: AdmittedDevice = admitted_json) -> Response:
+        device, _ = await device_body(request, admitted)
         record = await run_in_threadpool(service.policy_for, device)
         etag = f'"{record.sha256}"'
         if _etag_matches(request.headers.get("if-none-match"), etag):
@@ -283,11 +502,16 @@ def _device_routes(service: CollectorService, limits: Limits) -> APIRouter:
         "/grants",
         response_model=schemas.GrantsOut,
         summary="the device's unexpired exemption grants",
-        responses={304: {"description": "If-None-Match matched the ETag"}, **_E401},
-        openapi_extra=_device_headers(),
+        responses={
+            304: {"description": "If-None-Match matched the ETag"},
+            **_E401,
+            **_BODY,
+            **_BOUNDS,
+        },
+        openapi_extra=_DEVICE_SECURITY,
     )
-    async def get_grants(request: Request) -> Response:
-        device, _ = await device_call(request, limits.json_bytes)
+    async def get_grants(request: Request, admitted: AdmittedDevice = admitted_json) -> Response:
+        device, _ = await device_body(request, admitted)
         grants, digest = await run_in_threadpool(service.grants_for, device)
         etag = f'"{digest}"'
         if _etag_matches(request.headers.get("if-none-match"), etag):
@@ -302,11 +526,13 @@ def _device_routes(service: CollectorService, limits: Limits) -> APIRouter:
         status_code=201,
         response_model=schemas.ExemptionCreatedOut,
         summary="ask for an exemption",
-        responses={**_E401, **_E413, **_E422, **_E503},
-        openapi_extra=_merge(_device_headers(), _json_body(schemas.ExemptionIn)),
+        responses={**_E401, **_BODY, **_BOUNDS},
+        openapi_extra=_merge(_DEVICE_SECURITY, _json_body(schemas.ExemptionIn)),
     )
-    async def request_exemption(request: Request) -> Response:
-        device, body = await device_call(request, limits.json_bytes)
+    async def request_exemption(
+        request: Request, admitted: AdmittedDevice = admitted_json
+    ) -> Response:
+        device, body = await device_body(request, admitted)
         given = parse_json(schemas.ExemptionIn, body)
         record = await run_in_threadpool(
             service.request_exemption, device, given.category, given.reason, given.duration_days
@@ -317,11 +543,13 @@ def _device_routes(service: CollectorService, limits: Limits) -> APIRouter:
         "/exemptions",
         response_model=schemas.ExemptionsOut,
         summary="the device's exemption requests and their decisions",
-        responses={**_E401},
-        openapi_extra=_device_headers(),
+        responses={**_E401, **_BODY, **_BOUNDS},
+        openapi_extra=_DEVICE_SECURITY,
     )
-    async def list_exemptions(request: Request) -> Response:
-        device, _ = await device_call(request, limits.json_bytes)
+    async def list_exemptions(
+        request: Request, admitted: AdmittedDevice = admitted_json
+    ) -> Response:
+        device, _ = await device_body(request, admitted)
         records = await run_in_threadpool(service.device_exemptions, device)
         return _ok(schemas.ExemptionsOut(requests=[_exemption_out(r) for r in records]))
 
@@ -329,11 +557,11 @@ def _device_routes(service: CollectorService, limits: Limits) -> APIRouter:
         "/erasure",
         response_model=schemas.ErasureOut,
         summary="delete the device's stored batches overlapping a time range",
-        responses={**_E401, **_E413, **_E422, **_E503},
-        openapi_extra=_merge(_device_headers(), _json_body(schemas.ErasureIn)),
+        responses={**_E401, **_BODY, **_BOUNDS},
+        openapi_extra=_merge(_DEVICE_SECURITY, _json_body(schemas.ErasureIn)),
     )
-    async def erasure(request: Request) -> Response:
-        device, body = await device_call(request, limits.json_bytes)
+    async def erasure(request: Request, admitted: AdmittedDevice = admitted_json) -> Response:
+        device, body = await device_body(request, admitted)
         given = parse_json(schemas.ErasureIn, body)
         deleted = await run_in_threadpool(
             service.erase, device, given.start_ms, given.end_ms, given.reason
@@ -345,11 +573,11 @@ def _device_routes(service: CollectorService, limits: Limits) -> APIRouter:
         status_code=201,
         response_model=schemas.RecordedOut,
         summary="record the employee's answer to the capture notice",
-        responses={**_E401, **_E413, **_E422, **_E503},
-        openapi_extra=_merge(_device_headers(), _json_body(schemas.ConsentIn)),
+        responses={**_E401, **_BODY, **_BOUNDS},
+        openapi_extra=_merge(_DEVICE_SECURITY, _json_body(schemas.ConsentIn)),
     )
-    async def consent(request: Request) -> Response:
-        device, body = await device_call(request, limits.json_bytes)
+    async def consent(request: Request, admitted: AdmittedDevice = admitted_json) -> Response:
+        device, body = await device_body(request, admitted)
         given = parse_json(schemas.ConsentIn, body)
         await run_in_threadpool(
             service.record_consent, device, given.policy_version, given.decision, given.at_ms
@@ -362,28 +590,37 @@ def _device_routes(service: CollectorService, limits: Limits) -> APIRouter:
 # -------------------------------------------------------------------- admin
 
 
-def _admin_routes(service: CollectorService, limits: Limits) -> APIRouter:
+def _admin_routes(service: CollectorService, limits: Limits, admission: Admission) -> APIRouter:
     router = APIRouter(prefix="/v1/admin", tags=["admin"])
-    bearer: dict[str, Any] = {"security": [{"bearer": []}]}
 
-    async def admin_call(request: Request, limit: int) -> tuple[AdminIdentity, bytes]:
-        body = await read_body(request, limit)
-        admin = await run_in_threadpool(
-            service.authenticate_admin, request.headers.get("authorization")
-        )
-        return admin, body
+    def admin_request(limit: int) -> Callable[..., Any]:
+        async def admin(request: Request) -> AdminIdentity:
+            check_declared_length(request.headers.get("content-length"), limit)
+            return await run_in_threadpool(
+                service.authenticate_admin, request.headers.get("authorization")
+            )
+
+        return admin
+
+    #: An admin request with a JSON body (or none) of at most ``limits.json_bytes``.
+    admin_json = Depends(admin_request(limits.json_bytes))
+    admin_policy = Depends(admin_request(limits.policy_bytes))
+
+    async def body_of(request: Request, limit: int = limits.json_bytes) -> bytes:
+        return await read_body(request, limit, admission)
 
     @router.post(
         "/enrollment-tokens",
         status_code=201,
         response_model=schemas.EnrollmentTokenOut,
         summary="create a single-use enrollment token (shown once)",
-        responses={**_E401, **_E413, **_E422, **_E503},
-        openapi_extra=_merge(bearer, _json_body(schemas.EnrollmentTokenIn)),
+        responses={**_E401, **_BODY, **_BOUNDS},
+        openapi_extra=_merge(_ADMIN_SECURITY, _json_body(schemas.EnrollmentTokenIn)),
     )
-    async def create_enrollment_token(request: Request) -> Response:
-        admin, body = await admin_call(request, limits.json_bytes)
-        given = parse_json(schemas.EnrollmentTokenIn, body)
+    async def create_enrollment_token(
+        request: Request, admin: AdminIdentity = admin_json
+    ) -> Response:
+        given = parse_json(schemas.EnrollmentTokenIn, await body_of(request))
         new = await run_in_threadpool(
             service.create_enrollment_token,
             given.tenant,
@@ -407,11 +644,13 @@ def _admin_routes(service: CollectorService, limits: Limits) -> APIRouter:
         "/enrollment-tokens",
         response_model=schemas.EnrollmentTokensOut,
         summary="every enrollment token and whether it was used",
-        responses={**_E401},
-        openapi_extra=bearer,
+        responses={**_E401, **_BODY, **_BOUNDS},
+        openapi_extra=_ADMIN_SECURITY,
     )
-    async def list_enrollment_tokens(request: Request) -> Response:
-        await admin_call(request, limits.json_bytes)
+    async def list_enrollment_tokens(
+        request: Request, admin: AdminIdentity = admin_json
+    ) -> Response:
+        await body_of(request)
         records = await run_in_threadpool(service.list_enrollment_tokens)
         tokens = [
             schemas.EnrollmentTokenInfo(
@@ -437,23 +676,24 @@ def _admin_routes(service: CollectorService, limits: Limits) -> APIRouter:
             200: {"model": schemas.PolicyStoredOut, "description": "identical policy: unchanged"},
             **_E401,
             **_error(409, "policy_version: not above a stored policy for overlapping groups"),
-            **_E413,
+            **_BODY,
             **_error(422, "not_a_policy, not_signed or expired_policy"),
-            **_E503,
+            **_BOUNDS,
         },
         openapi_extra=_merge(
-            bearer,
+            _ADMIN_SECURITY,
             {
                 "requestBody": {
                     "required": True,
-                    "description": "a signed policy envelope (overt policy sign)",
+                    "description": "a signed policy envelope (overt policy sign); its payload "
+                    "must be a valid, unexpired policy, which JSON Schema cannot say",
                     "content": {JSON: {"schema": {"type": "object"}}},
                 }
             },
         ),
     )
-    async def put_policy(request: Request) -> Response:
-        admin, body = await admin_call(request, limits.policy_bytes)
+    async def put_policy(request: Request, admin: AdminIdentity = admin_policy) -> Response:
+        body = await body_of(request, limits.policy_bytes)
         record, outcome = await run_in_threadpool(service.put_policy, body, admin.actor)
         out = schemas.PolicyStoredOut(
             status=outcome.value,
@@ -467,27 +707,17 @@ def _admin_routes(service: CollectorService, limits: Limits) -> APIRouter:
         "/exemptions",
         response_model=schemas.AdminExemptionsOut,
         summary="exemption requests, newest first",
-        responses={**_E401, **_E422},
-        openapi_extra=_merge(
-            bearer,
-            _query(
-                (
-                    "status",
-                    {"type": "string", "enum": [s.value for s in ExemptionStatus]},
-                    "only requests with this status",
-                )
-            ),
-        ),
+        responses={**_E401, **_BODY, **_BOUNDS},
+        openapi_extra=_ADMIN_SECURITY,
     )
-    async def admin_list_exemptions(request: Request) -> Response:
-        await admin_call(request, limits.json_bytes)
-        status_text = request.query_params.get("status")
-        status = None
-        if status_text:
-            try:
-                status = ExemptionStatus(status_text)
-            except ValueError as exc:
-                raise InvalidRequestError("status must be pending, approved or denied") from exc
+    async def admin_list_exemptions(
+        request: Request,
+        admin: AdminIdentity = admin_json,
+        status: Annotated[
+            ExemptionStatus | None, Query(description="only requests with this status")
+        ] = None,
+    ) -> Response:
+        await body_of(request)
         records = await run_in_threadpool(service.list_exemptions, status)
         return _ok(schemas.AdminExemptionsOut(requests=[_admin_exemption_out(r) for r in records]))
 
@@ -503,14 +733,15 @@ def _admin_routes(service: CollectorService, limits: Limits) -> APIRouter:
                 "already_decided, no_grant_key, no_policy, or grant_key_not_authorised (the "
                 "policy does not list the grant key for this category)",
             ),
-            **_E413,
-            **_E422,
-            **_E503,
+            **_BODY,
+            **_BOUNDS,
         },
-        openapi_extra=_merge(bearer, _json_body(schemas.ApproveIn)),
+        openapi_extra=_merge(_ADMIN_SECURITY, _json_body(schemas.ApproveIn, required=False)),
     )
-    async def approve(request: Request, request_id: str) -> Response:
-        admin, body = await admin_call(request, limits.json_bytes)
+    async def approve(
+        request: Request, request_id: str, admin: AdminIdentity = admin_json
+    ) -> Response:
+        body = await body_of(request)
         given = parse_json(schemas.ApproveIn, body or b"{}")
         grant = await run_in_threadpool(
             lambda: service.approve(
@@ -536,15 +767,15 @@ def _admin_routes(service: CollectorService, limits: Limits) -> APIRouter:
             **_E401,
             **_error(404, "no such request"),
             **_error(409, "already_decided"),
-            **_E413,
-            **_E422,
-            **_E503,
+            **_BODY,
+            **_BOUNDS,
         },
-        openapi_extra=_merge(bearer, _json_body(schemas.DenyIn)),
+        openapi_extra=_merge(_ADMIN_SECURITY, _json_body(schemas.DenyIn)),
     )
-    async def deny(request: Request, request_id: str) -> Response:
-        admin, body = await admin_call(request, limits.json_bytes)
-        given = parse_json(schemas.DenyIn, body)
+    async def deny(
+        request: Request, request_id: str, admin: AdminIdentity = admin_json
+    ) -> Response:
+        given = parse_json(schemas.DenyIn, await body_of(request))
         await run_in_threadpool(service.deny, request_id, admin.actor, given.reason)
         return _ok(schemas.DecisionOut(request_id=request_id, status="denied"))
 
@@ -552,11 +783,11 @@ def _admin_routes(service: CollectorService, limits: Limits) -> APIRouter:
         "/devices",
         response_model=schemas.DevicesOut,
         summary="enrolled devices, what they sent and their open requests",
-        responses={**_E401},
-        openapi_extra=bearer,
+        responses={**_E401, **_BODY, **_BOUNDS},
+        openapi_extra=_ADMIN_SECURITY,
     )
-    async def devices(request: Request) -> Response:
-        await admin_call(request, limits.json_bytes)
+    async def devices(request: Request, admin: AdminIdentity = admin_json) -> Response:
+        await body_of(request)
         views = await run_in_threadpool(service.list_devices)
         out = [
             schemas.DeviceOut(
@@ -580,11 +811,13 @@ def _admin_routes(service: CollectorService, limits: Limits) -> APIRouter:
         "/devices/{device_id}/revoke",
         response_model=schemas.RevokedOut,
         summary="revoke a device: its requests are refused from now on",
-        responses={**_E401, **_error(404, "no such device"), **_E503},
-        openapi_extra=bearer,
+        responses={**_E401, **_error(404, "no such device"), **_BODY, **_BOUNDS},
+        openapi_extra=_ADMIN_SECURITY,
     )
-    async def revoke(request: Request, device_id: str) -> Response:
-        admin, _ = await admin_call(request, limits.json_bytes)
+    async def revoke(
+        request: Request, device_id: str, admin: AdminIdentity = admin_json
+    ) -> Response:
+        await body_of(request)
         await run_in_threadpool(service.revoke_device, device_id, admin.actor)
         return _ok(schemas.RevokedOut(device_id=device_id, status="revoked"))
 
@@ -592,59 +825,41 @@ def _admin_routes(service: CollectorService, limits: Limits) -> APIRouter:
         "/audit",
         response_model=schemas.AuditOut,
         summary="the audit log, newest first",
-        responses={**_E401, **_E422},
-        openapi_extra=_merge(
-            bearer,
-            _query(
-                ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "default 100"),
-                ("before", {"type": "integer"}, "only events with a smaller id (paging)"),
-            ),
-        ),
+        responses={**_E401, **_BODY, **_BOUNDS},
+        openapi_extra=_ADMIN_SECURITY,
     )
-    async def audit(request: Request) -> Response:
-        await admin_call(request, limits.json_bytes)
-        limit = _int_param(request, "limit", 100, 1, 1000)
-        before = _int_param(request, "before", None, 1, schemas.INT64_MAX)
+    async def audit(
+        request: Request,
+        admin: AdminIdentity = admin_json,
+        limit: Annotated[
+            int, Query(ge=1, le=1000, description="at most this many events"), QueryInt
+        ] = 100,
+        before: Annotated[
+            int | None,
+            Query(ge=1, le=schemas.INT64_MAX, description="only events with a smaller id (paging)"),
+            QueryInt,
+        ] = None,
+    ) -> Response:
+        await body_of(request)
         events = await run_in_threadpool(service.audit, limit, before)
         return _ok(schemas.AuditOut(events=[_audit_out(e) for e in events]))
 
     return router
 
 
-def _int_param(request: Request, name: str, default: int | None, low: int, high: int) -> Any:
-    text = request.query_params.get(name)
-    if text is None or text == "":
-        return default
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
-        raise InvalidRequestError(f"{name} must be an integer from {low} to {high}")
-    return int(text)
-
-
 # ----------------------------------------------------------- errors, schema
 
 
-def error_parts(exc: CollectorError, path: str) -> tuple[int, bytes, dict[str, str]]:
-    """Status, JSON body and extra headers of the answer to ``exc`` on ``path``."""
-    status = next((s for kind, s in _STATUS if isinstance(exc, kind)), 500)
-    headers: dict[str, str] = {}
-    detail = exc.detail
-    if status == 401:
-        # One answer for every reason: the reason is in the debug log only.
-        detail = (
-            "bad, used or expired enrollment token"
-            if path == "/v1/enroll"
-            else "authentication failed"
-        )
-        if path.startswith("/v1/admin/"):
-            headers["WWW-Authenticate"] = "Bearer"
-    elif status == 413:
-        headers["Connection"] = "close"
-    elif status == 503:
-        headers["Retry-After"] = "5"
-        logger.error("store unavailable: %s", exc)
-    elif status == 500:
-        logger.error("internal error %s: %s", exc.code, exc)
-    return status, json.dumps({"error": exc.code, "detail": detail}).encode(), headers
+def _allowed_methods(app: Any, scope: Any) -> list[str]:
+    """Every method some route of ``app`` serves at the request's path."""
+    probe = {**scope, "type": "http"}
+    allowed: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(probe)
+            if match is not Match.NONE:
+                allowed |= route.methods
+    return sorted(allowed)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -667,11 +882,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         codes = {404: "not_found", 405: "method_not_allowed"}
         body = {"error": codes.get(exc.status_code, "http_error"), "detail": str(exc.detail)}
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only.
+            headers["Allow"] = ", ".join(_allowed_methods(request.app, request.scope))
         return Response(
             json.dumps(body).encode(),
             status_code=exc.status_code,
             media_type=JSON,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     app.add_exception_handler(CollectorError, collector_error)
@@ -687,149 +906,27 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     components = schema.setdefault("components", {})
     models = components.setdefault("schemas", {})
+    # The JSON bodies are read after authentication, so their routes name the
+    # models in openapi_extra; their schemas are the ones they validate with.
     for model in schemas.REQUEST_MODELS:
         model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         models.update(model_schema.pop("$defs", {}))
         models[model.__name__] = model_schema
-    for model in (schemas.BatchAckOut, schemas.ErrorOut):
-        models[model.__name__] = model.model_json_schema(
-            ref_template="#/components/schemas/{model}"
-        )
-    schema["paths"][BATCHES_PATH] = BATCHES_OPENAPI
-    components.setdefault("securitySchemes", {})["bearer"] = {
+    security = components.setdefault("securitySchemes", {})
+    security["bearer"] = {
         "type": "http",
         "scheme": "bearer",
         "description": "an admin token from `overt collector admin-token`",
     }
+    for scheme, header in _DEVICE_SCHEMES.items():
+        security[scheme] = {
+            "type": "apiKey",
+            "in": "header",
+            "name": header,
+            "description": "device request signature, policies/device_auth.py (all four together)",
+        }
     app.openapi_schema = schema
     return schema
-
-
-# ------------------------------------------------------------ batch uploads
-
-BATCHES_PATH = "/v1/batches"
-
-
-class _ClientGone(Exception):
-    """The client disconnected before its body was complete."""
-
-
-class BatchUploads:
-    """``POST /v1/batches``, answered here without routing: the hot path.
-
-    An ASGI middleware in front of the FastAPI app: every other request goes
-    on to the app. It reads the body within ``limit`` (413 before reading a
-    declared ``Content-Length`` over it; a chunked body is cut off at the
-    limit), hands headers and bytes to :meth:`CollectorService.ingest`, and
-    answers with the same JSON as the rest of the API. Its OpenAPI entry is
-    :data:`BATCHES_OPENAPI`.
-    """
-
-    def __init__(self, app: Any, service: CollectorService, limit: int) -> None:
-        self.app = app
-        self.service = service
-        self.limit = limit
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != BATCHES_PATH or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        extra: dict[str, str] = {}
-        try:
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            body = await self._body(headers, receive)
-            result = await self.service.ingest(headers, "POST", _scope_target(scope), body)
-            status = 201 if result.outcome is BatchOutcome.STORED else 200
-            ack = {"status": result.outcome.value, "seq": result.seq, "batch_id": result.batch_id}
-            payload = json.dumps(ack).encode()
-        except _ClientGone:
-            return
-        except CollectorError as exc:
-            status, payload, extra = error_parts(exc, BATCHES_PATH)
-        response_headers = [
-            (b"content-type", JSON.encode()),
-            (b"content-length", str(len(payload)).encode()),
-            *((k.lower().encode(), v.encode()) for k, v in extra.items()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": payload})
-
-    async def _body(self, headers: dict[str, str], receive: Any) -> bytes:
-        declared = headers.get("content-length")
-        if declared is not None:
-            declared = declared.strip()
-            if not (declared.isascii() and declared.isdigit()):
-                raise InvalidRequestError("Content-Length is not a number")
-            if int(declared) > self.limit:
-                raise PayloadTooLargeError(f"the body is over the {self.limit}-byte limit")
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            chunk = message.get("body", b"")
-            total += len(chunk)
-            if total > self.limit:
-                raise PayloadTooLargeError(f"the body is over the {self.limit}-byte limit")
-            if chunk:
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _scope_target(scope: Any) -> str:
-    """The request target as the device signed it: raw path, then ``?query`` if any."""
-    raw = scope.get("raw_path") or scope["path"].encode("utf-8")
-    query = scope.get("query_string") or b""
-    target = raw.decode("latin-1")
-    return f"{target}?{query.decode('latin-1')}" if query else target
-
-
-def _error_response(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {JSON: {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
-    }
-
-
-#: The OpenAPI operation of ``POST /v1/batches`` (served by :class:`BatchUploads`).
-BATCHES_OPENAPI: dict[str, Any] = {
-    "post": {
-        "tags": ["device"],
-        "summary": "upload one sealed batch; acknowledged once it is durable",
-        "operationId": "upload_batch_v1_batches_post",
-        **_device_headers(),
-        "requestBody": {
-            "required": True,
-            "description": "a sealed batch, policies/sealed.py format 1",
-            "content": {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
-        },
-        "responses": {
-            "201": {
-                "description": "stored and durable",
-                "content": {JSON: {"schema": {"$ref": "#/components/schemas/BatchAckOut"}}},
-            },
-            "200": {
-                "description": "an identical resend of a stored (device, seq): duplicate",
-                "content": {JSON: {"schema": {"$ref": "#/components/schemas/BatchAckOut"}}},
-            },
-            "401": _error_response("authentication failed (one answer for every reason)"),
-            "409": _error_response(
-                "sequence_conflict: this (device, seq) is stored with other bytes"
-            ),
-            "413": _error_response(
-                f"over MAX_SEALED_BYTES ({MAX_SEALED_BYTES}); refused before the body is read"
-            ),
-            "422": _error_response(
-                "malformed_batch, wrong_device (the header names another device) or "
-                "bad_batch_signature"
-            ),
-            "503": _error_response("the store cannot write now; retry after Retry-After"),
-        },
-    }
-}
 
 
 # ------------------------------------------------------------------- the app
@@ -841,6 +938,7 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> FastA
     ``app.state.service`` is the :class:`CollectorService` behind every
     route; add more routers with ``app.include_router``. The admin web pages
     (``collector.web``) are mounted when ``config.admin_pages`` is set.
+    ``app.state.admission`` is the :class:`AdmissionGate` in front of it all.
     """
     store: Storage = storage if storage is not None else SQLiteStorage(config.storage)
     service = CollectorService(store, config)
@@ -862,10 +960,21 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> FastA
         openapi_url="/openapi.json",
     )
     app.state.service = service
-    app.include_router(_device_routes(service, config.limits))
-    app.include_router(_admin_routes(service, config.limits))
+    uploads = BatchUploads(
+        None, service, config.limits.sealed_batch_bytes, config.admission.body_idle_seconds
+    )
+    app.include_router(_batch_route(uploads))
+    app.include_router(_device_routes(service, config.limits, config.admission))
+    app.include_router(_admin_routes(service, config.limits, config.admission))
     _install_error_handlers(app)
-    app.add_middleware(BatchUploads, service=service, limit=config.limits.sealed_batch_bytes)
+    app.add_middleware(
+        BatchUploads,
+        service=service,
+        limit=config.limits.sealed_batch_bytes,
+        idle=config.admission.body_idle_seconds,
+    )
+    # Added last, so outermost: it sees every request before anything else does.
+    app.add_middleware(AdmissionGate, admission=config.admission, clock=config.clock)
     if config.admin_pages is not None:
         from collector.web import install_admin_pages
 

@@ -1,12 +1,21 @@
 """Who is calling: device request signatures and admin bearer tokens.
 
-:class:`DeviceAuthenticator` checks a request's ``Overt-*`` headers with
-:func:`policies.device_auth.verify_request` against the key the device
-registered at enrollment, refuses revoked and unknown devices, and refuses a
-nonce the device already used inside the accepted time window (the memory is
-the store's, :meth:`collector.storage.Storage.claim_nonce`). Every failure
-raises the same :class:`~collector.errors.UnauthorizedError`; the reason is
-logged at debug level with the claimed device id, and never sent back.
+:class:`DeviceAuthenticator` checks a device request in two steps, so that
+a request that cannot be genuine is refused before its body is read:
+
+1. :meth:`~DeviceAuthenticator.claim` (headers only): the four ``Overt-*``
+   headers are well formed, the timestamp is within ``MAX_SKEW_MS`` of the
+   collector's clock, and the claimed device is enrolled and not revoked
+   (:meth:`~DeviceAuthenticator.known_device`, cached for ``cache_ms``).
+2. :meth:`~DeviceAuthenticator.verify` (once the body is in): the
+   signature, with :func:`policies.device_auth.verify_request`, against the
+   key the device registered at enrollment, then the nonce, refused if the
+   device already used it inside the accepted time window (the memory is the
+   store's, :meth:`collector.storage.Storage.claim_nonce`).
+
+Every failure raises the same :class:`~collector.errors.UnauthorizedError`;
+the reason is logged at debug level with the claimed device id, and never
+sent back.
 
 :class:`AdminAuthenticator` maps an ``Authorization: Bearer`` token to the
 admin it was issued to. Nothing here holds HTTP objects: callers pass header
@@ -15,10 +24,13 @@ mappings and bytes.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NoReturn
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -28,6 +40,8 @@ from collector.errors import UnauthorizedError
 from collector.storage import DeviceRecord, Storage
 from policies.device_auth import (
     MAX_SKEW_MS,
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     RequestAuthError,
     claimed_device,
@@ -62,9 +76,10 @@ class DeviceAuthenticator:
             self._cache.pop(device_id, None)
 
     def known_device(self, device_id: str, now_ms: int) -> KnownDevice | None:
-        cached = self._cache.get(device_id)
-        if cached is not None and now_ms - cached[1] < self._cache_ms:
-            return cached[0]
+        """The enrolled device (from the cache, else the store), or ``None``."""
+        cached = self.cached(device_id, now_ms)
+        if cached is not None:
+            return cached
         record = self._storage.get_device(device_id)
         if record is None:
             return None
@@ -79,30 +94,104 @@ class DeviceAuthenticator:
             self._cache[device_id] = (known, now_ms)
         return known
 
-    def authenticate(
-        self, headers: Mapping[str, str], method: str, target: str, body: bytes
-    ) -> KnownDevice:
-        """The calling device, or :class:`UnauthorizedError` (one error for every reason)."""
-        now_ms = to_ms(self._clock())
+    def cached(self, device_id: str, now_ms: int) -> KnownDevice | None:
+        """The device if it is in the cache and fresh; no store read."""
+        cached = self._cache.get(device_id)
+        if cached is not None and now_ms - cached[1] < self._cache_ms:
+            return cached[0]
+        return None
+
+    def claim(self, headers: Mapping[str, str], now_ms: int) -> DeviceClaim:
+        """What the headers claim, if they could be genuine; :class:`UnauthorizedError` if not.
+
+        Reads no body and no store: the device is looked up afterwards
+        (:meth:`admit`).
+        """
         device_id = "?"
         try:
             device_id = claimed_device(headers)
-            known = self.known_device(device_id, now_ms)
-            if known is None:
-                raise RequestAuthError("unknown device")
-            if known.record.revoked:
-                raise RequestAuthError("revoked device")
+            timestamp_ms = _timestamp(_header(headers, TIMESTAMP_HEADER))
+            if abs(now_ms - timestamp_ms) > MAX_SKEW_MS:
+                raise RequestAuthError("timestamp outside the accepted window")
+            nonce = _header(headers, NONCE_HEADER)
+            if not 16 <= len(nonce) <= 64:
+                raise RequestAuthError("malformed nonce")
+            try:
+                signature = base64.b64decode(_header(headers, SIGNATURE_HEADER), validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise RequestAuthError("malformed signature") from exc
+            if len(signature) != 64:
+                raise RequestAuthError("malformed signature")
+        except RequestAuthError as exc:
+            _refuse(device_id, exc)
+        return DeviceClaim(device_id, timestamp_ms)
+
+    def admit(self, claim: DeviceClaim, known: KnownDevice | None) -> KnownDevice:
+        """The claimed device if it is enrolled and not revoked."""
+        if known is None:
+            _refuse(claim.device_id, RequestAuthError("unknown device"))
+        if known.record.revoked:
+            _refuse(claim.device_id, RequestAuthError("revoked device"))
+        return known
+
+    def verify(
+        self,
+        known: KnownDevice,
+        claim: DeviceClaim,
+        headers: Mapping[str, str],
+        method: str,
+        target: str,
+        body: bytes,
+    ) -> None:
+        """Check the signature over the request and its body, then spend the nonce."""
+        now_ms = to_ms(self._clock())
+        device_id = claim.device_id
+        try:
             _, nonce = verify_request(headers, method, target, body, known.key, now_ms)
-            stamp = headers.get(TIMESTAMP_HEADER) or headers.get(TIMESTAMP_HEADER.lower())
-            timestamp_ms = int(stamp or 0)
             # The nonce must be remembered until its timestamp is stale anyway.
-            if not self._storage.claim_nonce(device_id, nonce, timestamp_ms + MAX_SKEW_MS, now_ms):
+            expires_ms = claim.timestamp_ms + MAX_SKEW_MS
+            if not self._storage.claim_nonce(device_id, nonce, expires_ms, now_ms):
                 raise RequestAuthError("replayed nonce")
         except (RequestAuthError, ValueError) as exc:
             # ValueError: header text that slipped past the format checks.
-            logger.debug("device request refused (device %.64r): %s", device_id, exc)
-            raise UnauthorizedError("authentication failed") from exc
+            _refuse(device_id, exc)
+
+    def authenticate(
+        self, headers: Mapping[str, str], method: str, target: str, body: bytes
+    ) -> KnownDevice:
+        """All of it at once, for a caller that already holds the body."""
+        now_ms = to_ms(self._clock())
+        claim = self.claim(headers, now_ms)
+        known = self.admit(claim, self.known_device(claim.device_id, now_ms))
+        self.verify(known, claim, headers, method, target, body)
         return known
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceClaim:
+    """Who a device request says it is from, and when it says it was signed (unverified)."""
+
+    device_id: str
+    timestamp_ms: int
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    value = headers.get(name) or headers.get(name.lower())
+    if not value:
+        raise RequestAuthError(f"missing {name} header")
+    return value
+
+
+def _timestamp(text: str) -> int:
+    # isdigit() alone admits "²" and other non-ASCII digits that int() refuses.
+    if not (text.isascii() and text.isdigit()) or len(text) > 16:
+        raise RequestAuthError("malformed timestamp")
+    return int(text)
+
+
+def _refuse(device_id: str, reason: Exception) -> NoReturn:
+    logger.debug("device request refused (device %.64r): %s", device_id, reason)
+    raise UnauthorizedError("authentication failed") from reason
 
 
 @dataclass(frozen=True, slots=True)

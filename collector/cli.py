@@ -3,7 +3,10 @@
 Commands::
 
     serve         --data DIR [--host H] [--port P] [--grant-key ADMIN.key]
-                  [--policy SIGNED.json ...]
+                  [--policy SIGNED.json ...] [bounds: --max-connections N
+                  --header-timeout S --keep-alive S --max-requests N
+                  --device-rate R --device-burst N --address-rate R
+                  --address-burst N --body-timeout S]
     enroll-token  --data DIR --tenant T --group G [--expires-minutes N]
     admin-token   --data DIR [--name NAME]
     admin-user    --data DIR --name NAME      (password on stdin, or asked twice)
@@ -24,8 +27,17 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from collector.config import DEFAULT_PORT, CollectorConfig, ServeConfig, StorageConfig
+from collector.config import (
+    DEFAULT_PORT,
+    Admission,
+    CollectorConfig,
+    ConnectionLimits,
+    RateLimit,
+    ServeConfig,
+    StorageConfig,
+)
 from collector.errors import CollectorError, ConfigError
 from collector.service import CollectorService
 from collector.sqlite_store import SQLiteStorage
@@ -74,6 +86,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="serve the API only, without the admin web pages under /admin/",
     )
+    _bounds_arguments(serve)
 
     token = commands.add_parser(
         "enroll-token",
@@ -97,6 +110,87 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     user.add_argument("--data", required=True, type=Path, metavar="DIR")
     user.add_argument("--name", required=True)
     return parser
+
+
+def _positive(kind: type[float] | type[int]) -> Any:
+    def parse(text: str) -> float | int:
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text} is negative")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _bounds_arguments(serve: argparse.ArgumentParser) -> None:
+    connections, admission = ConnectionLimits(), Admission()
+    device, address = admission.device_rate, admission.address_rate
+    assert device is not None
+    assert address is not None
+    bounds = serve.add_argument_group(
+        "bounds", "what the collector holds and starts for its clients (docs/PROTOCOL.md)"
+    )
+    add = bounds.add_argument
+    add(
+        "--max-connections",
+        type=_positive(int),
+        default=connections.max_connections,
+        metavar="N",
+        help="open connections at most; at the cap the longest-idle one is closed "
+        "(lowered to what the file limit allows; default %(default)s)",
+    )
+    add(
+        "--header-timeout",
+        type=_positive(float),
+        default=connections.header_timeout_seconds,
+        metavar="S",
+        help="seconds for a connection to send a complete request head (default %(default)s)",
+    )
+    add(
+        "--keep-alive",
+        type=_positive(int),
+        default=connections.keep_alive_seconds,
+        metavar="S",
+        help="seconds an idle kept-alive connection stays open (default %(default)s)",
+    )
+    add(
+        "--max-requests",
+        type=_positive(int),
+        default=admission.max_requests,
+        metavar="N",
+        help="requests in flight at most; more get 503 with Retry-After (default %(default)s)",
+    )
+    add(
+        "--device-rate",
+        type=_positive(float),
+        default=device.per_second,
+        metavar="R",
+        help="requests per second per device, then 429 with Retry-After; 0: no limit "
+        "(default %(default)s)",
+    )
+    add("--device-burst", type=_positive(int), default=device.burst, metavar="N")
+    add(
+        "--address-rate",
+        type=_positive(float),
+        default=address.per_second,
+        metavar="R",
+        help="requests per second per client address that are not an authenticated "
+        "device's (strangers, enrollment, admin, failed authentication); 0: no limit "
+        "(default %(default)s)",
+    )
+    add("--address-burst", type=_positive(int), default=address.burst, metavar="N")
+    add(
+        "--body-timeout",
+        type=_positive(float),
+        default=admission.body_idle_seconds,
+        metavar="S",
+        help="a body that sends nothing for this long gets 408 (default %(default)s)",
+    )
+
+
+def _rate(per_second: float, burst: int) -> RateLimit | None:
+    return RateLimit(per_second, max(1, burst)) if per_second > 0 else None
 
 
 def _local_actor() -> str:
@@ -139,11 +233,22 @@ def _run(args: argparse.Namespace) -> int:
                 storage=StorageConfig(data_dir=args.data),
                 grant_key=grant_key,
                 admin_pages=None if args.no_admin_pages else AdminPagesConfig(),
+                admission=Admission(
+                    max_requests=max(1, args.max_requests),
+                    device_rate=_rate(args.device_rate, args.device_burst),
+                    address_rate=_rate(args.address_rate, args.address_burst),
+                    body_idle_seconds=args.body_timeout,
+                ),
             ),
             host=args.host,
             port=args.port,
             policy_files=tuple(args.policy),
             log_level=args.log_level,
+            connections=ConnectionLimits(
+                max_connections=max(1, args.max_connections),
+                header_timeout_seconds=args.header_timeout,
+                keep_alive_seconds=args.keep_alive,
+            ),
         )
         return serve(config)
 

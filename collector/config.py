@@ -2,8 +2,9 @@
 
 :class:`StorageConfig` says where and how the embedded store keeps its data,
 :class:`CollectorConfig` everything the HTTP app needs (store, grant key,
-clock, limits), :class:`ServeConfig` what ``overt collector serve`` adds
-(address, policies to load). Nothing here reads the environment or the disk;
+clock, body limits, :class:`Admission` bounds), :class:`ServeConfig` what
+``overt collector serve`` adds (address, policies to load,
+:class:`ConnectionLimits`). Nothing here reads the environment or the disk;
 :mod:`collector.cli` does that and builds these objects.
 """
 
@@ -73,6 +74,44 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A token bucket: ``burst`` requests at once, refilled at ``per_second``."""
+
+    per_second: float
+    burst: int
+
+    def __post_init__(self) -> None:
+        if not (self.per_second > 0 and self.burst >= 1):
+            raise ValueError("a rate limit needs a positive rate and a burst of at least 1")
+
+
+#: ``overt collector serve``'s defaults (``docs/PROTOCOL.md``, "Bounds").
+DEFAULT_DEVICE_RATE = RateLimit(per_second=50.0, burst=200)
+DEFAULT_ADDRESS_RATE = RateLimit(per_second=20.0, burst=100)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Which requests the app starts at all; each refusal comes before the body is read.
+
+    ``None`` turns a rate limit off. A device's rate counts its authenticated
+    requests; an address's rate counts every other request from it
+    (strangers, enrollment, admin API and pages, every failed
+    authentication), and while an address is over its rate every request
+    from it waits, a device's too.
+    """
+
+    #: Requests in flight at once; one more gets 503 with ``Retry-After``.
+    max_requests: int = 64
+    device_rate: RateLimit | None = DEFAULT_DEVICE_RATE
+    address_rate: RateLimit | None = DEFAULT_ADDRESS_RATE
+    #: A body that sends nothing for this long is answered 408 and its connection closed.
+    body_idle_seconds: float = 30.0
+    #: Most devices and addresses whose buckets are remembered (the idlest go first).
+    max_tracked: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
 class CollectorConfig:
     """Everything :func:`collector.api.create_app` needs."""
 
@@ -81,6 +120,7 @@ class CollectorConfig:
     grant_key: Ed25519PrivateKey | None = None
     clock: Clock = system_clock
     limits: Limits = field(default_factory=Limits)
+    admission: Admission = field(default_factory=Admission)
     #: How long an enrollment token lives unless the admin says otherwise.
     enrollment_token_minutes: int = 60
     #: How long a device's key and revocation state may be cached in memory.
@@ -93,6 +133,20 @@ class CollectorConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """What one serving process holds open for its clients (``collector.connections``)."""
+
+    #: Open connections at most, lowered to what the file limit leaves room for. At the
+    #: cap a new connection closes the one that has waited longest for a request head.
+    max_connections: int = 1000
+    #: From connecting (or from the first byte of a kept-alive connection's next
+    #: request) to the end of the request head; past it the connection is closed.
+    header_timeout_seconds: float = 10.0
+    #: An idle kept-alive connection is closed after this long.
+    keep_alive_seconds: int = 15
+
+
+@dataclass(frozen=True, slots=True)
 class ServeConfig:
     """``overt collector serve``: the app's configuration plus where to listen."""
 
@@ -102,3 +156,4 @@ class ServeConfig:
     #: Signed policy files stored at start (as ``PUT /v1/admin/policy`` would).
     policy_files: tuple[Path, ...] = ()
     log_level: str = "info"
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)

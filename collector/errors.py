@@ -24,6 +24,10 @@ nothing below it knows about HTTP::
     │                               it grant this category
     ├── InvalidRequestError         malformed input (a 422)
     ├── PayloadTooLargeError        a body over its limit (a 413)
+    ├── BodyTimeoutError            the body stopped arriving (a 408)
+    ├── RetryLaterError             refused for now; carries ``retry_after``
+    │   ├── RateLimitedError        over a device's or an address's rate (429)
+    │   └── OverloadedError         too many requests in flight (503)
     └── AdminClientError            ``overt admin``: the collector is
                                     unreachable or refused the request
 
@@ -133,6 +137,34 @@ class PayloadTooLargeError(CollectorError):
     """The request body is over the limit for its endpoint."""
 
     code = "too_large"
+
+
+class BodyTimeoutError(CollectorError):
+    """The request body stopped arriving before it was complete."""
+
+    code = "body_timeout"
+
+
+class RetryLaterError(CollectorError):
+    """Refused for now; the same request may succeed after ``retry_after`` seconds."""
+
+    code = "retry_later"
+
+    def __init__(self, detail: str, retry_after: int, *, code: str | None = None) -> None:
+        super().__init__(detail, code=code)
+        self.retry_after = max(1, retry_after)
+
+
+class RateLimitedError(RetryLaterError):
+    """The device or the client address sent more requests than its rate allows."""
+
+    code = "rate_limited"
+
+
+class OverloadedError(RetryLaterError):
+    """The collector has as many requests in flight as it will take."""
+
+    code = "overloaded"
 
 
 class AdminClientError(CollectorError):

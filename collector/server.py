@@ -12,6 +12,12 @@ and writes ``DIR/collector.json`` atomically: ``{"url", "host", "port",
 connections, requests in flight finish (for up to ``GRACEFUL_SECONDS``),
 the store's writer drains and closes, ``collector.json`` is removed, and
 the process exits 0.
+
+What the process holds for its clients is bounded by
+:class:`~collector.config.ConnectionLimits` (:mod:`collector.connections`:
+a connection cap that closes idle connections to make room, a deadline for
+request heads, uvicorn's keep-alive timeout); what it starts, by the app's
+:class:`~collector.config.Admission` (:mod:`collector.admission`).
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ from collections.abc import Callable, Iterator
 from typing import TextIO
 
 import uvicorn
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from collector.api import create_app
 from collector.config import ServeConfig
+from collector.connections import guard_for, guarded_protocol
 from collector.errors import ConfigError, ConflictError
 from collector.service import CollectorService
 from policies.envelope import MAX_POLICY_BYTES
@@ -141,18 +149,25 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
         atomic_write(state_path, json.dumps(state).encode("utf-8") + b"\n", 0o600)
         print(f"overt collector listening on {url} (data {data_dir})", file=out, flush=True)
 
+    limits = config.connections
+    guard = guard_for(limits)
     uv_config = uvicorn.Config(
         app,
         log_config=None,
         log_level=config.log_level,
         access_log=False,
         lifespan="on",
-        # httptools and uvloop (C) when installed, else h11 and asyncio.
-        http="auto",
+        # httptools and uvloop (C) when installed, else h11 and asyncio; with
+        # the connection cap and the header deadline either way.
+        http=guarded_protocol(AutoHTTPProtocol, guard),
         loop="auto",
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
-        timeout_keep_alive=30,
+        timeout_keep_alive=limits.keep_alive_seconds,
+        # Not uvicorn's limit_concurrency: it counts idle connections too, so
+        # idle strangers would turn every upload into a 503. The app caps the
+        # requests in flight (Admission.max_requests), the guard connections.
+        limit_concurrency=None,
         backlog=2048,
     )
     server = _Server(uv_config, announce)

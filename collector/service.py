@@ -13,9 +13,11 @@ the same transaction as the change itself. Logs carry ids and counts, never
 reasons or captured content.
 
 Methods are synchronous and thread-safe (the HTTP layer calls them from a
-thread pool), except :meth:`CollectorService.ingest`, a coroutine: batch
-uploads are the hot path and wait for the store's group commit without
-holding a thread.
+thread pool), except :meth:`CollectorService.admit_device` and
+:meth:`CollectorService.ingest`, coroutines: a device request is admitted
+from its headers alone before its body is read (a store read, when the
+device is not cached, goes to a thread), and batch uploads are the hot path
+and wait for the store's group commit without holding a thread.
 """
 
 from __future__ import annotations
@@ -31,13 +33,20 @@ import weakref
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector.auth import AdminAuthenticator, AdminIdentity, DeviceAuthenticator, KnownDevice
+from collector.admission import RateLimiter, retry_after
+from collector.auth import (
+    AdminAuthenticator,
+    AdminIdentity,
+    DeviceAuthenticator,
+    DeviceClaim,
+    KnownDevice,
+)
 from collector.config import CollectorConfig, to_ms
 from collector.credentials import (
     ADMIN_TOKEN_PREFIX,
@@ -54,6 +63,7 @@ from collector.errors import (
     GrantKeyError,
     InvalidRequestError,
     NotFoundError,
+    RateLimitedError,
     SequenceConflictError,
 )
 from collector.storage import (
@@ -92,6 +102,18 @@ class IngestResult:
     outcome: BatchOutcome
     seq: int
     batch_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AdmittedDevice:
+    """A device request whose headers could be genuine: its signature is not checked yet."""
+
+    known: KnownDevice
+    claim: DeviceClaim
+
+    @property
+    def record(self) -> DeviceRecord:
+        return self.known.record
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +196,12 @@ class CollectorService:
             storage, config.clock, int(config.device_cache_seconds * 1000)
         )
         self.admins_auth = AdminAuthenticator(storage)
+        admission = config.admission
+        self.device_rates = (
+            RateLimiter(admission.device_rate, admission.max_tracked)
+            if admission.device_rate is not None
+            else None
+        )
         self._verifier = (
             ThreadPoolExecutor(
                 max_workers=config.verify_threads, thread_name_prefix="collector-verify"
@@ -204,6 +232,45 @@ class CollectorService:
         self.storage.close()
 
     # -------------------------------------------------------- authentication
+
+    async def admit_device(self, headers: Mapping[str, str]) -> AdmittedDevice:
+        """Admit a device request from its headers alone, before its body is read.
+
+        Refuses with :class:`UnauthorizedError` malformed or stale signature
+        headers and unknown or revoked devices, and with
+        :class:`RateLimitedError` a device over its rate. The signature is
+        checked by :meth:`verify_device` once the body is in.
+        """
+        now = self._clock()
+        now_ms = to_ms(now)
+        claim = self.devices_auth.claim(headers, now_ms)
+        known = self.devices_auth.cached(claim.device_id, now_ms)
+        if known is None:
+            loop = asyncio.get_running_loop()
+            known = await loop.run_in_executor(
+                None, self.devices_auth.known_device, claim.device_id, now_ms
+            )
+        known = self.devices_auth.admit(claim, known)
+        if self.device_rates is not None:
+            wait = self.device_rates.wait(claim.device_id, now.timestamp())
+            if wait > 0:
+                logger.info("device %s refused: over its rate", claim.device_id)
+                raise RateLimitedError("too many requests from this device", retry_after(wait))
+        return AdmittedDevice(known, claim)
+
+    def verify_device(
+        self,
+        admitted: AdmittedDevice,
+        headers: Mapping[str, str],
+        method: str,
+        target: str,
+        body: bytes,
+    ) -> DeviceRecord:
+        """Check an admitted request's signature and nonce; charge the device's rate."""
+        self.devices_auth.verify(admitted.known, admitted.claim, headers, method, target, body)
+        if self.device_rates is not None:
+            self.device_rates.charge(admitted.claim.device_id, self._clock().timestamp())
+        return admitted.record
 
     def authenticate_device(
         self, headers: Mapping[str, str], method: str, target: str, body: bytes
@@ -331,8 +398,13 @@ class CollectorService:
 
     # ----------------------------------------------------------------- ingest
 
-    def prepare_batch(self, known: KnownDevice, body: bytes) -> BatchWrite:
-        """Parse and verify a sealed batch from ``known``; what the store should write."""
+    def prepare_batch(
+        self, known: KnownDevice, body: bytes, sha256: bytes | None = None
+    ) -> BatchWrite:
+        """Parse and verify a sealed batch from ``known``; what the store should write.
+
+        ``sha256`` is the body's digest when the caller hashed it as it arrived.
+        """
         device = known.record
         try:
             sealed = parse_sealed(body)
@@ -361,7 +433,7 @@ class CollectorService:
             end_ms=header["end_ms"],
             policy_version=header["policy_version"],
             sealed=body,
-            sha256=hashlib.sha256(body).digest(),
+            sha256=sha256 if sha256 is not None else hashlib.sha256(body).digest(),
             received_at_ms=now_ms,
             conflict_audit=AuditEvent(
                 now_ms,
@@ -373,29 +445,35 @@ class CollectorService:
         )
 
     def verify_upload(
-        self, headers: Mapping[str, str], method: str, target: str, body: bytes
+        self,
+        admitted: AdmittedDevice,
+        headers: Mapping[str, str],
+        target: str,
+        body: bytes,
+        sha256: bytes | None,
     ) -> BatchWrite:
-        """Authenticate a batch upload and verify the batch: what the store should write.
+        """Verify an admitted batch upload and the batch: what the store should write.
 
-        CPU only (two SHA-256 of the body, two Ed25519 verifications); the
+        CPU only (a SHA-256 of the body and two Ed25519 verifications); the
         cryptography releases the GIL, so this runs on the verifier thread.
         """
-        known = self.devices_auth.authenticate(headers, method, target, body)
-        return self.prepare_batch(known, body)
+        self.verify_device(admitted, headers, "POST", target, body)
+        return self.prepare_batch(admitted.known, body, sha256)
 
     def _verify_and_store(
         self,
         done: Future[tuple[BatchWrite, BatchOutcome]],
+        admitted: AdmittedDevice,
         headers: Mapping[str, str],
-        method: str,
         target: str,
         body: bytes,
+        sha256: bytes | None,
     ) -> None:
         """On the verifier thread: verify, submit to the store, resolve ``done`` with both."""
         if not done.set_running_or_notify_cancel():
             return
         try:
-            write = self.verify_upload(headers, method, target, body)
+            write = self.verify_upload(admitted, headers, target, body, sha256)
             stored = self.storage.submit_batch(write)
         except BaseException as exc:
             done.set_exception(exc)
@@ -411,25 +489,34 @@ class CollectorService:
         stored.add_done_callback(finish)
 
     async def ingest(
-        self, headers: Mapping[str, str], method: str, target: str, body: bytes
+        self,
+        admitted: AdmittedDevice,
+        headers: Mapping[str, str],
+        target: str,
+        body: bytes,
+        sha256: bytes | None = None,
     ) -> IngestResult:
-        """Authenticate, verify and durably store one sealed batch upload.
+        """Verify and durably store one sealed batch upload (``POST`` to ``target``).
 
-        Verification runs on a separate thread (it lets go of the GIL, so it
-        uses another core while the event loop parses the next requests);
-        the answer comes once the store's group commit made the batch
-        durable. Raises :class:`UnauthorizedError`, :class:`InvalidRequestError`,
-        :class:`SequenceConflictError` or a :class:`StorageError`.
+        ``admitted`` comes from :meth:`admit_device`, before the body was
+        read. Verification runs on a separate thread (it lets go of the GIL,
+        so it uses another core while the event loop parses the next
+        requests); the answer comes once the store's group commit made the
+        batch durable. Raises :class:`UnauthorizedError`,
+        :class:`InvalidRequestError`, :class:`SequenceConflictError` or a
+        :class:`StorageError`.
         """
         relay = self._relay()
         if self._verifier is None:
-            write = self.verify_upload(headers, method, target, body)
+            write = self.verify_upload(admitted, headers, target, body, sha256)
             outcome = await relay.wrap(self.storage.submit_batch(write))
         else:
             # The verifier thread hands the batch to the store itself: the
             # event loop is woken once, when the outcome is durable.
             done: Future[tuple[BatchWrite, BatchOutcome]] = Future()
-            self._verifier.submit(self._verify_and_store, done, headers, method, target, body)
+            self._verifier.submit(
+                self._verify_and_store, done, admitted, headers, target, body, sha256
+            )
             write, outcome = await relay.wrap(done)
         if outcome is BatchOutcome.CONFLICT:
             logger.warning(
@@ -633,7 +720,7 @@ class CollectorService:
         return key, policy
 
     def deny(self, request_id: str, actor: str, reason: str) -> ExemptionRecord:
-        if not reason.strip() or len(reason) > 2000:
+        if not _HAS_TEXT.search(reason) or len(reason) > 2000:
             raise InvalidRequestError("a denial needs a reason (at most 2000 characters)")
         self.get_exemption(request_id)
         now_ms = self.now_ms()
@@ -661,20 +748,23 @@ class CollectorService:
         )
 
     def erase(self, device: DeviceRecord, start_ms: int, end_ms: int, reason: str) -> int:
-        """Delete the device's batches overlapping [start_ms, end_ms]: rows and ciphertext."""
+        """Delete the device's batches overlapping [start_ms, end_ms]: rows and ciphertext.
+
+        An ``end_ms`` before ``start_ms`` is an empty range: nothing is deleted
+        (the erasure is still audited).
+        """
         now_ms = self.now_ms()
-        deleted = self.storage.erase_batches(
+        audit = AuditEvent(
+            now_ms,
+            device_actor(device.device_id),
+            "erasure",
             device.device_id,
-            start_ms,
-            end_ms,
-            AuditEvent(
-                now_ms,
-                device_actor(device.device_id),
-                "erasure",
-                device.device_id,
-                {"start_ms": start_ms, "end_ms": end_ms, "reason": reason},
-            ),
+            {"start_ms": start_ms, "end_ms": end_ms, "reason": reason},
         )
+        if end_ms < start_ms:
+            self.storage.append_audit(replace(audit, detail={**audit.detail, "deleted": 0}))
+            return 0
+        deleted = self.storage.erase_batches(device.device_id, start_ms, end_ms, audit)
         logger.info("erasure for device %s deleted %d batch(es)", device.device_id, deleted)
         return deleted
 
@@ -707,6 +797,8 @@ def _require_name(value: str, what: str) -> None:
 
 
 _NAME = re.compile(r"[A-Za-z0-9._@+-]{1,128}")
+#: Something besides ASCII white space (``schemas.TEXT_PATTERN``; the same in every regex dialect).
+_HAS_TEXT = re.compile(r"[^ \t\n\r\f\v]")
 
 
 @functools.cache

@@ -128,8 +128,8 @@ def test_an_erased_batch_uploaded_again_is_stored_again(
 @pytest.mark.parametrize(
     "body",
     [
-        {"start_ms": 10, "end_ms": 5},
         {"start_ms": -1, "end_ms": 5},
+        {"start_ms": 0.5, "end_ms": 5},
         {"start_ms": 0, "end_ms": 2**63},
         {"start_ms": "0", "end_ms": 5},
         {"end_ms": 5},
@@ -146,6 +146,27 @@ def test_a_malformed_erasure_is_422_and_deletes_nothing(
     upload(device, device.sealed(1))
     assert device_call(device, "POST", "/v1/erasure", _json(body)).status_code == 422
     assert service.storage.count_batches() == 1
+
+
+def test_an_inverted_range_is_empty_and_deletes_nothing(
+    enroll: Enroll, upload: Upload, device_call: DeviceCall, service: CollectorService
+) -> None:
+    # The schema cannot say end_ms >= start_ms, so the server does not refuse it either.
+    device = enroll()
+    upload(device, device.sealed(1))
+    erased = device_call(device, "POST", "/v1/erasure", _json({"start_ms": 10**15, "end_ms": 5}))
+    assert erased.status_code == 200
+    assert erased.json() == {"deleted": 0}
+    assert service.storage.count_batches() == 1
+
+
+def test_an_integer_valued_float_is_an_integer(
+    enroll: Enroll, upload: Upload, device_call: DeviceCall, service: CollectorService
+) -> None:
+    device = enroll()
+    upload(device, device.sealed(1))
+    body = b'{"start_ms": 0.0, "end_ms": 4e18}'
+    assert device_call(device, "POST", "/v1/erasure", body).json() == {"deleted": 1}
 
 
 def test_erasure_needs_the_devices_own_signature(

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from collector.api import create_app
-from collector.config import CollectorConfig, StorageConfig
+from collector.config import Admission, CollectorConfig, StorageConfig
 from collector.service import CollectorService
 from policies.sealed import MAGIC, SIGNATURE_CONTEXT
 from tests.policies._build import KEYS, policy_doc, sign
@@ -63,6 +63,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         storage=StorageConfig(data_dir=tmp_path_factory.mktemp("fuzz") / "collector"),
         grant_key=KEYS["ADMIN_ALL"],
         clock=clock,
+        # The clock stands still, so a bucket would never refill: every example must get in.
+        admission=Admission(device_rate=None, address_rate=None),
     )
     app = create_app(config)
     service: CollectorService = app.state.service

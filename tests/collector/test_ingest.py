@@ -23,7 +23,7 @@ from policies.device_auth import MAX_SKEW_MS
 from policies.keys import generate_private_key
 from policies.sealed import MAGIC, MAX_SEALED_BYTES
 
-from ._build import Device, MutableClock
+from ._build import GROUP, TENANT, Device, MutableClock
 from .conftest import Enroll, Upload
 
 UNAUTHORIZED = {"error": "unauthorized", "detail": "authentication failed"}
@@ -292,15 +292,39 @@ def test_a_declared_length_over_the_limit_is_413_before_reading(
     assert answer.headers["connection"] == "close"
 
 
-def test_a_chunked_body_is_cut_off_at_the_limit(small_limit_client: TestClient) -> None:
-    # That the rest is never read is shown on a real socket in test_process.py.
-    def chunks() -> Iterator[bytes]:
-        for _ in range(100):
-            yield b"x" * 1000
+def _enrolled_on(client: TestClient, device_id: str) -> Device:
+    service: CollectorService = client.app.state.service  # type: ignore[attr-defined]
+    device = Device(device_id)
+    token = service.create_enrollment_token(TENANT, GROUP, 60, "cli:test").token
+    service.enroll(token, device.device_id, device.public_b64, "h")
+    return device
 
-    answer = small_limit_client.post("/v1/batches", content=chunks())
+
+def _chunks() -> Iterator[bytes]:
+    for _ in range(100):
+        yield b"x" * 1000
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(
+    small_limit_client: TestClient, clock: MutableClock
+) -> None:
+    # That the rest is never read is shown on a real socket in test_process.py.
+    device = _enrolled_on(small_limit_client, "dev-chunked")
+    # Signed over an empty body: the headers admit it, the body never gets as far as the check.
+    headers = device.sign("POST", "/v1/batches", b"", clock.ms())
+    answer = small_limit_client.post("/v1/batches", content=_chunks(), headers=headers)
     assert answer.status_code == 413
     assert "content-length" not in {k.lower() for k in answer.request.headers}
+
+
+def test_a_strangers_chunked_body_is_refused_before_it_is_read(
+    small_limit_client: TestClient, clock: MutableClock
+) -> None:
+    stranger = Device("dev-never-enrolled")
+    headers = stranger.sign("POST", "/v1/batches", b"", clock.ms())
+    answer = small_limit_client.post("/v1/batches", content=_chunks(), headers=headers)
+    assert answer.status_code == 401
+    assert answer.json() == {"error": "unauthorized", "detail": "authentication failed"}
 
 
 def test_the_default_limit_is_the_sealed_format_limit(client: TestClient) -> None:

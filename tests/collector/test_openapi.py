@@ -33,9 +33,13 @@ def test_the_batch_upload_is_a_binary_body_with_every_refusal(document: dict[str
     upload = document["paths"]["/v1/batches"]["post"]
     schema = upload["requestBody"]["content"][MEDIA_TYPE]["schema"]
     assert schema == {"type": "string", "format": "binary"}
-    assert {"200", "201", "401", "409", "413", "422"} <= set(upload["responses"])
-    headers = {p["name"] for p in upload["parameters"] if p["in"] == "header"}
+    assert {"200", "201", "401", "409", "413", "422", "429", "503"} <= set(upload["responses"])
+    [requirement] = upload["security"]
+    schemes = document["components"]["securitySchemes"]
+    headers = {schemes[name]["name"] for name in requirement}
     assert headers == {"Overt-Device", "Overt-Timestamp", "Overt-Nonce", "Overt-Signature"}
+    for name in requirement:
+        assert (schemes[name]["type"], schemes[name]["in"]) == ("apiKey", "header")
 
 
 def test_every_route_of_the_app_is_documented(app: FastAPI, document: dict[str, Any]) -> None:

@@ -4,8 +4,10 @@ Each test starts its own collector on a temporary data directory and an
 OS-chosen port, and the fixture stops it in teardown (SIGTERM, then SIGKILL
 if it does not stop). Covers what only a real server shows: the announce
 line and ``collector.json``, clean stops on SIGTERM/SIGINT, a 413 sent
-before the body is, a chunked body cut off at the limit, and a SIGKILL in
-the middle of uploads followed by a restart.
+before the body is, a chunked body cut off at the limit, a stranger's
+upload refused before its body is sent, and a SIGKILL in the middle of
+uploads followed by a restart. The bounds (memory, connections, rates) are
+in ``test_bounds.py``.
 """
 
 from __future__ import annotations
@@ -241,16 +243,35 @@ def test_a_huge_declared_body_gets_413_without_being_sent(
     assert b"too_large" in answer or b"content-length" in answer.lower()
 
 
+def _signed_head(device: Device, extra: bytes) -> bytes:
+    """A batch upload's head, signed over an empty body: enough to be admitted."""
+    signed = device.sign("POST", "/v1/batches", b"", _now_ms())
+    lines = b"".join(f"{name}: {value}\r\n".encode() for name, value in signed.items())
+    return b"POST /v1/batches HTTP/1.1\r\nHost: collector\r\n" + lines + extra + b"\r\n"
+
+
 def test_a_chunked_body_is_refused_once_past_the_limit_without_its_end(
-    running_collector: RunningCollector,
+    running_collector: RunningCollector, data_dir: Path
 ) -> None:
-    head = b"POST /v1/batches HTTP/1.1\r\nHost: collector\r\nTransfer-Encoding: chunked\r\n\r\n"
+    [device] = _enroll(running_collector.url, data_dir, 1)
+    head = _signed_head(device, b"Transfer-Encoding: chunked\r\n")
     size = 1024 * 1024
     chunk = b"%x\r\n" % size + b"x" * size + b"\r\n"
     count = MAX_SEALED_BYTES // size + 1
     # Past the limit, and the terminating zero-length chunk is never sent.
     answer = _raw_request(running_collector.host, running_collector.port, head, [chunk] * count)
     assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+def test_a_strangers_body_is_refused_before_a_byte_of_it_is_sent(
+    running_collector: RunningCollector,
+) -> None:
+    stranger = Device("dev-never-enrolled")
+    head = _signed_head(stranger, b"Content-Length: 8000000\r\n")
+    # The answer comes from the head alone: not one byte of the body is sent.
+    answer = _raw_request(running_collector.host, running_collector.port, head)
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert b'"authentication failed"' in answer or b"content-length" in answer
 
 
 # ------------------------------------------------------ policies, grants
