@@ -49,7 +49,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, BeforeValidator, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
+from starlette.routing import Match
 
 from collector import schemas
 from collector.admission import DEVICE_SCOPE_KEY, AdmissionGate
@@ -850,16 +850,18 @@ def _admin_routes(service: CollectorService, limits: Limits, admission: Admissio
 # ----------------------------------------------------------- errors, schema
 
 
+#: The methods a 405's ``Allow`` may name (every one some route here could serve).
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
 def _allowed_methods(app: Any, scope: Any) -> list[str]:
     """Every method some route of ``app`` serves at the request's path."""
-    probe = {**scope, "type": "http"}
-    allowed: set[str] = set()
-    for route in app.router.routes:
-        if isinstance(route, Route) and route.methods:
-            match, _ = route.matches(probe)
-            if match is not Match.NONE:
-                allowed |= route.methods
-    return sorted(allowed)
+    allowed = []
+    for method in _METHODS:
+        probe = {**scope, "type": "http", "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def _install_error_handlers(app: FastAPI) -> None:
