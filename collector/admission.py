@@ -109,7 +109,7 @@ class AdmissionGate:
             return
         path = scope.get("path", "")
         if self.in_flight >= self._max_requests:
-            logger.warning("request refused: %d requests in flight", self.in_flight)
+            logger.debug("request refused: %d requests in flight", self.in_flight)
             await send_error(send, OverloadedError("too many requests in flight", 1), path)
             return
         address = client_address(scope)
@@ -117,7 +117,7 @@ class AdmissionGate:
         if addresses is not None:
             wait = addresses.wait(address, self._now())
             if wait > 0:
-                logger.info("request refused: address over its rate")
+                logger.debug("request refused: address over its rate")
                 refusal = RateLimitedError("too many requests from this address", retry_after(wait))
                 await send_error(send, refusal, path)
                 return

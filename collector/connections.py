@@ -142,7 +142,7 @@ def guarded_protocol(base: type[asyncio.Protocol], guard: ConnectionGuard) -> ty
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             if not guard.admit(self):
-                logger.warning("connection refused: %d in a request", guard.open)
+                logger.debug("connection refused: %d in a request", guard.open)
                 transport.write(BUSY_ANSWER)
                 transport.close()
                 return

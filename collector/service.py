@@ -254,7 +254,7 @@ class CollectorService:
         if self.device_rates is not None:
             wait = self.device_rates.wait(claim.device_id, now.timestamp())
             if wait > 0:
-                logger.info("device %s refused: over its rate", claim.device_id)
+                logger.debug("device %s refused: over its rate", claim.device_id)
                 raise RateLimitedError("too many requests from this device", retry_after(wait))
         return AdmittedDevice(known, claim)
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +62,13 @@ class RunningCollector:
         return self.proc.returncode
 
 
-def start_collector(data: Path, *extra: str, expect_listening: bool = True) -> RunningCollector:
+def start_collector(
+    data: Path,
+    *extra: str,
+    expect_listening: bool = True,
+    preexec_fn: Callable[[], None] | None = None,
+) -> RunningCollector:
+    """``overt collector serve`` on ``data``; ``preexec_fn`` runs in the child (to set limits)."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -82,6 +88,7 @@ def start_collector(data: Path, *extra: str, expect_listening: bool = True) -> R
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=preexec_fn,
     )
     running = RunningCollector(proc, data)
     assert proc.stdout is not None
