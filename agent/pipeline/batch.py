@@ -99,6 +99,55 @@ like every other ``t`` and path ``x``, ``y`` are absolute. Format 2 dropped
 the names and lengths (a hundred-odd compressed bytes in every batch) and
 gained the unsigned tag and the path anchors.
 
+Limits, what a reader accepts: nothing an agent writes under any policy is
+larger. ``decode_body`` refuses a body over one of them (``BodyLimitError``,
+naming the limit) before it allocates for it; ``overt export`` refuses a
+screenshot over the frame limits before it decodes a pixel. They follow
+from the ``Batcher`` below closing a batch once its estimated raw size
+(``_raw_size``: 12 bytes or more per record, 6 per path step, 4 per delta
+tile, 1 per character of a text span or title) reaches ``max_bytes``
+(512 KiB, ``agent.config.AgentConfig.batch_max_bytes``) or it is
+``max_age_s`` old (at most 3,600 s: ``overt agent run --batch-seconds``),
+and from the policy's maxima (``Screenshots.max_per_minute`` 120,
+``max_width`` 7,680)::
+
+    limit                      value       how an agent stays under it
+    records                    65,536      524,288 / 12, and the carried context: 43,692
+    record section (unzipped)  32 MiB      65,536 records x 12 values x 10 bytes (LEB128
+                                           of 64 bits) + 262,144 tiles x 2 x 10 + 2**20
+                                           string characters x 12 (JSON escapes) = 26 MB;
+                                           the zstd frame's declared size and window are
+                                           checked before it is decompressed, and it is
+                                           decompressed only up to the limit
+    characters in one string   65,536      a text span ends at a 1 s pause in typing (10 s
+                                           inside a word): this is over an hour of typing
+                                           at 15 keys/s without one; a title 16 times
+                                           PATH_MAX
+    characters in all strings  2**20       text and titles count in the estimate: 524,288
+                                           before the batch closes, plus the last record's
+    path steps                 262,144     87,382 before the batch closes (6 bytes each),
+                                           plus the last path: a drag kept every 30 ms,
+                                           87 minutes of it
+    screenshots, image blobs   8,192       120 a minute for 60 minutes, and one: 7,201
+    delta tiles                262,144     131,072 before the batch closes (4 bytes each),
+                                           plus the last delta's: at most half a frame's
+                                           64,800
+    frame width and height     7,680       frames are downscaled to ``max_width`` and are
+                                           the part of a window on one monitor
+                                           (``grab_region``): the tallest, an 8K panel
+                                           upright, is 7,680
+    frame pixels               33,177,600  7,680 x 4,320, an 8K monitor either way up; also
+                                           a delta's packed tiles
+    grabbed width and height   65,535      the display server's 16-bit window sizes
+    chains held at once        8           the encoder continues at most 4 windows' chains
+                                           (``FrameEncoder.max_windows``); twice that
+
+The agent cuts neither text spans nor titles: those two limits are a margin
+over what a person's input makes, the others follow from the code. A
+sealed batch is at most 8 MiB (``policies.sealed``), which bounds the
+pointer stream and the image blobs. The limits bound a batch's memory, not
+its time: 8,192 frames of 33 Mpx each take hours to decode.
+
 Batcher semantics: a record is appended to the open batch, then the batch is
 emitted — including that record — once it holds ``max_bytes`` of estimated
 raw size or has been open ``max_age_s``. ``flush(now)`` emits an open batch
@@ -145,8 +194,35 @@ HEADER_FORMAT = 1
 BODY_FORMAT = 4  # written
 BODY_FORMATS_READ = (1, 2, 3, 4)
 BODY_MAGIC = b"OVTB"
-MAX_BODY_RECORDS_BYTES = 256 * 2**20  # decompressed record section, a sanity bound
 ZSTD_LEVEL = 9
+
+# Limits (see the module docstring for how each follows from the agent).
+MAX_RECORDS = 65_536
+MAX_SECTION_BYTES = 32 * 2**20
+MAX_STRING_CHARS = 65_536
+MAX_STRINGS_CHARS = 2**20
+MAX_PATH_STEPS = 262_144
+MAX_SCREENSHOTS = 8_192
+MAX_TILES = 262_144
+MAX_FRAME_SIDE = 7_680
+MAX_FRAME_PIXELS = 7_680 * 4_320
+MAX_SOURCE_SIDE = 65_535
+MAX_LIVE_CHAINS = 8
+#: What the limits above were derived from (tests hold the agent to them).
+DERIVED_FROM_BATCH_BYTES = 512 * 1024
+DERIVED_FROM_BATCH_AGE_S = 3_600
+#: zstd input fed per call when decompressing the record section: a call
+#: makes at most 32 KiB of output per input byte (a 128 KiB block in a
+#: 4-byte RLE block), so the limit is overshot by 8 MiB at most.
+_ZSTD_STEP = 256
+
+
+class BodyLimitError(BodyFormatError):
+    """A body over one of the limits of the module docstring; ``limit`` names it."""
+
+    def __init__(self, limit: str, detail: str) -> None:
+        super().__init__(f"over the {limit} limit: {detail}")
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,14 +454,16 @@ def _varint(values: Sequence[int]) -> bytes:
     return bytes(out)
 
 
-def _unvarint(data: bytes, count: int) -> list[int]:
+def _unvarint(data: bytes | bytearray, count: int) -> list[int]:
     out, end = _read_varints(data, 0, count, zigzag=True)
     if end != len(data):
         raise BodyFormatError("column length does not match its manifest entry")
     return out
 
 
-def _read_varints(data: bytes, pos: int, count: int, *, zigzag: bool) -> tuple[list[int], int]:
+def _read_varints(
+    data: bytes | bytearray, pos: int, count: int, *, zigzag: bool
+) -> tuple[list[int], int]:
     """``count`` LEB128 values from ``data[pos:]``; returns them and the position after."""
     out: list[int] = []
     append = out.append
@@ -410,7 +488,7 @@ def _read_varints(data: bytes, pos: int, count: int, *, zigzag: bool) -> tuple[l
     return out, pos
 
 
-def _unpack(data: bytes, width: int, count: int) -> list[int]:
+def _unpack(data: bytes | bytearray, width: int, count: int) -> list[int]:
     if len(data) != width * count:
         raise BodyFormatError("column length does not match its manifest entry")
     if width > 1:
@@ -697,6 +775,8 @@ def _read_pointer_stream(
     ts, xs, ys = (a + b for a, b in zip(first, rest, strict=True))
     dwells = _read_pointer_column(r, count)
     total = sum(steps)
+    if total > MAX_PATH_STEPS:
+        raise BodyLimitError("path steps", f"{total} path steps, at most {MAX_PATH_STEPS}")
     predicted = version >= 4 and total > 0 and r.read(1) == 1
     if predicted:
         (period,) = _read_pointer_column(r, 1)
@@ -811,7 +891,8 @@ def encode_body(records: Sequence[Record], images: Mapping[str, bytes]) -> bytes
 
 
 def decode_body(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
-    """Unpack a body of format 4, 3, 2 or 1; raises ``BodyFormatError`` when it is not one."""
+    """Unpack a body of format 4, 3, 2 or 1; raises ``BodyFormatError`` when it is not one,
+    and ``BodyLimitError`` (before allocating for it) when it is over a limit."""
     if len(data) < 9 or data[:4] != BODY_MAGIC:
         raise BodyFormatError("not a batch body (bad magic)")
     if data[4] not in BODY_FORMATS_READ:
@@ -833,33 +914,105 @@ def decode_body(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
         raise BodyFormatError(f"corrupt batch body: {exc}") from exc
 
 
+def _decompress_section(frame: bytes) -> bytearray:
+    """The record section from its zstd frame, which must be all of ``frame``.
+
+    The frame's own header is checked first (python-zstandard allocates
+    what a frame declares, whatever ``max_output_size`` says), then the
+    frame is decompressed a little at a time and given up as soon as it
+    makes more than the limit (a frame need not declare its size, and a
+    lying one is caught here too).
+    """
+    declared = zstandard.frame_content_size(frame)  # -1: not declared
+    if declared > MAX_SECTION_BYTES:
+        raise BodyLimitError(
+            "record section",
+            f"its zstd frame declares {declared} bytes, at most {MAX_SECTION_BYTES}",
+        )
+    window = zstandard.get_frame_parameters(frame).window_size
+    if window > MAX_SECTION_BYTES:
+        raise BodyLimitError(
+            "record section",
+            f"its zstd frame asks for a {window}-byte window, at most {MAX_SECTION_BYTES}",
+        )
+    reader = zstandard.ZstdDecompressor(max_window_size=MAX_SECTION_BYTES).decompressobj()
+    section = bytearray()
+    view = memoryview(frame)
+    for pos in range(0, len(frame), _ZSTD_STEP):
+        section += reader.decompress(view[pos : pos + _ZSTD_STEP])
+        if len(section) > MAX_SECTION_BYTES:
+            raise BodyLimitError(
+                "record section", f"it decompresses to over {MAX_SECTION_BYTES} bytes"
+            )
+        if reader.eof:
+            if reader.unused_data or pos + _ZSTD_STEP < len(frame):
+                raise BodyFormatError("bytes after the record section's zstd frame")
+            break
+    if not reader.eof:
+        raise BodyFormatError("the record section's zstd frame is cut off")
+    if declared >= 0 and len(section) != declared:
+        raise BodyFormatError("the record section is not the size its zstd frame declares")
+    return section
+
+
+def _manifest(section: bytearray) -> dict[str, Any]:
+    """The section's JSON manifest, its string table checked against the limits."""
+    (m,) = struct.unpack_from("<I", section, 0)
+    if 4 + m > len(section):
+        raise BodyFormatError("the manifest is longer than the record section")
+    manifest = json.loads(section[4 : 4 + m])
+    if not isinstance(manifest, dict):
+        raise BodyFormatError("the manifest is not a JSON object")
+    strings = manifest["strings"]
+    if not isinstance(strings, list) or not all(isinstance(s, str) for s in strings):
+        raise BodyFormatError("string table holds a non-string")
+    longest = max(map(len, strings), default=0)
+    if longest > MAX_STRING_CHARS:
+        raise BodyLimitError(
+            "string length", f"a string of {longest} characters, at most {MAX_STRING_CHARS}"
+        )
+    total = sum(map(len, strings))
+    if total > MAX_STRINGS_CHARS:
+        raise BodyLimitError(
+            "string table", f"{total} characters of strings, at most {MAX_STRINGS_CHARS}"
+        )
+    images = manifest["images"]
+    if not isinstance(images, list):
+        raise BodyFormatError("bad image list")
+    if len(images) > MAX_SCREENSHOTS:
+        raise BodyLimitError("images", f"{len(images)} image blobs, at most {MAX_SCREENSHOTS}")
+    records = manifest.get("records")
+    if type(records) is int and records > MAX_RECORDS:
+        raise BodyLimitError("records", f"{records} records, at most {MAX_RECORDS}")
+    return manifest
+
+
 def _decode(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
     version = data[4]
     (n,) = struct.unpack_from("<I", data, 5)
     if 9 + n > len(data):
         raise BodyFormatError("truncated batch body")
-    section = zstandard.ZstdDecompressor().decompress(
-        data[9 : 9 + n], max_output_size=MAX_BODY_RECORDS_BYTES
-    )
-    (m,) = struct.unpack_from("<I", section, 0)
-    manifest = json.loads(section[4 : 4 + m])
+    section = _decompress_section(data[9 : 9 + n])
+    manifest = _manifest(section)
     strings: list[str] = manifest["strings"]
-    if not all(isinstance(s, str) for s in strings):
-        raise BodyFormatError("string table holds a non-string")
+    m = struct.unpack_from("<I", section, 0)[0]
     ipos = 9 + n  # the pointer stream (formats 3 and 4), then the image blobs
     paths: list[MousePathRecord] = []
+    stream_length = 0
     if version == 1:
         cols = _columns_v1(section, 4 + m, manifest)
     else:
         cols, stream_length = _columns_v2(section, 4 + m, manifest["records"], version)
-        if stream_length:
-            if ipos + stream_length > len(data):
-                raise BodyFormatError("truncated pointer stream")
-            stream = data[ipos : ipos + stream_length]
-            paths, end = _read_pointer_stream(stream, 0, cols["order"].count(_PATH), version)
-            if end != stream_length:
-                raise BodyFormatError("the pointer stream is longer than its records")
-            ipos += stream_length
+    del section
+    _check_counts(cols)
+    if stream_length:
+        if ipos + stream_length > len(data):
+            raise BodyFormatError("truncated pointer stream")
+        stream = data[ipos : ipos + stream_length]
+        paths, end = _read_pointer_stream(stream, 0, cols["order"].count(_PATH), version)
+        if end != stream_length:
+            raise BodyFormatError("the pointer stream is longer than its records")
+        ipos += stream_length
     images: dict[str, bytes] = {}
     for image_id, length in manifest["images"]:
         if not isinstance(image_id, str) or not isinstance(length, int) or length < 0:
@@ -924,14 +1077,48 @@ def _decode(data: bytes) -> tuple[list[Record], dict[str, bytes]]:
     return records, images
 
 
-def _columns_v1(section: bytes, pos: int, manifest: dict[str, Any]) -> dict[str, list[int]]:
+_SHOT = _KIND_OF[ScreenshotRecord]
+#: Format 1 names its columns, so values are counted over all of them: as
+#: many as the limits on records (12 values each, the order included),
+#: path steps (3) and tiles (2) allow.
+_MAX_V1_VALUES = 12 * MAX_RECORDS + 3 * MAX_PATH_STEPS + 2 * MAX_TILES
+
+
+def _check_counts(cols: dict[str, list[int]]) -> None:
+    """The record, screenshot, path step and tile counts against the limits
+    (formats 2 to 4 check the steps and tiles before reading them)."""
+    order = cols["order"]
+    if len(order) > MAX_RECORDS:
+        raise BodyLimitError("records", f"{len(order)} records, at most {MAX_RECORDS}")
+    shots = order.count(_SHOT)
+    if shots > MAX_SCREENSHOTS:
+        raise BodyLimitError("screenshots", f"{shots} screenshots, at most {MAX_SCREENSHOTS}")
+    _check_flat("path", len(cols.get("path.dt", ())))
+    _check_flat("screenshot", len(cols.get("screenshot.tiles.a", ())))
+
+
+def _check_flat(kind: str, values: int) -> None:
+    """The path steps or delta tiles of a body, counted before they are read."""
+    if kind == "path" and values > MAX_PATH_STEPS:
+        raise BodyLimitError("path steps", f"{values} path steps, at most {MAX_PATH_STEPS}")
+    if kind == "screenshot" and values > MAX_TILES:
+        raise BodyLimitError("delta tiles", f"{values} delta tiles, at most {MAX_TILES}")
+
+
+def _columns_v1(
+    section: bytes | bytearray, pos: int, manifest: dict[str, Any]
+) -> dict[str, list[int]]:
     """Format 1: named columns with their counts and lengths in the manifest."""
     if manifest["kinds"] != [s[0] for s in _SCHEMAS]:
         raise BodyFormatError("unknown record kinds")
     cols: dict[str, list[int]] = {}
+    values = 0
     for name, encoding, count, nbytes in manifest["columns"]:
         if not isinstance(count, int) or not isinstance(nbytes, int) or count < 0 or nbytes < 0:
             raise BodyFormatError(f"bad column entry {name!r}")
+        values += count
+        if values > _MAX_V1_VALUES:
+            raise BodyLimitError("records", f"over {_MAX_V1_VALUES} column values")
         end = pos + nbytes
         if end > len(section):
             raise BodyFormatError("truncated column data")
@@ -948,7 +1135,7 @@ def _columns_v1(section: bytes, pos: int, manifest: dict[str, Any]) -> dict[str,
 
 
 def _columns_v2(
-    section: bytes, pos: int, records: object, version: int
+    section: bytes | bytearray, pos: int, records: object, version: int
 ) -> tuple[dict[str, list[int]], int]:
     """Formats 2 to 4: tagged columns back to back; the schema says which and
     how many. Formats 3 and 4 have, in place of the path records' columns, the byte
@@ -994,6 +1181,7 @@ def _columns_v2(
                 if any(v < 0 for v in lengths):
                     raise BodyFormatError("negative tuple length")
                 flat = sum(lengths)
+                _check_flat(kind, flat)
                 for part in ("",) if ftype == "I" else (".a", ".b"):
                     take(col + part, flat)
             else:
