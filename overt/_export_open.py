@@ -18,11 +18,22 @@ Order of checks (verify, then parse what was verified):
 5. ``cannot decrypt``: not sealed to this dataset key, or altered (the
    header is bound through HPKE's ``info``, so a body moved under another
    header fails here too).
-6. ``invalid body``: the body does not decode.
-7. ``inconsistent body``: the body disagrees with its signed header (counts,
+6. ``over a limit``: the body is larger than any agent writes, in one of the
+   limits of ``agent.pipeline.batch`` (records, the decompressed record
+   section, strings, path steps, screenshots, tiles, a frame's width, height
+   or pixels, chains of deltas held at once); the detail names the limit.
+   Each is checked from what the body declares, before anything is
+   allocated for it: the zstd frame's header, the manifest, the records'
+   sizes, the image headers.
+7. ``invalid body``: the body does not decode, or an image blob is not a
+   PNG, WebP or JPEG image the agent could have written.
+8. ``inconsistent body``: the body disagrees with its signed header (counts,
    time range, app ids) or its screenshots are not self-consistent (an image
-   blob missing, a delta without its keyframe in the batch, tiles outside
-   the frame, sizes out of bounds).
+   blob missing, or of another size than its record says, a delta without
+   its keyframe in the batch, tiles outside the frame or named twice).
+
+The pixels are decoded later, by the dataset writer, which checks each
+image's header against its record again before decoding it.
 
 Nothing in a rejection's detail is captured content: ids, counts and the
 name of the check.
@@ -31,20 +42,32 @@ name of the check.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, fields
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from agent.pipeline.batch import BatchHeader, count_signals, decode_body
+from agent.pipeline.batch import (
+    MAX_FRAME_PIXELS,
+    MAX_FRAME_SIDE,
+    MAX_LIVE_CHAINS,
+    MAX_SOURCE_SIDE,
+    BatchHeader,
+    BodyLimitError,
+    count_signals,
+    decode_body,
+)
 from agent.pipeline.records import (
     BodyFormatError,
     ContextRecord,
     HeaderFormatError,
+    PipelineError,
     Record,
     ScreenshotKind,
     ScreenshotRecord,
 )
+from agent.pipeline.screens import BLOB_FORMATS, image_header
 from policies.sealed import (
     BatchDecryptionError,
     BatchSignatureError,
@@ -56,9 +79,7 @@ from policies.sealed import (
 
 from ._export_errors import BatchRejected
 
-#: The largest frame the exporter reassembles (width x height), a sanity bound
-#: far above any window the agent grabs (its policy caps the width at 7680).
-MAX_FRAME_PIXELS = 64 * 1024 * 1024
+OVER_A_LIMIT = "over a limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,20 +150,26 @@ def open_batch(stored: StoredBatch, dataset_key: X25519PrivateKey) -> OpenedBatc
         raise BatchRejected("cannot decrypt", str(exc)) from exc
     try:
         records, images = decode_body(body)
+    except BodyLimitError as exc:
+        raise BatchRejected(OVER_A_LIMIT, f"batch {stored.batch_id}: {exc}") from exc
     except BodyFormatError as exc:
         raise BatchRejected("invalid body", f"batch {stored.batch_id}: {exc}") from exc
-    problem = _inconsistency(header, records, images)
-    if problem is not None:
-        raise BatchRejected("inconsistent body", f"batch {stored.batch_id}: {problem}")
+    try:
+        _check(header, records, images)
+    except BatchRejected as exc:
+        raise BatchRejected(exc.reason, f"batch {stored.batch_id}: {exc.detail}") from None
     return OpenedBatch(header, records, images, len(stored.sealed))
 
 
-def _inconsistency(
-    header: BatchHeader, records: list[Record], images: dict[str, bytes]
-) -> str | None:
-    """What is wrong between a decoded body and its signed header, or None."""
+def _inconsistent(detail: str) -> BatchRejected:
+    return BatchRejected("inconsistent body", detail)
+
+
+def _check(header: BatchHeader, records: list[Record], images: dict[str, bytes]) -> None:
+    """Raise :class:`BatchRejected` when a decoded body disagrees with its
+    signed header or its screenshots are over a limit or not self-consistent."""
     if not records:
-        return "no records"
+        raise _inconsistent("no records")
     counts = count_signals(records)
     if counts != header.counts:
         differ = [
@@ -150,40 +177,98 @@ def _inconsistency(
             for f in fields(counts)
             if getattr(counts, f.name) != getattr(header.counts, f.name)
         ]
-        return f"record counts disagree with the header ({', '.join(differ)})"
+        raise _inconsistent(f"record counts disagree with the header ({', '.join(differ)})")
     if any(not header.start_ms <= r.t <= header.end_ms for r in records):
-        return "a record lies outside the header's time range"
-    app_ids = tuple(sorted({r.app_id for r in records if isinstance(r, ContextRecord)}))
-    if app_ids != header.app_ids:
-        return "app ids disagree with the header"
+        raise _inconsistent("a record lies outside the header's time range")
+    contexts = [r for r in records if isinstance(r, ContextRecord)]
+    if tuple(sorted({r.app_id for r in contexts})) != header.app_ids:
+        raise _inconsistent("app ids disagree with the header")
+    if any(not (math.isfinite(r.scale) and r.scale > 0) for r in contexts):
+        raise _inconsistent("a context has a scale that is not a positive number")
+    _check_screenshots([r for r in records if isinstance(r, ScreenshotRecord)], images)
+
+
+def _check_screenshots(shots: list[ScreenshotRecord], images: dict[str, bytes]) -> None:
+    """Sizes against the frame limits, each image's header against its record,
+    each delta against its keyframe, and how many chains are held at once: a
+    keyframe is held (by the dataset writer too) from itself to the last
+    delta that names it, so that at most ``MAX_LIVE_CHAINS`` frames are."""
+    remaining = Counter(r.base for r in shots if r.kind is ScreenshotKind.DELTA)
     keyframes: dict[str, tuple[int, int]] = {}
-    for r in records:
-        if isinstance(r, ScreenshotRecord):
-            problem = _screenshot_problem(r, images, keyframes)
-            if problem is not None:
-                return problem
-            if r.kind is ScreenshotKind.KEYFRAME:
-                keyframes[r.image] = (r.width, r.height)
-    return None
+    held: set[str] = set()
+    for r in shots:
+        _check_size(r)
+        if r.kind is ScreenshotKind.KEYFRAME:
+            if r.base is not None:
+                raise _inconsistent("a keyframe names a base")
+            _check_image(r, images, (r.width, r.height))
+            keyframes[r.image] = (r.width, r.height)
+            if remaining[r.image]:
+                held.add(r.image)
+        else:
+            if r.base is None or keyframes.get(r.base) != (r.width, r.height):
+                raise _inconsistent(
+                    "a delta's keyframe is not earlier in the batch, or has another size"
+                )
+            _check_image(r, images, _check_tiles(r))
+            remaining[r.base] -= 1
+            if not remaining[r.base]:
+                held.discard(r.base)
+        if len(held) > MAX_LIVE_CHAINS:
+            raise BatchRejected(
+                OVER_A_LIMIT,
+                f"{len(held)} chains of deltas held at once, at most {MAX_LIVE_CHAINS}",
+            )
 
 
-def _screenshot_problem(
-    r: ScreenshotRecord, images: dict[str, bytes], keyframes: dict[str, tuple[int, int]]
-) -> str | None:
-    if r.image not in images:
-        return "a screenshot names an image the batch does not hold"
-    dims = (r.width, r.height, r.source_width, r.source_height)
-    if min(dims) <= 0 or r.width * r.height > MAX_FRAME_PIXELS:
-        return "a screenshot has an impossible size"
-    if r.source_width * r.source_height > MAX_FRAME_PIXELS:
-        return "a screenshot has an impossible size"
-    if r.kind is ScreenshotKind.KEYFRAME:
-        return None if r.base is None else "a keyframe names a base"
-    if r.base is None or keyframes.get(r.base) != (r.width, r.height):
-        return "a delta's keyframe is not earlier in the batch, or has another size"
+def _check_size(r: ScreenshotRecord) -> None:
+    if min(r.width, r.height, r.source_width, r.source_height) <= 0:
+        raise _inconsistent("a screenshot has an impossible size")
+    if (
+        max(r.width, r.height) > MAX_FRAME_SIDE
+        or r.width * r.height > MAX_FRAME_PIXELS
+        or max(r.source_width, r.source_height) > MAX_SOURCE_SIDE
+    ):
+        raise BatchRejected(
+            OVER_A_LIMIT,
+            f"a {r.width}x{r.height} frame grabbed at {r.source_width}x{r.source_height}: "
+            f"at most {MAX_FRAME_SIDE} a side and {MAX_FRAME_PIXELS} pixels, grabbed at "
+            f"most {MAX_SOURCE_SIDE} a side",
+        )
+    if r.width > r.source_width or r.height > r.source_height:
+        raise _inconsistent("a screenshot is larger than the window it was grabbed from")
+
+
+def _check_tiles(r: ScreenshotRecord) -> tuple[int, int]:
+    """A delta's tiles against its frame; returns the size of its packed image."""
     if r.tile <= 0 or r.columns <= 0 or not r.tiles:
-        return "a delta has no tiles"
+        raise _inconsistent("a delta has no tiles")
+    size = (r.columns * r.tile, -(-len(r.tiles) // r.columns) * r.tile)
+    if size[0] * size[1] > MAX_FRAME_PIXELS:
+        raise BatchRejected(
+            OVER_A_LIMIT,
+            f"a delta's tiles pack into {size[0]}x{size[1]}, at most {MAX_FRAME_PIXELS} pixels",
+        )
     columns, rows = math.ceil(r.width / r.tile), math.ceil(r.height / r.tile)
     if any(not (0 <= c < columns and 0 <= w < rows) for c, w in r.tiles):
-        return "a delta tile lies outside the frame"
-    return None
+        raise _inconsistent("a delta tile lies outside the frame")
+    if len(set(r.tiles)) != len(r.tiles):
+        raise _inconsistent("a delta names a tile twice")
+    return size
+
+
+def _check_image(r: ScreenshotRecord, images: dict[str, bytes], size: tuple[int, int]) -> None:
+    """The image a screenshot names: there, and of the size its record implies."""
+    blob = images.get(r.image)
+    if blob is None:
+        raise _inconsistent("a screenshot names an image the batch does not hold")
+    try:
+        kind, width, height = image_header(blob)
+    except PipelineError as exc:
+        raise BatchRejected("invalid body", f"a screenshot's image: {exc}") from exc
+    if kind not in BLOB_FORMATS:
+        raise BatchRejected("invalid body", f"a screenshot's image is a {kind} image")
+    if (width, height) != size:
+        raise _inconsistent(
+            f"a screenshot's image is {width}x{height}, its record says {size[0]}x{size[1]}"
+        )

@@ -8,6 +8,15 @@ training-ready dataset to ``OUT`` (layout: :mod:`overt._export_dataset`;
 dataset). A batch that fails any check is reported with its reason and
 skipped; nothing of it is written (checks: :mod:`overt._export_open`).
 
+Batches are hostile input: any enrolled device can seal anything to the
+dataset key. Each is checked against the limits of what an agent writes
+(``agent.pipeline.batch``) from what it declares, before memory is
+allocated for it, and one over a limit is rejected (``over a limit``) like
+any other; the export goes on with the others. The memory an export needs
+is that of one batch at its limits (its records and the frames its deltas
+still need), not of the store. A batch that runs out of memory all the same
+is rejected (``out of memory``) and the export goes on.
+
 This module owns the export as a whole: the core :func:`export_batches`,
 which takes any iterable of :class:`StoredBatch` (so it is tested without a
 collector), the progress bar, the summary, ``dataset.json``, and the command
@@ -18,8 +27,10 @@ decoders and the collector's storage.
 Output guarantees: the dataset is built in a hidden sibling directory
 (``.OUT.partial-*``) and renamed to ``OUT`` only when complete, every file
 fsynced first. ``OUT`` therefore either does not exist or holds a complete
-dataset, also after a crash (which can leave a ``.partial`` directory to
-delete). An ``OUT`` that exists and is not empty is refused, never
+dataset, also after a crash. The ``.partial`` directory is removed on every
+way out but success (an error, ``MemoryError``, ``KeyboardInterrupt``);
+only a process killed outright (``kill -9``, the kernel's OOM killer) can
+leave one to delete. An ``OUT`` that exists and is not empty is refused, never
 overwritten. The exporter writes nothing under ``DIR`` (the store is opened
 non-exclusive, beside a running collector). No private key material is written
 anywhere: ``dataset.json`` names the dataset key by its ids from the batch
@@ -308,14 +319,25 @@ def export_batches(
         )
         return summary
     finally:
-        png.close()
-        if progress is not None:
-            progress.close()
-        if not done:
-            if writer is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    writer.abort()
-            shutil.rmtree(partial, ignore_errors=True)
+        try:
+            png.close()  # first: no thread may still write into ``partial``
+        finally:
+            try:
+                if progress is not None:
+                    progress.close()
+            finally:
+                if not done:
+                    _discard(partial, writer)
+
+
+def _discard(partial: Path, writer: DatasetWriter | None) -> None:
+    """Remove an unfinished dataset, whatever else fails on the way."""
+    try:
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.abort()
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _export_one(
@@ -333,18 +355,28 @@ def _export_one(
         writer.add(opened)
         seen.add(ident)
     except BatchRejected as exc:
-        log.info(  # listed in the summary and dataset.json; not a warning twice over
-            "batch rejected: device %s seq %d batch %s: %s",
-            stored.device_id,
-            stored.seq,
-            stored.batch_id,
-            exc.reason,
-        )
-        summary.rejected.append(
-            Rejection(stored.device_id, stored.seq, stored.batch_id, exc.reason, exc.detail)
-        )
-        if exc.reason != "duplicate":
-            writer.skip(stored.device_id)
+        _reject(stored, exc.reason, exc.detail, writer, summary)
+    except MemoryError:
+        # Past the limits this should not happen; the batch's objects are
+        # freed with the exception, and the writer undid what it wrote.
+        _reject(stored, "out of memory", f"batch {stored.batch_id}", writer, summary)
+
+
+def _reject(
+    stored: StoredBatch, reason: str, detail: str, writer: DatasetWriter, summary: ExportSummary
+) -> None:
+    log.info(  # listed in the summary and dataset.json; not a warning twice over
+        "batch rejected: device %s seq %d batch %s: %s",
+        stored.device_id,
+        stored.seq,
+        stored.batch_id,
+        reason,
+    )
+    summary.rejected.append(
+        Rejection(stored.device_id, stored.seq, stored.batch_id, reason, detail)
+    )
+    if reason != "duplicate":
+        writer.skip(stored.device_id)
 
 
 def _fill(summary: ExportSummary, writer: DatasetWriter) -> None:
