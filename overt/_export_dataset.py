@@ -58,13 +58,21 @@ at a context of another app, after more than ``idle_split_ms`` without an
 action, and at the end of a device's batches. A session holds at least one
 action; its id is a six-digit counter over the whole export.
 
-Each batch is applied as a unit: everything it produces is computed first
-and written only if the whole batch went through (a frame that will not
-reassemble rejects the batch, and nothing of it is written). PNG encoding
-(``overt._export_png``), the dearest step, may run on worker threads
-(``jobs`` > 0): a batch's output is then written once the next batch has
-been computed, so that the threads compress one batch's frames while this
-one decrypts and reassembles the next.
+Each batch is applied as a unit: its rows, sessions and frames are written
+as they come and undone if the whole batch does not go through (a frame
+that will not reassemble rejects the batch): the three files are cut back
+to where they ended before it and its PNG files deleted, so nothing of it
+is left. PNG encoding (``overt._export_png``), the dearest step, may run on
+worker threads (``jobs`` > 0) while this thread reassembles the next
+frames.
+
+Memory: nothing a batch produces is held until its end. Its frames are
+decoded one at a time (each image's header checked against its record
+first, ``agent.pipeline.screens.open_image``); a frame is kept while a
+later delta of the batch names its keyframe (at most ``MAX_LIVE_CHAINS``,
+checked by ``overt._export_open``), or while it is the device's latest
+frame, or while a PNG thread writes it. A delta is applied to its chain's
+frame in place, or to a copy while that frame is being written.
 """
 
 from __future__ import annotations
@@ -73,7 +81,8 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,11 +104,11 @@ from agent.pipeline.records import (
     ShortcutRecord,
     TextSpanRecord,
 )
-from agent.pipeline.screens import reassemble
+from agent.pipeline.screens import FrameError, apply_delta, open_image
 
 from ._export_errors import BatchRejected, OutputError
 from ._export_open import OpenedBatch
-from ._export_png import PngEncoder
+from ._export_png import PngEncoder, PngJob
 
 log = logging.getLogger(__name__)
 
@@ -184,12 +193,16 @@ class _DeviceState:
 
 
 @dataclass(slots=True)
-class _Output:
-    """What one batch produces, held until the whole batch went through."""
+class _Tally:
+    """What is being written for one batch: counted when it goes through,
+    undone (back to ``offsets`` of the three files) when it does not."""
 
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    images: list[tuple[str, Callable[[], bytes]]] = field(default_factory=list)
-    sessions: list[dict[str, Any]] = field(default_factory=list)
+    offsets: tuple[int, int, int]
+    jobs: list[PngJob] = field(default_factory=list)
+    dirs: list[Path] = field(default_factory=list)
+    actions: int = 0
+    with_screenshot: int = 0
+    sessions: int = 0
     frames: int = 0
 
 
@@ -211,10 +224,11 @@ class DatasetWriter:
 
     Batches must come in (device, seq) order for sessions to be whole; out of
     order, a device's stream is split where the order breaks. ``add`` applies
-    a batch as a unit (raises :class:`BatchRejected` and writes nothing when a
-    frame does not reassemble); ``skip`` notes a batch that was rejected
+    a batch as a unit (raises :class:`BatchRejected`, and leaves nothing of
+    it written, when a frame does not reassemble; any other error leaves
+    nothing of it written either); ``skip`` notes a batch that was rejected
     before, so that the session around it is split; ``close`` ends the last
-    session and closes the files.
+    session, waits for the PNG files and closes the files.
     """
 
     def __init__(self, root: Path, *, idle_split_ms: int, png: PngEncoder) -> None:
@@ -224,13 +238,11 @@ class DatasetWriter:
         self._png = png
         self._state: _DeviceState | None = None
         self._next_session = 1
-        #: Output computed but not yet written (only with PNG threads).
-        self._held: _Output | None = None
         try:
             (root / IMAGES).mkdir(parents=True, exist_ok=True)
-            self._metadata = open(root / METADATA, "w", encoding="utf-8")  # noqa: SIM115
-            self._actions = open(root / ACTIONS, "w", encoding="utf-8")  # noqa: SIM115
-            self._sessions = open(root / SESSIONS, "w", encoding="utf-8")  # noqa: SIM115
+            self._metadata = open(root / METADATA, "wb")  # noqa: SIM115
+            self._actions = open(root / ACTIONS, "wb")  # noqa: SIM115
+            self._sessions = open(root / SESSIONS, "wb")  # noqa: SIM115
         except OSError as exc:
             raise OutputError(f"cannot write the dataset in {root}: {exc.strerror or exc}") from exc
 
@@ -242,44 +254,48 @@ class DatasetWriter:
         self._switch_device(header.device_id)
         assert self._state is not None
         state = self._state.clone()
-        out = _Output()
+        tally = self._begin()
         try:
-            self._apply(state, batch, out)
-        except (PipelineError, Image.DecompressionBombError) as exc:
-            raise BatchRejected(
-                "invalid body", f"batch {header.batch_id}: a screenshot does not reassemble"
-            ) from exc
-        self._commit(out)
+            self._apply(state, batch, tally)
+        except Exception as exc:
+            self._undo(tally)
+            if isinstance(exc, FrameError):
+                raise BatchRejected("inconsistent body", f"batch {header.batch_id}: {exc}") from exc
+            if isinstance(exc, (PipelineError, Image.DecompressionBombError)):
+                raise BatchRejected(
+                    "invalid body", f"batch {header.batch_id}: a screenshot does not reassemble"
+                ) from exc
+            raise
+        self._count(tally)
         self._state = state
         self._next_session = state.next_session
         log.debug(
             "batch %s seq %d: %d actions, %d frames, %d images",
             header.batch_id,
             header.seq,
-            len(out.rows),
-            out.frames,
-            len(out.images),
+            tally.actions,
+            tally.frames,
+            len(tally.jobs),
         )
         c = self.counts
         c.batches += 1
         c.sealed_bytes += batch.sealed_size
         c.events += len(batch.records)
-        c.frames += out.frames
         c.dataset_key_ids.add(header.dataset_key_id)
 
     def skip(self, device_id: str) -> None:
         """A batch of ``device_id`` was rejected: the next one starts a new session."""
         if self._state is not None and self._state.device_id == device_id:
-            out = _Output()
-            _split(self._state, "missing_batch", out)
+            tally = self._begin()
+            self._split(self._state, "missing_batch", tally)
             self._state.frame = None
-            self._commit(out)
+            self._count(tally)
 
     def close(self) -> None:
-        """End the last session, write what is held, flush and fsync the files."""
+        """End the last session, wait for the PNG files, flush and fsync the files."""
         self._switch_device(None)
-        self._commit(None)
         try:
+            self._png.wait()
             for stream in (self._metadata, self._actions, self._sessions):
                 stream.flush()
                 os.fsync(stream.fileno())
@@ -299,100 +315,130 @@ class DatasetWriter:
         if state is not None and state.device_id == device_id:
             return
         if state is not None:
-            out = _Output()
-            _split(state, "end", out)
-            self._commit(out)
+            tally = self._begin()
+            self._split(state, "end", tally)
+            self._count(tally)
         self._state = (
             None if device_id is None else _DeviceState(device_id, next_session=self._next_session)
         )
 
-    def _commit(self, out: _Output | None) -> None:
-        """Write ``out`` in order after what is held; with PNG threads, hold ``out``
-        back (until the next call) so that its frames are compressed meanwhile."""
-        if self._png.jobs > 0:
-            out, self._held = self._held, out
-        if out is not None:
-            self._write(out)
-
-    def _write(self, out: _Output) -> None:
+    def _begin(self) -> _Tally:
         try:
-            for name, encoded in out.images:
-                data = encoded()
-                path = self.root / name
-                path.parent.mkdir(exist_ok=True)
-                with open(path, "wb") as stream:
-                    stream.write(data)
-                    stream.flush()
-                    os.fsync(stream.fileno())
-            for row in out.rows:
-                line = _line(row)
-                self._actions.write(line)
-                if row["file_name"] is not None:
-                    self._metadata.write(line)
-            for summary in out.sessions:
-                self._sessions.write(_line(summary))
+            return _Tally((self._metadata.tell(), self._actions.tell(), self._sessions.tell()))
         except OSError as exc:
             raise OutputError(f"cannot write the dataset in {self.root}: {exc}") from exc
-        c = self.counts
-        c.images += len(out.images)
-        c.actions += len(out.rows)
-        c.actions_with_screenshot += sum(1 for r in out.rows if r["file_name"] is not None)
-        c.sessions += len(out.sessions)
 
-    def _apply(self, s: _DeviceState, batch: OpenedBatch, out: _Output) -> None:
+    def _undo(self, tally: _Tally) -> None:
+        """Remove what ``tally`` wrote: its PNG files and folders, and its lines."""
+        try:
+            for job in tally.jobs:
+                job.cancel()
+                job.path.unlink(missing_ok=True)
+            for directory in reversed(tally.dirs):
+                directory.rmdir()
+            streams = (self._metadata, self._actions, self._sessions)
+            for stream, offset in zip(streams, tally.offsets, strict=True):
+                stream.truncate(offset)
+                stream.seek(offset)
+        except OSError as exc:
+            raise OutputError(f"cannot undo a rejected batch in {self.root}: {exc}") from exc
+
+    def _count(self, tally: _Tally) -> None:
+        c = self.counts
+        c.images += len(tally.jobs)
+        c.actions += tally.actions
+        c.actions_with_screenshot += tally.with_screenshot
+        c.sessions += tally.sessions
+        c.frames += tally.frames
+
+    def _write_row(self, row: dict[str, Any], tally: _Tally) -> None:
+        line = _line(row)
+        try:
+            self._actions.write(line)
+            if row["file_name"] is not None:
+                self._metadata.write(line)
+        except OSError as exc:
+            raise OutputError(f"cannot write the dataset in {self.root}: {exc}") from exc
+        tally.actions += 1
+        tally.with_screenshot += row["file_name"] is not None
+
+    def _write_image(self, name: str, img: Image.Image, tally: _Tally) -> None:
+        path = self.root / name
+        try:
+            if not path.parent.is_dir():
+                path.parent.mkdir()
+                tally.dirs.append(path.parent)
+            tally.jobs.append(self._png.write(img, path))
+        except OSError as exc:
+            raise OutputError(f"cannot write the dataset in {self.root}: {exc}") from exc
+
+    def _split(self, s: _DeviceState, reason: str, tally: _Tally) -> None:
+        """End the open session (if any); the next one starts because of ``reason``."""
+        if s.session is not None:
+            try:
+                self._sessions.write(_line(s.session.summary(reason)))
+            except OSError as exc:
+                raise OutputError(f"cannot write the dataset in {self.root}: {exc}") from exc
+            tally.sessions += 1
+            s.session = None
+        s.pending_start = reason
+        s.last_action_end = None
+
+    def _apply(self, s: _DeviceState, batch: OpenedBatch, tally: _Tally) -> None:
         header = batch.header
         if s.last_seq is not None and header.seq != s.last_seq + 1:
-            _split(s, "missing_batch", out)
+            self._split(s, "missing_batch", tally)
             s.frame = None
         s.last_seq = header.seq
         records = batch.records
         order = sorted(range(len(records)), key=_sort_keys(records).__getitem__)
         releases = _pair_clicks(records, order)
         consumed = {j for j in releases.values() if j is not None}
-        chains: dict[str, Image.Image] = {}
+        chains = _Chains(records)
         for i in order:
             rec = records[i]
             if isinstance(rec, ContextRecord):
                 if s.context is not None and rec.app_id != s.context.app_id:
-                    _split(s, "app_change", out)
+                    self._split(s, "app_change", tally)
                     s.frame = None
                 s.context = rec
             elif isinstance(rec, MarkerRecord):
-                _split(s, rec.kind.value, out)
+                self._split(s, rec.kind.value, tally)
                 s.frame = None
             elif isinstance(rec, ScreenshotRecord):
                 s.frame = self._frame(rec, batch.images, chains, s.context)
-                out.frames += 1
+                tally.frames += 1
             elif i not in consumed:
                 j = releases.get(i)
                 release = None if j is None else records[j]
                 assert release is None or isinstance(release, ClickRecord)
                 fields = _action(rec, release)
-                self._emit(s, header.batch_id, header.seq, fields, out)
+                self._emit(s, header.batch_id, header.seq, fields, tally)
 
     def _frame(
         self,
         rec: ScreenshotRecord,
         images: dict[str, bytes],
-        chains: dict[str, Image.Image],
+        chains: _Chains,
         context: ContextRecord | None,
     ) -> _Frame:
         if rec.kind is ScreenshotKind.KEYFRAME:
-            img = reassemble(images[rec.image])
-            if img.size != (rec.width, rec.height):
-                raise BatchRejected("inconsistent body", "a keyframe is not the size it says")
-            chains[rec.image] = img
+            img = open_image(images[rec.image], (rec.width, rec.height))
+            chains.keyframe(rec.image, img)
         else:
             assert rec.base is not None  # checked when the batch was opened
-            img = reassemble(_raw(chains[rec.base]), [(rec, images[rec.image])])
-            chains[rec.base] = img
+            img = chains.base(rec.base)
+            if self._png.in_flight(img):
+                img = img.copy()
+            apply_delta(img, rec, images[rec.image])
+            chains.applied(rec.base, img)
         window = None if context is None else (context.width, context.height)
         return _Frame(
             img, rec.t, rec.width, rec.height, rec.source_width, rec.source_height, window
         )
 
     def _emit(
-        self, s: _DeviceState, batch_id: str, seq: int, fields: dict[str, Any], out: _Output
+        self, s: _DeviceState, batch_id: str, seq: int, fields: dict[str, Any], tally: _Tally
     ) -> None:
         t, end = fields["t_ms"], fields["end_ms"]
         if (
@@ -400,7 +446,7 @@ class DatasetWriter:
             and s.last_action_end is not None
             and t - s.last_action_end > self.idle_split_ms
         ):
-            _split(s, "idle", out)
+            self._split(s, "idle", tally)
         ctx = s.context
         session = s.session
         if session is None:
@@ -420,7 +466,7 @@ class DatasetWriter:
             frame = None
         if frame is not None and frame.session_id != session.session_id:
             name = f"{IMAGES}/{session.session_id}/{session.images:06d}.png"
-            out.images.append((name, self._png.submit(frame.image)))
+            self._write_image(name, frame.image, tally)
             session.images += 1
             frame = s.frame = replace(frame, session_id=session.session_id, file_name=name)
         row: dict[str, Any] = {
@@ -444,12 +490,45 @@ class DatasetWriter:
         }
         row.update(fields)
         row.update(_image_fields(frame, fields["x"], fields["y"]))
-        out.rows.append(_ordered(row))
+        self._write_row(_ordered(row), tally)
         session.actions += 1
         session.with_screenshot += frame is not None
         session.end_ms = max(session.end_ms, end)
         session.last_seq = seq
         s.last_action_end = end if s.last_action_end is None else max(s.last_action_end, end)
+
+
+class _Chains:
+    """The frames of a batch's delta chains, by keyframe id, each held only
+    while a later delta of the batch names it (screenshots come in body
+    order, so the deltas left to come are counted from the records)."""
+
+    def __init__(self, records: list[Record]) -> None:
+        self._frames: dict[str, Image.Image] = {}
+        self._left = Counter(
+            r.base
+            for r in records
+            if isinstance(r, ScreenshotRecord) and r.kind is ScreenshotKind.DELTA
+        )
+
+    def keyframe(self, key: str, img: Image.Image) -> None:
+        if self._left[key]:
+            self._frames[key] = img
+        else:
+            self._frames.pop(key, None)
+
+    def base(self, key: str) -> Image.Image:
+        try:
+            return self._frames[key]
+        except KeyError:  # the open step checked every base; a guard, not a path
+            raise BatchRejected("inconsistent body", "a delta's keyframe is not held") from None
+
+    def applied(self, key: str, img: Image.Image) -> None:
+        self._left[key] -= 1
+        if self._left[key]:
+            self._frames[key] = img
+        else:
+            del self._frames[key]
 
 
 COLUMNS = (
@@ -496,17 +575,8 @@ def _ordered(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in COLUMNS}
 
 
-def _line(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n"
-
-
-def _split(s: _DeviceState, reason: str, out: _Output) -> None:
-    """End the open session (if any); the next one starts because of ``reason``."""
-    if s.session is not None:
-        out.sessions.append(s.session.summary(reason))
-        s.session = None
-    s.pending_start = reason
-    s.last_action_end = None
+def _line(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
 def _sort_keys(records: list[Record]) -> list[tuple[int, int]]:
@@ -617,12 +687,6 @@ def _image_fields(frame: _Frame | None, x: int | None, y: int | None) -> dict[st
         "image_x": None if x is None else math.floor(x * scale),
         "image_y": None if y is None else math.floor(y * frame.height / frame.source_height),
     }
-
-
-def _raw(img: Image.Image) -> bytes:
-    """A frame as PPM bytes: what ``reassemble`` takes as the base of the next delta
-    (decoding it costs a copy, not a decompression)."""
-    return b"P6 %d %d 255\n" % img.size + img.tobytes()
 
 
 def iter_lines(path: Path) -> Iterator[dict[str, Any]]:
