@@ -108,7 +108,8 @@ _BUSY_RETRY_S = 0.02
 MAX_PAUSE_MINUTES = 1_000_000  # longer than the policy allows is clamped by the agent
 MAX_DISCARD_MINUTES = 366 * 24 * 60
 MAX_LEDGER_DAYS = 366
-MAX_EXEMPTION_DAYS = 366
+#: The collector's limit (``collector.schemas``): a longer request would be refused there.
+MAX_EXEMPTION_DAYS = 365
 MAX_REASON_CHARS = 2000
 DEFAULT_LEDGER_DAYS = 7
 
@@ -344,8 +345,19 @@ def _exemption_request(target: ControlTarget, args: Mapping[str, Any]) -> JSONOb
         raise _BadRequest("reason must be a non-empty text")
     if len(reason) > MAX_REASON_CHARS:
         raise _BadRequest(f"reason must be at most {MAX_REASON_CHARS} characters")
+    given = args.get("duration_days")
+    if type(given) is int and given > MAX_EXEMPTION_DAYS:
+        raise _BadRequest(exemption_too_long(given))
     days = _required_int(cmd, args, "duration_days", 1, MAX_EXEMPTION_DAYS)
     return target.exemption_request(str(category), reason.strip(), days)
+
+
+def exemption_too_long(days: int) -> str:
+    """The refusal of an exemption request longer than the collector accepts."""
+    return (
+        f"an exemption can last at most {MAX_EXEMPTION_DAYS} days, not {days}; "
+        "ask for a shorter one (and again when it ends)"
+    )
 
 
 def _ledger(target: ControlTarget, args: Mapping[str, Any]) -> JSONObject:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agent.control import ControlError, JSONObject
+from agent.control import MAX_EXEMPTION_DAYS, ControlError, JSONObject, exemption_too_long
 from agent.local_state import LocalStateError
 from agent.notice import consent_changes, consent_needed, consent_notice
 from agent.pipeline.consent import ConsentRecord
@@ -276,6 +276,9 @@ class AgentControlTarget:
         request = self._parts.request_exemption
         if request is None:
             raise ControlError("unavailable", _NO_COLLECTOR)
+        if duration_days > MAX_EXEMPTION_DAYS:
+            # The server refuses it first; this guards other callers.
+            raise ControlError("bad_request", exemption_too_long(duration_days))
         result = _checked(
             "collector client",
             request(category, reason, duration_days),
