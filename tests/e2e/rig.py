@@ -78,6 +78,9 @@ class Rig:
     hooks: PynputHooks
     clock: Clock
     desktop: Desktop
+    #: Signs a new policy document into the agent's policy file (as device
+    #: management would drop one in place).
+    replace_policy: Callable[[dict[str, Any]], None] = lambda _doc: None
     _seen: list[Record] = field(default_factory=list)
     _images: dict[str, bytes] = field(default_factory=dict)
     _read: int = 0  # batches of the sink already decoded
@@ -197,7 +200,13 @@ def agents(desktop: Desktop, tmp_path: Path) -> Iterator[Callable[..., Rig]]:
         )
         agent.start()
         started.append(agent)
-        return Rig(agent, sink, hooks, clock, desktop)
+
+        def replace_policy(new: dict[str, Any]) -> None:
+            tmp = policy_file.with_suffix(".tmp")
+            tmp.write_bytes(sign_policy(json.dumps(new).encode(), [key]))
+            os.replace(tmp, policy_file)
+
+        return Rig(agent, sink, hooks, clock, desktop, replace_policy)
 
     try:
         yield start
