@@ -50,7 +50,8 @@ def limited(
 def _upload(client: TestClient, clock: MutableClock, device: Device, seq: int) -> int:
     sealed = device.sealed(seq)
     headers = device.sign("POST", "/v1/batches", sealed, clock.ms())
-    return client.post("/v1/batches", content=sealed, headers=headers).status_code
+    status: int = client.post("/v1/batches", content=sealed, headers=headers).status_code
+    return status
 
 
 # ------------------------------------------------------------- the buckets

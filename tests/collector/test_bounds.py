@@ -128,7 +128,13 @@ def test_strangers_large_bodies_do_not_grow_the_collectors_memory(tmp_path: Path
 
         with ThreadPoolExecutor(max_workers=100) as pool:
             futures = [pool.submit(stranger, n) for n in range(100)]
-            pool.submit(lambda: [f.result() for f in futures] and done.set())
+
+            def finish() -> None:
+                for future in futures:
+                    future.result()
+                done.set()
+
+            pool.submit(finish)
             while not done.wait(0.02):
                 peak = max(peak, server.memory_info().rss)
             statuses = [f.result() for f in futures]
