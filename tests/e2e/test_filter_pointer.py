@@ -30,6 +30,7 @@ from agent.pipeline.records import (
     PathKind,
     Record,
     ScrollRecord,
+    ShortcutRecord,
 )
 from tests.desktop import Desktop, require_program, wait_for
 from tests.e2e.conftest import WORKAPP_GEOMETRY, LaunchWorkapp, XWindow
@@ -379,6 +380,44 @@ def test_a_hover_does_not_go_on_under_a_screen_locker(
     assert under == [], f"pointer records speak about the time the locker covered all: {under}"
     presses = [on_screen(c.x, c.y) for c in of(records, ClickRecord) if c.pressed]
     assert presses[-1] == (rest[0] + 40, rest[1])
+
+
+def test_the_work_apps_own_drop_down_is_still_captured(
+    desktop: Desktop,
+    launch_workapp: LaunchWorkapp,
+    workapp_python: DistinctPython,
+    start_agent: Callable[..., Rig],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The control for the grab rules above: a press that opens the work app's
+    # own drop-down makes the work app itself (not another client) grab the
+    # pointer and keyboard; the press, and the keys that choose an item, are
+    # the work app's input.
+    app = launch_workapp()
+    rig = start_agent(document=exe_policy_document([workapp_python.path]))
+    capturing(rig)
+    desktop.activate(app.window_id)
+    desktop.click(*CONTROL_POINT)
+    rig.settle(quiet=0.3)
+    combo = (WX + 400, WY + 40)  # the drop-down above the editor
+    desktop.click(*combo)
+    wait_for(lambda: desktop.grabbed_elsewhere(), 5, what="the drop-down to open")
+    desktop.xdotool("key", "Down", "Return")
+    wait_for(lambda: not desktop.grabbed_elsewhere(), 5, what="the drop-down to close")
+    records = rig.records()
+
+    presses = [on_screen(c.x, c.y) for c in of(records, ClickRecord) if c.pressed]
+    keys = [k.key for k in of(records, ShortcutRecord)]
+    with capsys.disabled():
+        print(
+            "\n"
+            + record_counts(
+                "control/work-apps-own-drop-down",
+                {"opening_click_captured": combo in presses, "keys_captured": len(keys)},
+            )
+        )
+    assert presses == [CONTROL_POINT, combo], "the click that opened the drop-down is missing"
+    assert keys[-2:] == ["down", "enter"], keys
 
 
 # -- nothing outlives capture ----------------------------------------------------------
