@@ -271,6 +271,8 @@ class Uploader:
         self._lock = threading.Lock()
         self._status = UploadStatus()
         self._stop = threading.Event()
+        #: True during ``last_attempt``, which runs after ``stop``.
+        self._last_round = False
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -360,7 +362,8 @@ class Uploader:
             return settings.recheck_s
 
         sent = 0
-        while not self._stop.is_set():
+        # ``stop`` ends the sending at the next batch; the last round (after it) sends.
+        while self._last_round or not self._stop.is_set():
             batch = self._spool.next_ready(now_ms)
             if batch is None:
                 break
@@ -491,10 +494,13 @@ class Uploader:
         """
         with self._lock:
             self._next_attempt = None
+        self._last_round = True
         try:
             self.run_once(now)
         except Exception:
             log.exception("last upload attempt failed")
+        finally:
+            self._last_round = False
 
     def _loop(self) -> None:
         while not self._stop.is_set():
