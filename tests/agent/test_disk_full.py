@@ -10,14 +10,11 @@ batch refused to the end, a number recorded that no batch carries) directly.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +41,7 @@ from policies.model import SignerSet
 from policies.sealed import dataset_public_b64, open_sealed, parse_sealed
 from policies.verify import parse_policy_payload, sign_policy
 
+from ._disk import fill, small_tmpfs
 from .sinks._build import DATASET, T0_MS, make_sealed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,50 +170,6 @@ def make_rig(tmp_path: Path, state: Path) -> Rig:
     LocalState(state).save_consent(ConsentRecord.accept(parse_policy_payload(payload), clock()))
     trusted = SignerSet(keys=(public_key_model(key.public_key()),), threshold=1)
     return Rig(state, policy_file, trusted, tmp_path / "run" / "agent.sock", clock)
-
-
-@contextlib.contextmanager
-def small_tmpfs(directory: Path, size: str) -> Iterator[None]:
-    """A tmpfs of ``size`` mounted on ``directory``; the test is skipped if not root."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs to fill needs root")
-    directory.mkdir(parents=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(directory)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], check=False)
-
-
-def fill(directory: Path, leave: int = 0) -> list[Path]:
-    """Fill the file system under ``directory`` until it refuses, then free
-    ``leave`` bytes (in 4 KiB pages). Returns the filler files."""
-    directory.mkdir(exist_ok=True)
-    made: list[Path] = []
-    for chunk in (1 << 20, 64 << 10, 4 << 10):
-        while True:
-            path = directory / f"{len(made):05d}"
-            try:
-                with path.open("wb") as handle:
-                    handle.write(b"\0" * chunk)
-            except OSError as exc:
-                path.unlink(missing_ok=True)
-                if exc.errno != errno.ENOSPC:
-                    raise
-                break
-            made.append(path)
-    pages = [p for p in made if p.stat().st_size == 4 << 10]
-    for path in pages[: leave // (4 << 10)]:
-        path.unlink()
-        made.remove(path)
-    return made
 
 
 def texts(stored: list[tuple[int, list[Any]]]) -> list[str]:
