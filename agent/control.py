@@ -42,10 +42,11 @@ What the server guarantees
   command is the newcomer answered ``busy`` at once. The client asks a busy
   agent again until its timeout.
 - A failed ``accept`` never stops the server: out of descriptors (EMFILE,
-  ENFILE), it closes the longest-waiting connection, or turns one client
-  away with a descriptor kept in reserve, and waits a little (10 ms,
-  doubling to 1 s) before accepting again; a connection aborted while it
-  waited is skipped.
+  ENFILE), it closes the longest-waiting connection and accepts again, or,
+  with none to close, turns one waiting client away (``busy``) with a
+  descriptor kept in reserve; otherwise it waits a little (10 ms, doubling
+  to 1 s) before accepting again. A connection aborted while it waited is
+  skipped.
 - An exception inside the target other than :class:`ControlError` becomes an
   ``internal`` answer; the client never sees a traceback, and the log records
   the command and the exception's type only (never arguments or content).
@@ -57,7 +58,7 @@ Exceptions (one tree, every foreign exception wrapped at the boundary)::
 
     ControlError(code, message)     refusals from the agent carry a wire code:
     │                               bad_request, unknown_command, not_allowed,
-    │                               unavailable, internal
+    │                               unavailable, internal, busy
     ├── AgentNotRunning             no socket, or nothing listening on it
     ├── AgentAlreadyRunning         ControlServer.start: a live agent serves there
     ├── ControlSetupError           ControlServer.start: the directory or the
