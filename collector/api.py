@@ -338,21 +338,25 @@ class BatchUploads:
             check_declared_length(headers.get("content-length"), self.limit)
             service = self.service
             admitted = await service.admit_device(headers)
-            body, digest = await stream_body(
-                receive,
-                self.limit,
-                self.idle,
-                _signed_within(admitted, service.now_ms()),
-                digest=True,
-            )
             try:
-                result = await service.ingest(admitted, headers, _scope_target(scope), body, digest)
-            except UnauthorizedError:
-                raise
-            except CollectorError:
-                scope[DEVICE_SCOPE_KEY] = admitted.claim.device_id  # signed: the device's request
-                raise
-            scope[DEVICE_SCOPE_KEY] = admitted.claim.device_id
+                body, digest = await stream_body(
+                    receive,
+                    self.limit,
+                    self.idle,
+                    _signed_within(admitted, service.now_ms()),
+                    digest=True,
+                )
+                target = _scope_target(scope)
+                try:
+                    result = await service.ingest(admitted, headers, target, body, digest)
+                except UnauthorizedError:
+                    raise
+                except CollectorError:
+                    scope[DEVICE_SCOPE_KEY] = admitted.claim.device_id  # signed: the device's
+                    raise
+                scope[DEVICE_SCOPE_KEY] = admitted.claim.device_id
+            finally:
+                service.release_device(admitted)
         except _ClientGone:
             return None
         except CollectorError as exc:
@@ -418,9 +422,13 @@ def _device_routes(service: CollectorService, limits: Limits, admission: Admissi
     router = APIRouter(prefix="/v1", tags=["device"])
 
     def device_request(limit: int) -> Callable[..., Any]:
-        async def admitted(request: Request) -> AdmittedDevice:
+        async def admitted(request: Request) -> AsyncIterator[AdmittedDevice]:
             check_declared_length(request.headers.get("content-length"), limit)
-            return await service.admit_device(request.headers)
+            device = await service.admit_device(request.headers)
+            try:
+                yield device
+            finally:
+                service.release_device(device)
 
         return admitted
 

@@ -5,7 +5,7 @@ Commands::
     serve         --data DIR [--host H] [--port P] [--grant-key ADMIN.key]
                   [--policy SIGNED.json ...] [bounds: --max-connections N
                   --header-timeout S --keep-alive S --max-requests N
-                  --device-rate R --device-burst N --address-rate R
+                  --max-device-requests N --device-rate R --device-burst N --address-rate R
                   --address-burst N --body-timeout S]
     enroll-token  --data DIR --tenant T --group G [--expires-minutes N]
     admin-token   --data DIR [--name NAME]
@@ -162,6 +162,14 @@ def _bounds_arguments(serve: argparse.ArgumentParser) -> None:
         help="requests in flight at most; more get 503 with Retry-After (default %(default)s)",
     )
     add(
+        "--max-device-requests",
+        type=_positive(int),
+        default=admission.max_device_requests,
+        metavar="N",
+        help="requests in flight at most from one device; more get 429 with Retry-After "
+        "(default %(default)s)",
+    )
+    add(
         "--device-rate",
         type=_positive(float),
         default=device.per_second,
@@ -235,6 +243,7 @@ def _run(args: argparse.Namespace) -> int:
                 admin_pages=None if args.no_admin_pages else AdminPagesConfig(),
                 admission=Admission(
                     max_requests=max(1, args.max_requests),
+                    max_device_requests=max(1, args.max_device_requests),
                     device_rate=_rate(args.device_rate, args.device_burst),
                     address_rate=_rate(args.address_rate, args.address_burst),
                     body_idle_seconds=args.body_timeout,

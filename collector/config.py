@@ -103,6 +103,8 @@ class Admission:
 
     #: Requests in flight at once; one more gets 503 with ``Retry-After``.
     max_requests: int = 64
+    #: Requests in flight at once from one device; one more gets 429 with ``Retry-After``.
+    max_device_requests: int = 4
     device_rate: RateLimit | None = DEFAULT_DEVICE_RATE
     address_rate: RateLimit | None = DEFAULT_ADDRESS_RATE
     #: A body that sends nothing for this long is answered 408 and its connection closed.

@@ -197,6 +197,9 @@ class CollectorService:
         )
         self.admins_auth = AdminAuthenticator(storage)
         admission = config.admission
+        self._max_device_requests = admission.max_device_requests
+        self._device_requests: Counter[str] = Counter()
+        self._device_requests_lock = threading.Lock()
         self.device_rates = (
             RateLimiter(admission.device_rate, admission.max_tracked)
             if admission.device_rate is not None
@@ -238,8 +241,10 @@ class CollectorService:
 
         Refuses with :class:`UnauthorizedError` malformed or stale signature
         headers and unknown or revoked devices, and with
-        :class:`RateLimitedError` a device over its rate. The signature is
-        checked by :meth:`verify_device` once the body is in.
+        :class:`RateLimitedError` a device over its rate or with
+        ``max_device_requests`` in flight. The signature is checked by
+        :meth:`verify_device` once the body is in; every admitted request
+        must end with :meth:`release_device`.
         """
         now = self._clock()
         now_ms = to_ms(now)
@@ -251,12 +256,27 @@ class CollectorService:
                 None, self.devices_auth.known_device, claim.device_id, now_ms
             )
         known = self.devices_auth.admit(claim, known)
+        device_id = claim.device_id
         if self.device_rates is not None:
-            wait = self.device_rates.wait(claim.device_id, now.timestamp())
+            wait = self.device_rates.wait(device_id, now.timestamp())
             if wait > 0:
-                logger.debug("device %s refused: over its rate", claim.device_id)
+                logger.debug("device %s refused: over its rate", device_id)
                 raise RateLimitedError("too many requests from this device", retry_after(wait))
+        with self._device_requests_lock:
+            if self._device_requests[device_id] >= self._max_device_requests:
+                raise RateLimitedError("too many requests from this device at once", 1)
+            self._device_requests[device_id] += 1
         return AdmittedDevice(known, claim)
+
+    def release_device(self, admitted: AdmittedDevice) -> None:
+        """The admitted request is over (answered, refused or abandoned)."""
+        device_id = admitted.claim.device_id
+        with self._device_requests_lock:
+            left = self._device_requests[device_id] - 1
+            if left > 0:
+                self._device_requests[device_id] = left
+            else:
+                del self._device_requests[device_id]
 
     def verify_device(
         self,

@@ -13,7 +13,8 @@ guards against a hung test, never asserted figures.
 - a connection that sends nothing, or its head a byte at a time, is closed
   at the header deadline; a body that stalls gets 408.
 - past the requests-in-flight cap: 503 with ``Retry-After``; past the
-  connection cap with every connection in a request: the same.
+  connection cap with every connection in a request: the same; past one
+  device's share of requests in flight: 429 for that device only.
 - a flood from one device gets 429 with ``Retry-After`` while other devices
   keep uploading.
 """
@@ -265,6 +266,31 @@ def test_a_connection_past_the_cap_when_all_are_in_requests_gets_503(tmp_path: P
         assert b"retry-after: 1" in answer.lower()
         for conn in held:
             conn.close()
+    finally:
+        assert running.stop() == 0
+
+
+def test_one_device_holds_at_most_its_share_of_requests_in_flight(tmp_path: Path) -> None:
+    data = tmp_path / "collector"
+    running = start_collector(data, "--max-device-requests", "2")
+    try:
+        greedy, other = _enroll(running.url, data, 2)
+        held = [_connect(running) for _ in range(2)]
+        for conn in held:
+            conn.sendall(_head(greedy, "Content-Length: 1000\r\n") + b"x" * 10)
+        time.sleep(0.5)
+        with httpx.Client(base_url=running.url, timeout=DEADLINE) as client:
+            third = _upload(client, greedy, greedy.sealed(1))
+            assert third.status_code == 429
+            assert third.headers["retry-after"] == "1"
+            assert _upload(client, other, other.sealed(1)).status_code == 201
+            for conn in held:
+                conn.close()
+            for _ in range(50):
+                if (answer := _upload(client, greedy, greedy.sealed(1))).status_code != 429:
+                    break
+                time.sleep(0.1)
+            assert answer.status_code == 201
     finally:
         assert running.stop() == 0
 
