@@ -10,11 +10,13 @@
   refuses a request when ``max_requests`` are already in flight (503
   ``overloaded``) or when the client address's bucket is empty (429
   ``rate_limited``), both with ``Retry-After``, before any route sees it.
-  A request that ends without an authenticated device (the device routes
-  set :data:`DEVICE_SCOPE_KEY` in the ASGI scope once the signature
-  verified) is charged to its address: strangers, enrollment, admin calls
-  and every failed authentication pay there, an honest device pays only its
-  own bucket (:class:`collector.service.CollectorService` charges it).
+  A request that ends without an authenticated caller (the routes set
+  :data:`CALLER_SCOPE_KEY` in the ASGI scope once a device's signature or
+  an admin's bearer token verified) is charged to its address: strangers,
+  enrollment, the admin pages and every failed authentication pay there;
+  an honest device pays only its own bucket
+  (:class:`collector.service.CollectorService` charges it), an admin
+  script with a valid token nothing.
 
 In memory and per process: the counters start over at a restart, which
 costs an abuser nothing it could not get by waiting. Time is the injected
@@ -35,8 +37,8 @@ from collector.http_errors import send_error
 
 logger = logging.getLogger(__name__)
 
-#: Set in the ASGI scope (to the device id) once a device request is authenticated.
-DEVICE_SCOPE_KEY = "overt.device"
+#: Set in the ASGI scope (to the actor) once a device or admin request is authenticated.
+CALLER_SCOPE_KEY = "overt.caller"
 
 
 def retry_after(wait_seconds: float) -> int:
@@ -126,5 +128,5 @@ class AdmissionGate:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
-            if addresses is not None and DEVICE_SCOPE_KEY not in scope:
+            if addresses is not None and CALLER_SCOPE_KEY not in scope:
                 addresses.charge(address, self._now())

@@ -52,7 +52,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from collector import schemas
-from collector.admission import DEVICE_SCOPE_KEY, AdmissionGate
+from collector.admission import CALLER_SCOPE_KEY, AdmissionGate
 from collector.auth import AdminIdentity
 from collector.config import Admission, CollectorConfig, Limits, iso
 from collector.errors import (
@@ -352,9 +352,9 @@ class BatchUploads:
                 except UnauthorizedError:
                     raise
                 except CollectorError:
-                    scope[DEVICE_SCOPE_KEY] = admitted.claim.device_id  # signed: the device's
+                    scope[CALLER_SCOPE_KEY] = admitted.claim.device_id  # signed: the device's
                     raise
-                scope[DEVICE_SCOPE_KEY] = admitted.claim.device_id
+                scope[CALLER_SCOPE_KEY] = admitted.claim.device_id
             finally:
                 service.release_device(admitted)
         except _ClientGone:
@@ -454,7 +454,7 @@ def _device_routes(service: CollectorService, limits: Limits, admission: Admissi
             _target(request),
             body,
         )
-        request.scope[DEVICE_SCOPE_KEY] = device.device_id
+        request.scope[CALLER_SCOPE_KEY] = device.device_id
         return device, body
 
     @router.post(
@@ -604,9 +604,11 @@ def _admin_routes(service: CollectorService, limits: Limits, admission: Admissio
     def admin_request(limit: int) -> Callable[..., Any]:
         async def admin(request: Request) -> AdminIdentity:
             check_declared_length(request.headers.get("content-length"), limit)
-            return await run_in_threadpool(
+            admin: AdminIdentity = await run_in_threadpool(
                 service.authenticate_admin, request.headers.get("authorization")
             )
+            request.scope[CALLER_SCOPE_KEY] = admin.actor
+            return admin
 
         return admin
 

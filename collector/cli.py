@@ -184,7 +184,8 @@ def _bounds_arguments(serve: argparse.ArgumentParser) -> None:
         default=address.per_second,
         metavar="R",
         help="requests per second per client address that are not an authenticated "
-        "device's (strangers, enrollment, admin, failed authentication); 0: no limit "
+        "device's or admin's (strangers, enrollment, admin pages, failed authentication); "
+        "0: no limit "
         "(default %(default)s)",
     )
     add("--address-burst", type=_positive(int), default=address.burst, metavar="N")

@@ -95,10 +95,10 @@ class Admission:
     """Which requests the app starts at all; each refusal comes before the body is read.
 
     ``None`` turns a rate limit off. A device's rate counts its authenticated
-    requests; an address's rate counts every other request from it
-    (strangers, enrollment, admin API and pages, every failed
-    authentication), and while an address is over its rate every request
-    from it waits, a device's too.
+    requests; an address's rate counts every request from it that is not an
+    authenticated device's or admin's (strangers, enrollment, the admin
+    pages, every failed authentication), and while an address is over its
+    rate every request from it waits, a device's too.
     """
 
     #: Requests in flight at once; one more gets 503 with ``Retry-After``.

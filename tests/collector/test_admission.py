@@ -151,6 +151,18 @@ def test_authenticated_device_requests_do_not_spend_the_addresss_rate(
     assert client.get("/openapi.json").status_code == 200
 
 
+def test_an_admin_with_a_valid_token_does_not_spend_the_addresss_rate(
+    limited: tuple[TestClient, CollectorService],
+) -> None:
+    client, service = limited
+    token = {"Authorization": f"Bearer {service.create_admin_token('alice', 'cli:test')}"}
+    for _ in range(10):
+        assert client.get("/v1/admin/devices", headers=token).status_code == 200
+    wrong = {"Authorization": "Bearer not-a-token"}
+    statuses = [client.get("/v1/admin/devices", headers=wrong).status_code for _ in range(5)]
+    assert statuses == [401, 401, 401, 401, 429]
+
+
 # ------------------------------------------------ refused before the body
 
 
