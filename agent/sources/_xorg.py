@@ -421,9 +421,16 @@ class XorgWindowProbe(WindowProbe):
             view = self._view
             if view is None:
                 return None
-            focus = view.key_focus(event.server_time or 0)
-            if focus is None:
+            target = view.key_focus(event.server_time or 0)
+            if target is None:
                 return None
+            if target.grab_window is not None:
+                # A grab: keys went to the grab window's client, and that
+                # window is judged like any other (a locker's is not allowed,
+                # the work app's own drop-down is).
+                holder = self._toplevel_of(target.grab_window)
+                return None if holder is None else self._client_in(holder)
+            focus = target.focus
             top = self._toplevel_of(focus)
             if top is None:
                 return None
@@ -442,10 +449,20 @@ class XorgWindowProbe(WindowProbe):
             view = self._view
             if view is None:
                 return None
-            top = view.pointer_top(event.x, event.y, event.server_time or 0)
+            top = view.pointer_top(event.x, event.y, event.server_time or 0, self._same_process)
             return None if top is None else self._client_in(top.window_id)
 
         return self._query(find)  # type: ignore[no-any-return]
+
+    def _same_process(self, top: int, window_id: int) -> bool:
+        """Whether ``window_id`` belongs to the process behind root child ``top``'s client."""
+        reader = self._reader
+        try:
+            mine = reader.owner_pid(self._client_in(top))
+            theirs = reader.owner_pid(window_id)
+        except reader.gone:
+            return False
+        return mine is not None and mine == theirs
 
     def shows(self, window_id: int, x: int, y: int) -> bool:
         def check() -> bool:
@@ -580,6 +597,8 @@ class XorgWindowProbe(WindowProbe):
     def _watch(self, ready: threading.Event) -> None:
         try:
             reader = _Reader(self._display_name)
+            # One digest cache and one list of pinned paths for both connections.
+            reader.digests = self._reader.digests
         except SourceError:
             log.exception("focus watcher could not connect to the X server")
             ready.set()

@@ -39,7 +39,11 @@ settle, a model marked dirty — answers None, and the caller drops the event.
 
 Not covered, by the protocol's nature: a grab taken and released again
 between a key and the next read *with the focus window itself as its grab
-window* leaves no trace here (no focus events are generated for it).
+window* leaves no trace here (no focus events are generated for it). And a
+press is accepted under a pointer grab that outlasts it when the pressed
+program mapped a window after the press (its own menu opening under the
+pointer crosses nothing); should another client hold a grab that the press
+did not end at that very moment, the press would be misattributed.
 
 Not thread-safe: the probe calls it under its lock.
 """
@@ -49,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import sleep
 from typing import Any
@@ -92,6 +97,14 @@ class Read:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyTarget:
+    """The input focus at a key, and the window holding a keyboard grab then, if any."""
+
+    focus: int
+    grab_window: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class _Raw:
     position: int
     kind: str
@@ -99,6 +112,8 @@ class _Raw:
     time: int
     #: The stack as it was when a button press came by (None for keys, releases).
     stack: tuple[tuple[int, ...], dict[int, TopLevel]] | None
+    #: For keys: the window holding the keyboard grab when the key came by.
+    holder: int | None = None
 
 
 class ServerView:
@@ -118,12 +133,15 @@ class ServerView:
         self._focus_changes: deque[int] = deque(maxlen=_HISTORY)
         self._stack_changes: deque[int] = deque(maxlen=_HISTORY)
         self._grab_crossings: deque[tuple[int, int]] = deque(maxlen=_HISTORY)
+        self._maps: deque[tuple[int, int]] = deque(maxlen=_HISTORY)  # (position, window)
         self._raw: deque[_Raw] = deque(maxlen=_HISTORY)
         self._markers: dict[int, int] = {}  # marker number -> stream position
         self._next_marker = 0
         self._markers_seen = 0
         self._marker_time = 0  # server time of the newest marker
         self._key_read: Read | None = None
+        #: The window that took the keyboard grab in force, as focus events showed.
+        self._keyboard_holder: int | None = None
         self._watched: set[int] = set()
         self._shape_pending: set[int] = set()
         self._has_shape = d.has_extension("SHAPE")
@@ -281,6 +299,12 @@ class ServerView:
             return
         if kind in (X.FocusIn, X.FocusOut):
             self._focus_changes.append(position)
+            # A keyboard grab shows as focus moving to the grab window (mode
+            # Grab) and back (mode Ungrab): where it went is who holds it.
+            if event.mode == _NOTIFY_GRAB and kind == X.FocusIn:
+                self._keyboard_holder = int(event.window.id)
+            elif event.mode == _NOTIFY_UNGRAB:
+                self._keyboard_holder = None
             return
         if kind in (X.EnterNotify, X.LeaveNotify):
             if event.mode in (_NOTIFY_GRAB, _NOTIFY_UNGRAB):
@@ -295,7 +319,9 @@ class ServerView:
         data = event.data
         evtype = event.evtype
         if evtype in (_RAW_KEY_PRESS, _RAW_KEY_RELEASE):
-            self._raw.append(_Raw(position, KEY, evtype == _RAW_KEY_PRESS, int(data.time), None))
+            pressed = evtype == _RAW_KEY_PRESS
+            holder = self._keyboard_holder
+            self._raw.append(_Raw(position, KEY, pressed, int(data.time), None, holder))
         elif evtype in (_RAW_BUTTON_PRESS, _RAW_BUTTON_RELEASE):
             pressed = evtype == _RAW_BUTTON_PRESS
             snapshot = (
@@ -337,6 +363,7 @@ class ServerView:
             self._watched.discard(wid)
         elif kind == X.MapNotify:
             stack.mapped(wid, override_redirect=bool(event.override))
+            self._maps.append((self._position, wid))
         elif kind == X.UnmapNotify:
             stack.unmapped(wid)
         elif kind == X.ConfigureNotify:
@@ -454,11 +481,16 @@ class ServerView:
 
     # -- answers --------------------------------------------------------------
 
-    def key_focus(self, time: int) -> int | None:
-        """The focus window a key at server ``time`` went to, or None if not known.
+    def key_focus(self, time: int) -> KeyTarget | None:
+        """Where a key at server ``time`` went, or None if not known.
 
-        None too when another client held a keyboard grab, or when focus was
-        None or PointerRoot (keys then go where the pointer is).
+        A key that came while a keyboard grab was in force (as the focus
+        events of mode Grab and Ungrab show) went to the grab window's
+        client: ``grab_window`` names it, and the caller judges that window,
+        not the focus. None when focus was None or PointerRoot (keys then go
+        where the pointer is), when a grab was held that no focus event
+        showed being taken, or when focus or grabs changed between the key
+        and the read.
         """
         self.drain()
         raw = self._find_key(time)
@@ -470,18 +502,30 @@ class ServerView:
             raw = self._find_key(time)
         if raw is None or result is None:
             return None
+        if raw.holder is not None:
+            # A grab was in force at the key: it went to the grab window's
+            # client, whatever focus did afterwards (a menu closing on Enter).
+            return KeyTarget(result.focus, grab_window=raw.holder)
         low, high = sorted((raw.position, result.start))
         high = max(high, result.end)
         if _any_between(self._focus_changes, low, high) or any(
             low < p < high for p, _ in self._grab_crossings
         ):
             return None
-        if result.keyboard_grabbed or result.focus <= _POINTER_ROOT:
+        if result.focus <= _POINTER_ROOT:
             return None
-        return result.focus
+        if result.keyboard_grabbed:
+            return None  # a grab that no focus event showed being taken: whose is unknown
+        return KeyTarget(result.focus)
 
-    def pointer_top(self, x: int, y: int, time: int) -> TopLevel | None:
-        """The root child a button press at (x, y), server ``time``, went to; None if unknown."""
+    def pointer_top(
+        self, x: int, y: int, time: int, same_process: Callable[[int, int], bool]
+    ) -> TopLevel | None:
+        """The root child a button press at (x, y), server ``time``, went to; None if unknown.
+
+        ``same_process(top, window)`` tells whether a window belongs to the
+        program behind root child ``top``.
+        """
         result = self.settled_read()
         # A press that dismisses another client's menu ends that client's
         # grab right after it; wait until the server has had the time to do
@@ -494,23 +538,31 @@ class ServerView:
         if result is None:
             return None
         raw = self.find_raw(BUTTON, True, time)
-        if raw is None:
-            return None
-        if self._pointer_grab_around(raw.position, result):
-            return None
-        if raw.stack is None:
-            return None  # the stack was being read again when the press came
+        if raw is None or raw.stack is None:
+            return None  # no raw press seen, or the stack was being read again then
         order, windows = raw.stack
-        return RootStack(order=list(order), windows=windows, dirty=False).top_at(x, y)
+        top = RootStack(order=list(order), windows=windows, dirty=False).top_at(x, y)
+        if top is None or self._pointer_grab_around(raw.position, result, top, same_process):
+            return None
+        return top
 
-    def _pointer_grab_around(self, position: int, result: Read) -> bool:
+    def _pointer_grab_around(
+        self,
+        position: int,
+        result: Read,
+        top: TopLevel,
+        same_process: Callable[[int, int], bool],
+    ) -> bool:
         """Whether another client may have held an explicit pointer grab at ``position``."""
         if result.pointer_grabbed and not result.buttons_down:
             # A grab now that no button holds: an explicit one. It was in force
-            # at the press unless it began after it.
+            # at the press unless it began after it: shown by a Grab crossing,
+            # or by a window the pressed program mapped after the press (its
+            # own menu or drop-down opening under the pointer, which crosses
+            # nothing).
             began_after = any(
                 p > position and mode == _NOTIFY_GRAB for p, mode in self._grab_crossings
-            )
+            ) or any(p > position and same_process(top.window_id, wid) for p, wid in self._maps)
             if not began_after:
                 return True
         grabbed = False
