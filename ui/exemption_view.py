@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.control import MAX_EXEMPTION_DAYS
 from ui.model import ExemptionRequest
 
 #: (wire value, label) in the order the form offers them. The wire values
@@ -30,7 +31,8 @@ SHORT_LABELS = {
 }
 
 MAX_REASON_CHARS = 2000
-MIN_DAYS, MAX_DAYS, DEFAULT_DAYS = 1, 366, 30
+#: The control API's limit, which is the collector's.
+MIN_DAYS, MAX_DAYS, DEFAULT_DAYS = 1, MAX_EXEMPTION_DAYS, 30
 
 _STATUS_WORDS = {
     "pending": "waiting for a decision",

@@ -170,6 +170,8 @@ class AgentStatus:
     exemptions: tuple[ExemptionInForce, ...] = ()
     spool: SpoolInfo | None = None
     upload: UploadInfo | None = None
+    #: What is wrong, in the agent's words (a full disk, a policy problem), if anything.
+    problem: str | None = None
 
     @property
     def paused(self) -> bool:
@@ -208,6 +210,7 @@ def parse_status(result: JSON) -> AgentStatus:
             policy.integer("version"), policy.text("expires", ""), policy.text("organisation", "")
         ),
         consent_needed=f.boolean("consent_needed", False),
+        problem=f.opt_text("problem"),
         exemptions=tuple(exemptions),
         spool=None
         if spool is None

@@ -208,6 +208,9 @@ def headline(status: AgentStatus, tz: tzinfo | None = None) -> str:
     if reason == "exempt":
         ends = sorted(_day(e.expires) for e in status.exemptions if e.expires)
         return "Not capturing: you are exempt" + (f" until {ends[-1]}" if ends else "")
+    if reason == "spool_full" and status.problem:
+        # The agent says which: a full disk, or the spool's own budget.
+        return f"Not capturing: {status.problem}"
     words = _BLOCKED_WORDS.get(reason)
     if words is None:
         words = status.reason_text or reason.replace("_", " ")
