@@ -2,6 +2,8 @@
 
 Run:  .venv/bin/python bench/export.py [--batches N] [--runs R] [--seed S]
                                         [--png-level L] [--jobs J] [--keep DIR]
+      .venv/bin/python bench/export.py --store N [--pool K] [--hostile P]
+                                        [--runs R] [--jobs J] [--tmp DIR]
 
 Makes ``--batches`` (300) realistic sealed batches with the real agent
 pipeline, then times ``overt export`` on them. The workload is scripted from
@@ -31,6 +33,21 @@ Measured, each the median of ``--runs``:
   batches, then ``export_batches`` over ``CollectorStore.batches()`` with
   ``--jobs`` threads.
 
+With ``--store N`` it measures instead the command as the data team runs
+it, on a collector data directory of N batches: ``--pool`` (200) batches of
+the workload above, stored again under as many enrolled devices as it takes
+(each copy re-headed with its device, sequence number and batch id and
+sealed anew), once as they are and once with ``--hostile`` percent (1) of
+them, spread evenly, replaced by batches a malicious enrolled device could
+seal (a zstd frame declaring 16 GiB, one declaring no size and past the
+limit, 2,000,000 records, one record over the limit, a 4,000,000-character
+text, 20 keyframes of 8192 x 8192, a PNG of 13000 x 13000 that its record
+calls 64 x 64, a delta whose tiles image is 13000 x 13000, an image of
+random bytes, nine delta chains held at once). Each of ``--runs`` exports
+is ``python -m overt export --jobs J`` in a child of a small harness that
+reads the child's peak resident memory with ``getrusage(RUSAGE_CHILDREN)``;
+the dataset is deleted after each run.
+
 MB are 10^6 bytes of sealed batches as stored. Results go in BENCHMARKS.md
 by hand.
 """
@@ -39,19 +56,26 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import hashlib
+import io
+import json
 import os
 import random
 import shutil
 import statistics
+import struct
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import zstandard
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -69,10 +93,30 @@ from agent.events import (
     SourceEvent,
     WindowInfo,
 )
-from agent.pipeline.batch import Batch, Batcher
+from agent.pipeline.batch import (
+    BODY_MAGIC,
+    MAX_RECORDS,
+    MAX_SECTION_BYTES,
+    Batch,
+    Batcher,
+    BatchHeader,
+    SignalCounts,
+    count_signals,
+    encode_body,
+)
 from agent.pipeline.decision import Decision, Reason
 from agent.pipeline.pipeline import Action, BatchReady, Pipeline
-from agent.pipeline.screens import GrabRequest
+from agent.pipeline.records import (
+    ClickRecord,
+    ContextRecord,
+    KeyTimingRecord,
+    Record,
+    ScreenshotKind,
+    ScreenshotRecord,
+    TextSpanRecord,
+    TitleState,
+)
+from agent.pipeline.screens import GrabRequest, image_id
 from bench._machine import machine
 from collector.config import StorageConfig
 from collector.sqlite_store import SQLiteStorage
@@ -368,6 +412,319 @@ def timed(runs: int, fn: Callable[[int], object]) -> float:
     return statistics.median(times)
 
 
+# ---------------------------------------------------------------- --store: the command on a store
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def flat_png(width: int, height: int, shade: int = 0) -> bytes:
+    """A 1-bit palette PNG of one colour: kB on disk, ``width x height x 4`` bytes decoded."""
+    row = b"\x00" + bytes((width + 7) // 8)
+    deflate = zlib.compressobj(9)
+    data = b"".join(deflate.compress(row) for _ in range(height)) + deflate.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 3, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"PLTE", bytes([shade, shade, shade]))
+        + _chunk(b"IDAT", data)
+        + _chunk(b"IEND", b"")
+    )
+
+
+def _small_png(shade: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (shade, 200, 100)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _hand_body(manifest: dict[str, object], columns: bytes, *, sized: bool = True) -> bytes:
+    mbytes = json.dumps(manifest).encode()
+    section = struct.pack("<I", len(mbytes)) + mbytes + columns
+    frame = zstandard.ZstdCompressor(level=9, write_content_size=sized).compress(section)
+    return BODY_MAGIC + bytes([4]) + struct.pack("<I", len(frame)) + frame
+
+
+def _shot(t: int, blob: bytes, w: int, h: int, base: str | None = None) -> ScreenshotRecord:
+    if base is None:
+        return ScreenshotRecord(t, ScreenshotKind.KEYFRAME, image_id(blob), w, h, w, h)
+    return ScreenshotRecord(
+        t, ScreenshotKind.DELTA, image_id(blob), w, h, w, h, base, 16, 1, ((0, 0),)
+    )
+
+
+def hostile_bodies(t0: int) -> dict[str, tuple[bytes, list[Record] | SignalCounts]]:
+    """One body of each kind of attack, with the records (or counts) its header states."""
+    ctx = ContextRecord(t0, "office-suite", "Q3", TitleState.KEPT, 0, 0, 64, 48, 1.0)
+    click: list[Record] = [
+        ClickRecord(t0 + 500, "left", True, 5, 5),
+        ClickRecord(t0 + 580, "left", False, 5, 5),
+    ]
+    out: dict[str, tuple[bytes, list[Record] | SignalCounts]] = {}
+
+    records: list[Record] = [ctx, *click]
+    honest = encode_body(records, {})
+    (n,) = struct.unpack_from("<I", honest, 5)
+    section = zstandard.ZstdDecompressor().decompress(honest[9 : 9 + n])
+    plain = zstandard.ZstdCompressor(level=9, write_content_size=False).compress(section)
+    lying = plain[:4] + bytes([plain[4] | 0xC0]) + plain[5:6] + struct.pack("<Q", 16 << 30)
+    frame = lying + plain[6:]
+    out["zstd frame declaring 16 GiB"] = (
+        BODY_MAGIC + bytes([4]) + struct.pack("<I", len(frame)) + frame,
+        records,
+    )
+
+    def timings(count: int) -> bytes:
+        t = bytes([0]) + bytes(count)
+        pressed = bytes([0]) + bytes([1, 0]) * (count // 2) + bytes(count % 2)
+        return bytes([0]) + bytes([6]) * count + t + pressed
+
+    out["zstd frame without a size, past the limit"] = (
+        _hand_body(
+            {"records": 1, "strings": [], "images": []},
+            timings(1) + bytes(MAX_SECTION_BYTES),
+            sized=False,
+        ),
+        SignalCounts(key_timings=1),
+    )
+    out["2,000,000 records"] = (
+        _hand_body({"records": 2_000_000, "strings": [], "images": []}, timings(2_000_000)),
+        SignalCounts(key_timings=2_000_000),
+    )
+    records = [KeyTimingRecord(t0 + i // 2, i % 2 == 0) for i in range(MAX_RECORDS + 1)]
+    out["one record over the limit"] = (encode_body(records, {}), records)
+    records = [ctx, TextSpanRecord(t0 + 10, t0 + 20, "typed text " * 363_637, 0)]
+    out["a 4,000,000-character text"] = (encode_body(records, {}), records)
+    records, images = [dataclasses.replace(ctx, width=8192, height=8192)], {}
+    for i in range(20):
+        blob = flat_png(8192, 8192, i)
+        images[image_id(blob)] = blob
+        records += [_shot(t0 + 10 + i, blob, 8192, 8192)]
+    records += click
+    out["20 keyframes of 8192 x 8192"] = (encode_body(records, images), records)
+    blob = flat_png(13_000, 13_000)
+    records = [ctx, _shot(t0 + 10, blob, 64, 48), *click]
+    out["a 13000 x 13000 PNG said to be 64 x 48"] = (
+        encode_body(records, {image_id(blob): blob}),
+        records,
+    )
+    base, tiles = _small_png(1), flat_png(13_000, 13_000)
+    records = [ctx, _shot(t0 + 10, base, 64, 48), _shot(t0 + 20, tiles, 64, 48, image_id(base))]
+    records += click
+    out["a delta whose tiles image is 13000 x 13000"] = (
+        encode_body(records, {image_id(base): base, image_id(tiles): tiles}),
+        records,
+    )
+    blob = random.Random(1).randbytes(4096)
+    records = [ctx, _shot(t0 + 10, blob, 64, 48), *click]
+    out["an image of random bytes"] = (encode_body(records, {image_id(blob): blob}), records)
+    records, images = [ctx], {}
+    keys = []
+    for i in range(9):
+        blob = _small_png(10 + i)
+        images[image_id(blob)] = blob
+        keys.append(image_id(blob))
+        records.append(_shot(t0 + 10 + i, blob, 64, 48))
+    for i, key in enumerate(keys):
+        buf = io.BytesIO()
+        Image.new("RGB", (16, 16), (i, 0, 0)).save(buf, format="PNG")
+        tile = buf.getvalue()
+        images[image_id(tile)] = tile
+        records.append(_shot(t0 + 100 + i, tile, 64, 48, key))
+    records += click
+    out["nine delta chains held at once"] = (encode_body(records, images), records)
+    return out
+
+
+def _reheaded(header: BatchHeader, device_id: str, seq: int, body: bytes) -> BatchHeader:
+    return dataclasses.replace(
+        header,
+        device_id=device_id,
+        seq=seq,
+        batch_id=hashlib.sha256(f"{device_id}/{seq}".encode()).hexdigest()[:32],
+        body_size=len(body),
+    )
+
+
+def _hostile_header(
+    template: BatchHeader, body: bytes, stated: list[Record] | SignalCounts
+) -> BatchHeader:
+    """The header a device would sign for a hostile body: it agrees with the body."""
+    app_ids: tuple[str, ...] = ()
+    if isinstance(stated, SignalCounts):
+        counts, start, end = stated, template.start_ms, template.end_ms
+    else:
+        counts = count_signals(stated)
+        app_ids = tuple(sorted({r.app_id for r in stated if isinstance(r, ContextRecord)}))
+        start = min(r.t for r in stated)
+        end = max(r.t for r in stated)
+    return dataclasses.replace(
+        template, counts=counts, app_ids=app_ids, start_ms=start, end_ms=end, body_size=len(body)
+    )
+
+
+def build_store(
+    data: Path,
+    pool: list[Batch],
+    total: int,
+    hostile_percent: float,
+    dataset_key: X25519PrivateKey,
+) -> tuple[int, int, int]:
+    """A collector store of ``total`` batches: copies of ``pool`` under enough
+    devices; every ``100 / hostile_percent``-th replaced by an attack.
+    Returns (batches, hostile batches, sealed bytes)."""
+    devices = -(-total // len(pool))
+    keys = {f"{d:032x}": Ed25519PrivateKey.generate() for d in range(1, devices + 1)}
+    attacks = list(hostile_bodies(pool[0].header.start_ms).items()) if hostile_percent else []
+    every = round(100 / hostile_percent) if hostile_percent else 0
+    now = int(T0 * 1000)
+    storage = SQLiteStorage(StorageConfig(data_dir=data))
+    hostile = sealed_bytes = 0
+    try:
+        for device_id, device in keys.items():
+            token = hashlib.sha256(device_id.encode()).digest()
+            storage.add_enrollment_token(
+                EnrollmentTokenRecord(
+                    device_id[-8:], token, "acme", "office", now, now + 60_000, "bench"
+                ),
+                AuditEvent(now, "bench", "enrollment_token.create", device_id[-8:]),
+            )
+            raw = device.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            )
+            storage.enroll_device(
+                token,
+                device_id,
+                base64.b64encode(raw).decode(),
+                "bench",
+                now,
+                AuditEvent(now, "bench", "device.enroll", device_id),
+            )
+
+        def items() -> Iterator[BatchWrite]:
+            nonlocal hostile, sealed_bytes
+            for n in range(total):
+                device_id = f"{n // len(pool) + 1:032x}"
+                source = pool[n % len(pool)]
+                body = source.body
+                header = _reheaded(source.header, device_id, source.header.seq, body)
+                if every and n % every == every // 2:
+                    _, (body, stated) = attacks[hostile % len(attacks)]
+                    header = _hostile_header(header, body, stated)
+                    hostile += 1
+                sealed = seal_batch(
+                    header.to_json(), body, dataset_key.public_key(), keys[device_id]
+                )
+                sealed_bytes += len(sealed)
+                yield BatchWrite(
+                    device_id=device_id,
+                    seq=header.seq,
+                    batch_id=header.batch_id,
+                    header=header.to_json(),
+                    start_ms=header.start_ms,
+                    end_ms=header.end_ms,
+                    policy_version=header.policy_version,
+                    sealed=sealed,
+                    sha256=hashlib.sha256(sealed).digest(),
+                    received_at_ms=now,
+                )
+
+        futures = []
+        for write in items():
+            futures.append(storage.submit_batch(write))
+            if len(futures) >= 256:
+                for f in futures:
+                    f.result()
+                futures.clear()
+        for f in futures:
+            f.result()
+    finally:
+        storage.close()
+    return total, hostile, sealed_bytes
+
+
+#: Runs the command as its only child; prints its exit status, time and peak memory.
+HARNESS = """
+import json, resource, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+seconds = time.perf_counter() - start
+kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+json.dump({"rc": proc.returncode, "s": seconds, "kib": kib, "out": proc.stdout[-2000:],
+           "err": proc.stderr[-2000:]}, sys.stdout)
+"""
+
+
+def run_command(data: Path, key: Path, out: Path, jobs: int) -> dict[str, object]:
+    command = [sys.executable, "-m", "overt", "export", "--data", str(data), "--key", str(key)]
+    command += ["--out", str(out), "--jobs", str(jobs)]
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-c", HARNESS, *command],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+    )
+    result: dict[str, object] = json.loads(proc.stdout)
+    if result["rc"] != 0:
+        raise SystemExit(f"overt export failed: {result['err']}")
+    shutil.rmtree(out)
+    return result
+
+
+def store_main(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    pool = Workload(args.seed).run(min(args.pool, args.store))
+    made = time.perf_counter() - start
+    dataset_key = X25519PrivateKey.generate()
+    where = Path(tempfile.mkdtemp(prefix="overt-bench-store-", dir=args.tmp))
+    try:
+        key = where / "dataset.key"
+        key.write_bytes(
+            dataset_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        print(f"machine:   {machine()}")
+        print(
+            f"pool:      {len(pool)} batches of the workload (seed {args.seed}, made in "
+            f"{made:.0f} s), {sum(len(b.body) for b in pool) / len(pool) / 1e3:.0f} kB bodies"
+        )
+        for percent in (0.0, args.hostile):
+            data = where / f"store-{percent:g}"
+            start = time.perf_counter()
+            total, hostile, sealed = build_store(data, pool, args.store, percent, dataset_key)
+            built = time.perf_counter() - start
+            runs = [run_command(data, key, where / "out", args.jobs) for _ in range(args.runs)]
+            seconds = [float(str(r["s"])) for r in runs]
+            peaks = [int(str(r["kib"])) / 1024 for r in runs]
+            last = str(runs[-1]["out"]).splitlines()
+            exported = next(line for line in last if line.startswith("exported"))
+            rejected = next(line.strip() for line in last if "rejected batches" in line)
+            print(
+                f"store:     {total} batches, {hostile} hostile ({percent:g} %), "
+                f"{sealed / 1e6:.0f} MB sealed (built in {built:.0f} s)"
+            )
+            print(f"  {exported.split(', into')[0]}; {rejected}")
+            print(
+                f"  time {statistics.median(seconds):.1f} s (median of {args.runs}: "
+                f"{', '.join(f'{x:.1f}' for x in seconds)}), "
+                f"{sealed / 1e6 / statistics.median(seconds):.1f} MB/s"
+            )
+            print(
+                f"  peak RSS {statistics.median(peaks):.0f} MiB (median; runs "
+                f"{', '.join(f'{x:.0f}' for x in peaks)} MiB)"
+            )
+            shutil.rmtree(data)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--batches", type=int, default=300)
@@ -376,7 +733,14 @@ def main() -> None:
     parser.add_argument("--png-level", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--keep", type=Path, help="also leave the last dataset here")
+    parser.add_argument("--store", type=int, default=0, help="the command on a store of N")
+    parser.add_argument("--pool", type=int, default=200, help="distinct batches in the store")
+    parser.add_argument("--hostile", type=float, default=1.0, help="percent of hostile batches")
+    parser.add_argument("--tmp", type=Path, default=None, help="where to build the store")
     args = parser.parse_args()
+    if args.store:
+        store_main(args)
+        return
 
     start = time.perf_counter()
     batches = Workload(args.seed).run(args.batches)

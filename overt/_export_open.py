@@ -32,8 +32,9 @@ Order of checks (verify, then parse what was verified):
    blob missing, or of another size than its record says, a delta without
    its keyframe in the batch, tiles outside the frame or named twice).
 
-The pixels are decoded later, by the dataset writer, which checks each
-image's header against its record again before decoding it.
+Checks 6 to 8 are made as the body is read, the first problem found giving
+the reason. The pixels are decoded later, by the dataset writer, which
+checks each image's header against its record again before decoding it.
 
 Nothing in a rejection's detail is captured content: ids, counts and the
 name of the check.

@@ -39,11 +39,16 @@ from .test_export import read_jsonl
 
 MINUTE = 60_000
 #: The peak memory of the command exporting every attack next to honest
-#: batches. Without the limits, the lying zstd frame alone asked for 16 GiB
-#: and the 2,000,000 records took 2.8 GiB (issue 12).
-PEAK_BOUND_MIB = 320
+#: batches: the interpreter and its imports (about 55 MiB), and at most one
+#: record section (32 MiB, and a decompression step's 8 MiB over) with what
+#: is decoded from it. Before the limits, the lying zstd frame alone asked
+#: for 16 GiB, the 8192 x 8192 keyframes ran out of memory, the lying PNG
+#: took 858 MiB (issue 12).
+PEAK_BOUND_MIB = 160
 #: Twenty frames of 4096 x 4096 each take 64 MiB decoded (RGB is 4 bytes a
-#: pixel in Pillow): held all at once, 1.25 GiB.
+#: pixel in Pillow): held all at once, 1.25 GiB. Held: the frame being
+#: decoded and converted, the latest frame, and those the two PNG threads
+#: are writing (at most three).
 LARGE_FRAMES_BOUND_MIB = 480
 
 
