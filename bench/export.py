@@ -2,7 +2,7 @@
 
 Run:  .venv/bin/python bench/export.py [--batches N] [--runs R] [--seed S]
                                         [--png-level L] [--jobs J] [--keep DIR]
-      .venv/bin/python bench/export.py --store N [--pool K] [--hostile P]
+      .venv/bin/python bench/export.py --store N [--pool K] [--hostile P ...]
                                         [--runs R] [--jobs J] [--tmp DIR]
 
 Makes ``--batches`` (300) realistic sealed batches with the real agent
@@ -37,13 +37,14 @@ With ``--store N`` it measures instead the command as the data team runs
 it, on a collector data directory of N batches: ``--pool`` (200) batches of
 the workload above, stored again under as many enrolled devices as it takes
 (each copy re-headed with its device, sequence number and batch id and
-sealed anew), once as they are and once with ``--hostile`` percent (1) of
-them, spread evenly, replaced by batches a malicious enrolled device could
-seal (a zstd frame declaring 16 GiB, one declaring no size and past the
-limit, 2,000,000 records, one record over the limit, a 4,000,000-character
-text, 20 keyframes of 8192 x 8192, a PNG of 13000 x 13000 that its record
-calls 64 x 64, a delta whose tiles image is 13000 x 13000, an image of
-random bytes, nine delta chains held at once). Each of ``--runs`` exports
+sealed anew), one store for each ``--hostile`` percent (0 and 1): that
+share of them, spread evenly, replaced by batches a malicious enrolled
+device could seal (a zstd frame declaring 16 GiB, one declaring no size
+and past the limit, 2,000,000 records, one record over the limit, a
+4,000,000-character text, 20 keyframes of 8192 x 8192, a PNG of 13000 x
+13000 that its record calls 64 x 48, a delta whose tiles image is 13000 x
+13000, an image of random bytes, nine delta chains held at once). Each of
+``--runs`` exports
 is ``python -m overt export --jobs J`` in a child of a small harness that
 reads the child's peak resident memory with ``getrusage(RUSAGE_CHILDREN)``;
 the dataset is deleted after each run.
@@ -652,7 +653,7 @@ start = time.perf_counter()
 proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
 seconds = time.perf_counter() - start
 kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-json.dump({"rc": proc.returncode, "s": seconds, "kib": kib, "out": proc.stdout[-2000:],
+json.dump({"rc": proc.returncode, "s": seconds, "kib": kib, "out": proc.stdout,
            "err": proc.stderr[-2000:]}, sys.stdout)
 """
 
@@ -695,7 +696,7 @@ def store_main(args: argparse.Namespace) -> None:
             f"pool:      {len(pool)} batches of the workload (seed {args.seed}, made in "
             f"{made:.0f} s), {sum(len(b.body) for b in pool) / len(pool) / 1e3:.0f} kB bodies"
         )
-        for percent in (0.0, args.hostile):
+        for percent in args.hostile:
             data = where / f"store-{percent:g}"
             start = time.perf_counter()
             total, hostile, sealed = build_store(data, pool, args.store, percent, dataset_key)
@@ -735,7 +736,14 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="also leave the last dataset here")
     parser.add_argument("--store", type=int, default=0, help="the command on a store of N")
     parser.add_argument("--pool", type=int, default=200, help="distinct batches in the store")
-    parser.add_argument("--hostile", type=float, default=1.0, help="percent of hostile batches")
+    parser.add_argument(
+        "--hostile",
+        type=float,
+        nargs="+",
+        default=[0.0, 1.0],
+        metavar="P",
+        help="percent of hostile batches, one store each (default: 0 1)",
+    )
     parser.add_argument("--tmp", type=Path, default=None, help="where to build the store")
     args = parser.parse_args()
     if args.store:
