@@ -518,8 +518,18 @@ class XorgWindowProbe(WindowProbe):
         if wid in self._watched_clients:
             return
         reader = self._reader
+        X = reader.X
         win = reader.d.create_resource_object("window", wid)
-        win.change_attributes(event_mask=reader.X.StructureNotifyMask)
+        # One event mask per window and connection: an unmanaged client is
+        # also a root child the view watches for focus and crossings.
+        win.change_attributes(
+            event_mask=X.StructureNotifyMask
+            | X.FocusChangeMask
+            | X.EnterWindowMask
+            | X.LeaveWindowMask
+        )
+        if len(self._watched_clients) > 4096:
+            self._watched_clients.clear()
         if reader.has_shape:
             win.shape_select_input(1)
         self._watched_clients.add(wid)
