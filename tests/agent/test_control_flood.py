@@ -152,11 +152,10 @@ def test_a_newcomer_when_every_connection_is_busy_is_answered_busy_and_the_clien
         assert target.holding.wait(5)
         time.sleep(0.1)  # both are with a command thread now
         refused = connect(sock_path)
-        started = time.monotonic()
+        # Answered while both slots are still held: it was not queued behind them.
         answer = read_line(refused)
         assert answer is not None
         assert answer["error"] == "busy"
-        assert time.monotonic() - started < 1.0  # at once, not after a timeout
         refused.close()
 
         answers: list[dict[str, Any]] = []
@@ -180,10 +179,9 @@ def test_slow_commands_leave_a_thread_free_for_pause_and_status(sock_path: Path)
             sock.sendall(b'{"v":1,"cmd":"ledger"}\n')
         wait(lambda: target.in_ledger == 2, what="two ledger calls to start")
         client = ControlClient(sock_path, timeout=2.0)
-        started = time.monotonic()
+        # Both answers come while the two ledger calls are still held.
         assert client.pause(5)["called"] == "pause"
         assert client.status()["called"] == "status"
-        assert time.monotonic() - started < 1.0
         assert target.in_ledger == 2  # the others wait their turn
         target.release.set()
         for sock in slow:
@@ -201,7 +199,10 @@ def test_threads_do_not_grow_with_connections(sock_path: Path) -> None:
         most = before
         for _ in range(300):
             sock = connect(sock_path)
-            sock.sendall(STATUS)
+            try:
+                sock.sendall(STATUS)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # a connection over the cap is answered "busy" and closed at once
             sock.close()  # without waiting for the answer
             most = max(most, len(control_threads()))
         held = [connect(sock_path) for _ in range(100)]

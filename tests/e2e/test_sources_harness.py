@@ -21,6 +21,10 @@ def test_tray_host_owns_the_system_tray_selection(desktop: Desktop, tray_host: o
 
 
 def test_teardown_stops_only_what_it_started_and_frees_the_display(desktop: Desktop) -> None:
+    # Earlier tests may have left programs on the session desktop that ended on
+    # their own; what matters is that closing a second desktop ends none of ours.
+    running = [p for p in desktop._procs if p.poll() is None]
+    assert running  # Xvfb and openbox at least
     second = start_desktop()
     number = second.display.lstrip(":")
     assert second.display != desktop.display
@@ -28,5 +32,4 @@ def test_teardown_stops_only_what_it_started_and_frees_the_display(desktop: Desk
     second.close()
     assert all(p.poll() is not None for p in procs)
     assert not os.path.exists(f"/tmp/.X{number}-lock")
-    assert desktop._procs
-    assert all(p.poll() is None for p in desktop._procs)
+    assert all(p.poll() is None for p in running)

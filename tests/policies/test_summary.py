@@ -68,7 +68,7 @@ def test_summary_covers_limits_retention_and_exemptions() -> None:
     )
     assert "Never captured" in text
     assert "KeePassXC" in text
-    assert "Redaction of typed text: card, national_id, email, phone, secret" in text
+    assert "Redaction of typed text: card, iban, national_id, email, phone, secret" in text
     assert "Pause: up to 20 minutes" in text
     assert "Review window: batches wait 15 minutes" in text
     assert "Upload: at most 50 MiB/day, only on unmetered networks" in text
