@@ -63,7 +63,7 @@ from agent.events import (
     WindowInfo,
 )
 from agent.local_state import LocalState, LocalStateError
-from agent.pipeline.batch import Batch, Batcher
+from agent.pipeline.batcher import Batcher
 from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import (
     CaptureState,
@@ -75,7 +75,6 @@ from agent.pipeline.decision import (
 from agent.pipeline.occlusion import keep_visible
 from agent.pipeline.pause import PauseState
 from agent.pipeline.pipeline import Action, BatchReady, Pipeline
-from agent.pipeline.records import MarkerKind
 from agent.pipeline.screens import GrabRequest
 from agent.policy_source import PolicyInForce, load_policy
 from agent.selftest import run_self_test
@@ -85,6 +84,8 @@ from agent.sources.errors import SourceError
 from agent.sources.input import EventQueue, InputHooks
 from agent.sources.screen import ScreenGrabber
 from agent.sources.window import Unsubscribe, WindowProbe
+from overt.wire.batch import Batch
+from overt.wire.records import MarkerKind
 from policies.errors import PolicyError
 from policies.model import Grant, Policy
 from policies.verify import verify_grant

@@ -41,15 +41,20 @@ from typing import TYPE_CHECKING
 from agent.config import AgentConfig, default_state_dir
 from agent.control import ControlError
 from agent.local_state import LocalState, LocalStateError
-from agent.pipeline.batch import BatchHeader, decode_body
 from agent.pipeline.consent import ConsentRecord, capture_surface, surface_widening
-from agent.pipeline.records import (
+from agent.policy_source import load_policy
+from agent.remote import CollectorError
+from agent.sinks.base import SinkError
+from agent.sources.errors import SourceError
+from overt.wire.batch import BatchHeader
+from overt.wire.body import decode_body
+from overt.wire.errors import FormatError as PipelineError
+from overt.wire.records import (
     ClickRecord,
     ContextRecord,
     KeyTimingRecord,
     MarkerRecord,
     MousePathRecord,
-    PipelineError,
     Record,
     ScreenshotKind,
     ScreenshotRecord,
@@ -57,10 +62,6 @@ from agent.pipeline.records import (
     ShortcutRecord,
     TextSpanRecord,
 )
-from agent.policy_source import load_policy
-from agent.remote import CollectorError
-from agent.sinks.base import SinkError
-from agent.sources.errors import SourceError
 from policies.errors import PolicyError
 from policies.keys import load_public_key, public_key_model
 from policies.model import SignerSet
@@ -493,7 +494,7 @@ class _FrameChains:
     def frame(self, index: int, rec: ScreenshotRecord) -> Image.Image:
         from PIL import Image
 
-        from agent.pipeline.screens import reassemble
+        from overt.wire.frames import reassemble
 
         blob = self.images.get(rec.image)
         if blob is None:

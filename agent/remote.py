@@ -2,7 +2,7 @@
 exemption requests, consent records.
 
 This module owns the client side of those endpoints of docs/PROTOCOL.md and
-the signing of every request with the device key (``policies.device_auth``).
+the signing of every request with the device key (``overt.wire.signature``).
 It takes an injected ``httpx.Client`` whose ``base_url`` is the collector, so
 tests hand it an ASGI app or a ``MockTransport``. It never retries on its own:
 these calls are made by a person (through the tray or the CLI) who is told

@@ -36,7 +36,6 @@ from agent.config import AgentConfig
 from agent.control import ControlError, ControlServer
 from agent.control_target import AgentControlTarget, ControlParts
 from agent.local_state import LocalState, LocalStateError
-from agent.pipeline.batch import Batch
 from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import daily_upload_budget
 from agent.policy_sync import PolicySync
@@ -50,6 +49,7 @@ from agent.sources.input import InputHooks
 from agent.sources.power import ConditionsProbe
 from agent.sources.screen import ScreenGrabber
 from agent.sources.window import WindowProbe
+from overt.wire.batch import Batch
 from policies.model import Policy
 
 log = logging.getLogger(__name__)

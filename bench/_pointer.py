@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from agent.pipeline import mouse
-from agent.pipeline.records import MousePathRecord, to_ms
+from overt.wire.records import MousePathRecord, to_ms
 
 Sample = tuple[int, int, int]  # (t ms, x, y)
 

@@ -52,8 +52,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from bench._machine import machine
-from policies.device_auth import sign_request
-from policies.sealed import MEDIA_TYPE, seal_batch
+from overt.wire.sealed import MEDIA_TYPE, seal_batch
+from overt.wire.signature import sign_request
 
 PYTHON = sys.executable
 BODY = 8 * 2**20

@@ -16,17 +16,17 @@ typed), scroll bursts that move the page, a switch to the other window every
 few actions, reading pauses and the odd long idle stretch. Frames go through
 the agent's ``FrameEncoder`` with its own codec choice (WebP where it fits
 its time budget, else JPEG), batches through ``Batcher`` (60 s) and are
-sealed with ``policies.sealed.seal_batch`` under keys generated per run.
+sealed with ``overt.wire.sealed.seal_batch`` under keys generated per run.
 
 Measured, each the median of ``--runs``:
 
-- **core**: :func:`overt.export.export_batches` over the batches in memory
+- **core**: :func:`collector.export.export.export_batches` over the batches in memory
   into a new directory on the same disk as the temporary directory
   (verify, decrypt, decode, validate, reassemble every frame, PNG-encode the
   frames actions refer to, write and fsync), with the PNG frames compressed
   on the calling thread (``jobs 0``) and on ``--jobs`` threads (the
   command's default: the cores, at most 4);
-- **open only**: the trust step alone (:func:`overt._export_open.open_batch`
+- **open only**: the trust step alone (:func:`collector.export.opening.open_batch`
   on every batch), to show where the time goes;
 - **store**: the command's own path, ``open_store`` on a collector data
   directory (``collector.sqlite_store.SQLiteStorage``) filled with the same
@@ -94,20 +94,20 @@ from agent.events import (
     SourceEvent,
     WindowInfo,
 )
-from agent.pipeline.batch import (
-    BODY_MAGIC,
-    MAX_RECORDS,
-    MAX_SECTION_BYTES,
-    Batch,
-    Batcher,
-    BatchHeader,
-    SignalCounts,
-    count_signals,
-    encode_body,
-)
+from agent.pipeline.batcher import Batcher
 from agent.pipeline.decision import Decision, Reason
 from agent.pipeline.pipeline import Action, BatchReady, Pipeline
-from agent.pipeline.records import (
+from agent.pipeline.screens import GrabRequest
+from bench._machine import machine
+from collector.config import StorageConfig
+from collector.export.export import ExportConfig, StoredBatch, export_batches, open_store
+from collector.export.opening import open_batch
+from collector.sqlite_store import SQLiteStorage
+from collector.storage import AuditEvent, BatchWrite, EnrollmentTokenRecord
+from overt.wire.batch import Batch, BatchHeader, SignalCounts, count_signals
+from overt.wire.body import BODY_MAGIC, MAX_RECORDS, MAX_SECTION_BYTES, encode_body
+from overt.wire.frames import image_id
+from overt.wire.records import (
     ClickRecord,
     ContextRecord,
     KeyTimingRecord,
@@ -117,15 +117,8 @@ from agent.pipeline.records import (
     TextSpanRecord,
     TitleState,
 )
-from agent.pipeline.screens import GrabRequest, image_id
-from bench._machine import machine
-from collector.config import StorageConfig
-from collector.sqlite_store import SQLiteStorage
-from collector.storage import AuditEvent, BatchWrite, EnrollmentTokenRecord
-from overt._export_open import open_batch
-from overt.export import ExportConfig, StoredBatch, export_batches, open_store
+from overt.wire.sealed import seal_batch
 from policies.model import KeyMode, Redaction, Screenshots, TitleAction
-from policies.sealed import seal_batch
 
 T0 = 1_800_000_000.0
 DEVICE = "b3" * 16

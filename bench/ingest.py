@@ -17,11 +17,11 @@ What runs:
   as the previous one is answered (closed loop). Every request is prepared
   before the clock starts: a distinct batch header (device, seq, batch id),
   the device's Ed25519 signature over header + ciphertext, and the request
-  signature headers (``policies.device_auth``) with a fresh nonce. The
+  signature headers (``overt.wire.signature``) with a fresh nonce. The
   generator writes pre-built bytes and parses only the status line and
   Content-Length, so it stays cheap next to the collector.
 
-The ciphertext is one real HPKE output (``policies.sealed.seal_batch`` of a
+The ciphertext is one real HPKE output (``overt.wire.sealed.seal_batch`` of a
 random ``--body-kib`` body) shared by every request under distinct headers:
 the collector never decrypts, so its work per batch (two SHA-256 of the
 body, two Ed25519 verifications, parse, append, fsync, commit) is what it
@@ -59,8 +59,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from bench._machine import machine
-from policies.device_auth import sign_request
-from policies.sealed import MAGIC, MEDIA_TYPE, SIGNATURE_CONTEXT, parse_sealed, seal_batch
+from overt.wire.sealed import MAGIC, MEDIA_TYPE, SIGNATURE_CONTEXT, parse_sealed, seal_batch
+from overt.wire.signature import sign_request
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -176,7 +176,7 @@ def prepare(
         assert isinstance(key, Ed25519PrivateKey)
         header = _header(device.device_id, seqs[slot], len(body))
         length = len(header).to_bytes(4, "big")
-        # The device signature as seal_batch makes it (policies/sealed.py format 1).
+        # The device signature as seal_batch makes it (overt/wire/sealed.py format 1).
         signature = key.sign(SIGNATURE_CONTEXT + length + header + ciphertext)
         seal_prefix = MAGIC + length + header + signature
         sealed = seal_prefix + ciphertext

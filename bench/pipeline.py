@@ -50,13 +50,15 @@ from agent.events import (
     SourceEvent,
     WindowInfo,
 )
-from agent.pipeline.batch import Batch, Batcher, decode_body, encode_body
+from agent.pipeline.batcher import Batcher
 from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import CaptureState, DecisionEngine
 from agent.pipeline.pipeline import BatchReady, Pipeline
-from agent.pipeline.records import MousePathRecord, Record
 from bench._machine import machine
 from bench._pointer import PathTap, summary
+from overt.wire.batch import Batch
+from overt.wire.body import decode_body, encode_body
+from overt.wire.records import MousePathRecord, Record
 from policies.model import (
     AppMatch,
     AppRule,

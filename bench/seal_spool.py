@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from agent.pipeline.batch import BatchHeader, SignalCounts
 from agent.sinks.spool import Spool
 from bench._machine import machine
-from policies.sealed import seal_batch
+from overt.wire.batch import BatchHeader, SignalCounts
+from overt.wire.sealed import seal_batch
 
 T0_MS = 1_800_000_000_000
 

@@ -65,9 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.app import Agent
 from agent.config import AgentConfig
 from agent.local_state import LocalState
-from agent.pipeline.batch import Batch, SignalCounts, decode_body
 from agent.pipeline.consent import ConsentRecord
-from agent.pipeline.records import MousePathRecord, ScreenshotKind, ScreenshotRecord
 from agent.sinks.memory import MemorySink
 from agent.sources._pynput import PynputHooks, _end_xrecord
 from agent.sources._xorg import XorgWindowProbe
@@ -75,6 +73,9 @@ from agent.sources.screen import select_screen_grabber
 from bench._machine import machine
 from bench._pointer import PathTap, summary
 from bench.pipeline import hand_path, mouse_bytes_in_batches, mouse_bytes_per_sample, reach
+from overt.wire.batch import Batch, SignalCounts
+from overt.wire.body import decode_body
+from overt.wire.records import MousePathRecord, ScreenshotKind, ScreenshotRecord
 from policies.keys import generate_private_key, public_key_model
 from policies.model import SignerSet
 from policies.verify import parse_policy_payload, sign_policy

@@ -38,9 +38,9 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.events import Frame, Rect
-from agent.pipeline.records import ScreenshotKind
 from agent.pipeline.screens import Codec, CodecChooser, FrameEncoder, encode_image
 from bench._machine import machine
+from overt.wire.records import ScreenshotKind
 from policies.model import Screenshots
 
 W, H = 1280, 800

@@ -74,14 +74,14 @@ from collector.storage import (
     PolicyPutOutcome,
     Storage,
 )
-from policies.device_auth import (
+from overt.wire.sealed import MAX_SEALED_BYTES, MEDIA_TYPE
+from overt.wire.signature import (
     DEVICE_HEADER,
     MAX_SKEW_MS,
     NONCE_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
 )
-from policies.sealed import MAX_SEALED_BYTES, MEDIA_TYPE
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ _BOUNDS = {**_E429, **_E503}
 _BODY = {**_E408, **_E413, **_E422}
 
 #: The device signature headers, as security schemes that hold together
-#: (``policies/device_auth.py``): a device request carries all four.
+#: (``overt/wire/signature.py``): a device request carries all four.
 _DEVICE_SCHEMES = {
     "overtDevice": DEVICE_HEADER,
     "overtTimestamp": TIMESTAMP_HEADER,
@@ -398,7 +398,7 @@ def _batch_route(uploads: BatchUploads) -> APIRouter:
             {
                 "requestBody": {
                     "required": True,
-                    "description": "a sealed batch, policies/sealed.py format 1",
+                    "description": "a sealed batch, overt/wire/sealed.py format 1",
                     "content": {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
                 }
             },
@@ -935,7 +935,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             "type": "apiKey",
             "in": "header",
             "name": header,
-            "description": "device request signature, policies/device_auth.py (all four together)",
+            "description": "device request signature, overt/wire/signature.py (all four together)",
         }
     app.openapi_schema = schema
     return schema

@@ -8,7 +8,7 @@ a request that cannot be genuine is refused before its body is read:
    collector's clock, and the claimed device is enrolled and not revoked
    (:meth:`~DeviceAuthenticator.known_device`, cached for ``cache_ms``).
 2. :meth:`~DeviceAuthenticator.verify` (once the body is in): the
-   signature, with :func:`policies.device_auth.verify_request`, against the
+   signature, with :func:`overt.wire.signature.verify_request`, against the
    key the device registered at enrollment, then the nonce, refused if the
    device already used it inside the accepted time window (the memory is the
    store's, :meth:`collector.storage.Storage.claim_nonce`).
@@ -38,7 +38,8 @@ from collector.config import Clock, to_ms
 from collector.credentials import MAX_SECRET_CHARS, token_hash
 from collector.errors import UnauthorizedError
 from collector.storage import DeviceRecord, Storage
-from policies.device_auth import (
+from overt.wire.sealed import SealedBatchError, ed25519_from_b64
+from overt.wire.signature import (
     MAX_SKEW_MS,
     NONCE_HEADER,
     SIGNATURE_HEADER,
@@ -47,7 +48,6 @@ from policies.device_auth import (
     claimed_device,
     verify_request,
 )
-from policies.sealed import SealedBatchError, ed25519_from_b64
 
 logger = logging.getLogger(__name__)
 

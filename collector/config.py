@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from collector.web.config import AdminPagesConfig
-from policies.sealed import MAX_SEALED_BYTES
+from overt.wire.sealed import MAX_SEALED_BYTES
 
 #: The collector's clock: an aware UTC datetime. Injected so tests never sleep.
 Clock = Callable[[], datetime]

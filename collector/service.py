@@ -82,11 +82,11 @@ from collector.storage import (
     PolicyRecord,
     Storage,
 )
+from overt.wire.sealed import SealedBatchError, parse_sealed, verify_sealed
 from policies.envelope import MAX_POLICY_BYTES, parse_envelope
 from policies.errors import PolicyError
 from policies.keys import keyid_of
 from policies.model import POLICY_PAYLOAD_TYPE, Category, Grant, Policy
-from policies.sealed import SealedBatchError, parse_sealed, verify_sealed
 from policies.verify import parse_policy_payload, sign_grant, verify_grant
 
 logger = logging.getLogger(__name__)

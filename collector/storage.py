@@ -136,7 +136,7 @@ class BatchWrite:
     start_ms: int
     end_ms: int
     policy_version: int
-    #: The whole sealed batch (``policies.sealed`` format 1), as received.
+    #: The whole sealed batch (``overt.wire.sealed`` format 1), as received.
     sealed: bytes
     #: SHA-256 of ``sealed``: what "the same bytes" means for a resend.
     sha256: bytes

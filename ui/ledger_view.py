@@ -16,7 +16,7 @@ from datetime import datetime, tzinfo
 from ui.model import Ledger, LedgerBatch
 from ui.presentation import human_bytes
 
-#: Signal names of the batch header (agent/pipeline/batch.py), in the order
+#: Signal names of the batch header (overt/wire/batch.py), in the order
 #: and words a person reads them. Unknown names are shown as they come.
 SIGNAL_WORDS = {
     "clicks": "clicks",

@@ -52,9 +52,9 @@ from __future__ import annotations
 import re
 
 from agent.events import KeyEvent
+from overt.wire.records import KeyTimingRecord, Record, ShortcutRecord, TextSpanRecord, to_ms
 from policies.model import KeyMode
 
-from .records import KeyTimingRecord, Record, ShortcutRecord, TextSpanRecord, to_ms
 from .redact import Redactor
 
 _MODIFIERS = ("ctrl", "alt", "shift", "cmd")

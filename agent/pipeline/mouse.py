@@ -39,7 +39,7 @@ import itertools
 from collections import deque
 from collections.abc import Sequence
 
-from .records import MousePathRecord, PathKind, to_ms
+from overt.wire.records import MousePathRecord, PathKind, to_ms
 
 Point = tuple[float, int, int]  # (t seconds, x, y), as reported
 Sample = tuple[int, int, int]  # (t milliseconds, x, y), as kept

@@ -57,13 +57,8 @@ from agent.events import (
     SourceEvent,
     WindowInfo,
 )
-from policies.model import KeyMode, Redaction, Screenshots, TitleAction
-
-from .batch import Batch, Batcher
-from .decision import Decision
-from .keys import KeyMinimiser
-from .mouse import MouseCoalescer
-from .records import (
+from overt.wire.batch import Batch
+from overt.wire.records import (
     ClickRecord,
     ContextRecord,
     MarkerKind,
@@ -73,6 +68,12 @@ from .records import (
     ScrollRecord,
     to_ms,
 )
+from policies.model import KeyMode, Redaction, Screenshots, TitleAction
+
+from .batcher import Batcher
+from .decision import Decision
+from .keys import KeyMinimiser
+from .mouse import MouseCoalescer
 from .redact import Redactor
 from .screens import EncodedFrame, FrameEncoder, GrabRequest, ScreenshotScheduler, Trigger
 

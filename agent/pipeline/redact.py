@@ -89,9 +89,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from overt.wire.records import TitleState
 from policies.model import Redaction, TitleAction
-
-from .records import TitleState
 
 PLACEHOLDERS: Mapping[str, str] = {
     "secret": "[SECRET]",

@@ -2,7 +2,7 @@
 
 This module owns the ``Sink`` protocol and the exception tree of
 ``agent.sinks``. A sink takes a ``Batch`` (plaintext header + body, see
-``agent.pipeline.batch``) and makes it durable or hands it on; it never looks
+``overt.wire.body``) and makes it durable or hands it on; it never looks
 inside the body and never logs captured content (only batch ids, sequence
 numbers and sizes).
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol, runtime_checkable
 
-from agent.pipeline.batch import Batch
+from overt.wire.batch import Batch
 
 
 class SinkError(Exception):

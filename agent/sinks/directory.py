@@ -27,7 +27,7 @@ import logging
 import os
 from pathlib import Path
 
-from agent.pipeline.batch import Batch
+from overt.wire.batch import Batch
 from policies.store import atomic_write
 
 from .base import SinkError

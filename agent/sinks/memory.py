@@ -5,7 +5,7 @@ Guarantees nothing after a crash: it holds batches in memory only.
 
 from __future__ import annotations
 
-from agent.pipeline.batch import Batch
+from overt.wire.batch import Batch
 
 
 class MemorySink:

@@ -3,7 +3,7 @@
 This module owns the step between the pipeline and the spool. ``write(batch)``
 encrypts ``batch.body`` to the dataset public key with the batch header's
 canonical JSON bound through HPKE's ``info``, has the device key sign header +
-ciphertext (``policies.sealed.seal_batch``), and puts the sealed bytes in the
+ciphertext (``overt.wire.sealed.seal_batch``), and puts the sealed bytes in the
 :class:`~agent.sinks.spool.Spool`, held for the policy's review window. The
 plaintext body only ever exists in memory: nothing unsealed reaches the disk.
 
@@ -46,10 +46,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from agent.pipeline.batch import Batch
+from overt.wire.batch import Batch
+from overt.wire.sealed import SealedBatchError, seal_batch
+from overt.wire.sealed import dataset_public_key as parse_dataset_key
 from policies.model import Policy
-from policies.sealed import SealedBatchError, seal_batch
-from policies.sealed import dataset_public_key as parse_dataset_key
 
 from .base import NotConfiguredError, SealError
 from .spool import Spool

@@ -1,7 +1,7 @@
 """The spool: sealed batches on disk until the collector has acknowledged them.
 
 This module owns the spool's on-disk format (version 1) and its guarantees.
-It stores sealed batches (``policies.sealed``: already encrypted to the
+It stores sealed batches (``overt.wire.sealed``: already encrypted to the
 dataset key and signed by the device), never plaintext capture data. It does
 not seal (``agent.sinks.sealing``) and does not talk to the collector
 (``agent.sinks.upload``).
@@ -91,7 +91,7 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
-from policies.sealed import SealedBatchError, parse_sealed
+from overt.wire.sealed import SealedBatchError, parse_sealed
 
 from . import ledger as _ledger
 from ._sqlite import Database

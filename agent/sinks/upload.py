@@ -80,8 +80,8 @@ from agent.pipeline.decision import (
     upload_allowed,
 )
 from agent.sources.power import ConditionsProbe
-from policies.device_auth import sign_request
-from policies.sealed import MEDIA_TYPE
+from overt.wire.sealed import MEDIA_TYPE
+from overt.wire.signature import sign_request
 
 from .base import SpoolError
 from .spool import ErasureRequest, Spool, SpooledBatch
@@ -140,7 +140,7 @@ class UploadStatus:
 
 
 class RequestSigner:
-    """Signs requests as one enrolled device (``policies.device_auth``)."""
+    """Signs requests as one enrolled device (``overt.wire.signature``)."""
 
     def __init__(self, device_id: str, private_key: Ed25519PrivateKey) -> None:
         if not device_id:

@@ -22,10 +22,15 @@ from agent.app import Agent
 from agent.config import AgentConfig
 from agent.events import AppIdentity, MouseButton, MouseScroll, Rect, WindowInfo
 from agent.local_state import LocalState
-from agent.pipeline.batch import Batch, decode_body
 from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import Reason
-from agent.pipeline.records import (
+from agent.sinks.base import SinkError
+from agent.sources._fake import FakeCanary, FakeInputHooks, FakeScreenGrabber, FakeWindowProbe
+from agent.sources.canary import CANARY_CLASS, Canary
+from overt.wire.batch import Batch
+from overt.wire.body import decode_body
+from overt.wire.frames import reassemble
+from overt.wire.records import (
     ClickRecord,
     MarkerRecord,
     MousePathRecord,
@@ -37,10 +42,6 @@ from agent.pipeline.records import (
     TextSpanRecord,
     to_ms,
 )
-from agent.pipeline.screens import reassemble
-from agent.sinks.base import SinkError
-from agent.sources._fake import FakeCanary, FakeInputHooks, FakeScreenGrabber, FakeWindowProbe
-from agent.sources.canary import CANARY_CLASS, Canary
 from policies.keys import generate_private_key, public_key_model
 from policies.model import SignerSet
 from policies.verify import parse_policy_payload, sign_policy

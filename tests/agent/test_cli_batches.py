@@ -17,8 +17,11 @@ from PIL import Image, ImageChops
 
 from agent import cli
 from agent.events import FocusChange, Frame, MouseButton, Rect
-from agent.pipeline.batch import Batch, Batcher
-from agent.pipeline.records import (
+from agent.pipeline.batcher import Batcher
+from agent.pipeline.screens import EncodedFrame, FrameEncoder
+from agent.sinks.directory import BODY_SUFFIX, HEADER_SUFFIX, DirectorySink
+from overt.wire.batch import Batch
+from overt.wire.records import (
     ClickRecord,
     ContextRecord,
     KeyTimingRecord,
@@ -33,8 +36,6 @@ from agent.pipeline.records import (
     TextSpanRecord,
     TitleState,
 )
-from agent.pipeline.screens import EncodedFrame, FrameEncoder
-from agent.sinks.directory import BODY_SUFFIX, HEADER_SUFFIX, DirectorySink
 from policies.model import Screenshots
 from tests.overt._batches import EDITOR, PngCodec, Recorder, decision, screen
 

@@ -25,10 +25,8 @@ import pytest
 from agent.config import AgentConfig
 from agent.events import AppIdentity, Rect, WindowInfo
 from agent.local_state import LocalState
-from agent.pipeline.batch import decode_body
 from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import Reason
-from agent.pipeline.records import MarkerRecord, TextSpanRecord
 from agent.service import AgentService
 from agent.sinks.base import SpoolFullError
 from agent.sinks.ledger import LedgerState
@@ -36,9 +34,11 @@ from agent.sinks.spool import Spool
 from agent.sources._fake import FakeCanary, FakeInputHooks, FakeScreenGrabber, FakeWindowProbe
 from agent.sources.canary import CANARY_CLASS, Canary
 from agent.sources.power import FakeConditions
+from overt.wire.body import decode_body
+from overt.wire.records import MarkerRecord, TextSpanRecord
+from overt.wire.sealed import dataset_public_b64, open_sealed, parse_sealed
 from policies.keys import generate_private_key, public_key_model
 from policies.model import SignerSet
-from policies.sealed import dataset_public_b64, open_sealed, parse_sealed
 from policies.verify import parse_policy_payload, sign_policy
 
 from ._disk import fill, small_tmpfs

@@ -21,10 +21,10 @@ import pytest
 from agent.local_state import LocalState, LocalStateError
 from agent.policy_sync import PolicySync
 from agent.remote import CollectorClient, CollectorError, EnrollmentError, enroll
-from policies.device_auth import verify_request
+from overt.wire.sealed import ed25519_from_b64
+from overt.wire.signature import verify_request
 from policies.keys import generate_private_key, public_key_model
 from policies.model import Category, Grant, SignerSet
-from policies.sealed import ed25519_from_b64
 from policies.verify import DeviceScope, sign_grant, sign_policy
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from collector.config import to_ms
 from collector.storage import AuditEvent, BatchWrite
-from policies.device_auth import sign_request
+from overt.wire.sealed import seal_batch
+from overt.wire.signature import sign_request
 from policies.keys import generate_private_key, raw_public_bytes
-from policies.sealed import seal_batch
 from tests.policies._build import GROUP, NOW, TENANT
 
 __all__ = ["GROUP", "NOW", "TENANT"]
@@ -89,7 +89,7 @@ class Device:
         signer: Ed25519PrivateKey | None = None,
         **header: Any,
     ) -> bytes:
-        """A sealed batch (``policies.sealed`` format 1) from this device."""
+        """A sealed batch (``overt.wire.sealed`` format 1) from this device."""
         named = header.pop("device_id", self.device_id)
         doc = header_doc(named, seq, len(body), **header)
         return seal_batch(canonical(doc), body, DATASET_KEY.public_key(), signer or self.key)

@@ -33,7 +33,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from policies.sealed import MAX_SEALED_BYTES
+from overt.wire.sealed import MAX_SEALED_BYTES
 
 from ._build import Device
 from .test_process import DEADLINE, RunningCollector, _enroll, _now_ms, _upload, start_collector

@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 from collector.api import create_app
 from collector.config import Admission, CollectorConfig, StorageConfig
 from collector.service import CollectorService
-from policies.sealed import MAGIC, SIGNATURE_CONTEXT
+from overt.wire.sealed import MAGIC, SIGNATURE_CONTEXT
 from tests.policies._build import KEYS, policy_doc, sign
 
 from ._build import Device, MutableClock, canonical, header_doc

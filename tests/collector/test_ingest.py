@@ -19,9 +19,9 @@ from starlette.testclient import TestClient
 from collector.api import create_app
 from collector.config import CollectorConfig, Limits, StorageConfig
 from collector.service import CollectorService
-from policies.device_auth import MAX_SKEW_MS
+from overt.wire.sealed import MAGIC, MAX_SEALED_BYTES
+from overt.wire.signature import MAX_SKEW_MS
 from policies.keys import generate_private_key
-from policies.sealed import MAGIC, MAX_SEALED_BYTES
 
 from ._build import GROUP, TENANT, Device, MutableClock
 from .conftest import Enroll, Upload

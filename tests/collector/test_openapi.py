@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from policies.sealed import MEDIA_TYPE
+from overt.wire.sealed import MEDIA_TYPE
 
 
 @pytest.fixture

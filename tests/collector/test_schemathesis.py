@@ -39,8 +39,8 @@ from schemathesis.core.parameters import ParameterLocation
 from schemathesis.generation.meta import CoveragePhaseData, CoverageScenario
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from overt.wire.sealed import MEDIA_TYPE
 from policies.keys import public_key_model, write_keypair
-from policies.sealed import MEDIA_TYPE
 from tests.policies._build import policy_doc, sign
 
 from ._build import Device

@@ -31,9 +31,14 @@ from PIL import Image, ImageChops
 from agent.app import Agent
 from agent.config import AgentConfig
 from agent.local_state import LocalState
-from agent.pipeline.batch import decode_body
 from agent.pipeline.consent import ConsentRecord
-from agent.pipeline.records import (
+from agent.sinks.memory import MemorySink
+from agent.sources._pynput import PynputHooks
+from agent.sources._xorg import XorgWindowProbe
+from agent.sources.screen import select_screen_grabber
+from overt.wire.body import decode_body
+from overt.wire.frames import reassemble
+from overt.wire.records import (
     ClickRecord,
     KeyTimingRecord,
     MousePathRecord,
@@ -44,11 +49,6 @@ from agent.pipeline.records import (
     ShortcutRecord,
     TextSpanRecord,
 )
-from agent.pipeline.screens import reassemble
-from agent.sinks.memory import MemorySink
-from agent.sources._pynput import PynputHooks
-from agent.sources._xorg import XorgWindowProbe
-from agent.sources.screen import select_screen_grabber
 from policies.keys import generate_private_key, public_key_model
 from policies.model import SignerSet
 from policies.verify import parse_policy_payload, sign_policy

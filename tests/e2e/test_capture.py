@@ -19,7 +19,9 @@ from PIL import Image, ImageChops
 
 from agent.events import WindowInfo
 from agent.pipeline.decision import Reason
-from agent.pipeline.records import (
+from agent.sources._xorg import XorgWindowProbe
+from overt.wire.frames import reassemble
+from overt.wire.records import (
     ClickRecord,
     ContextRecord,
     KeyTimingRecord,
@@ -31,8 +33,6 @@ from agent.pipeline.records import (
     ShortcutRecord,
     TextSpanRecord,
 )
-from agent.pipeline.screens import reassemble
-from agent.sources._xorg import XorgWindowProbe
 from tests.desktop import AppWindow, Desktop, wait_for
 from tests.e2e.conftest import OTHERAPP_GEOMETRY, WORKAPP_GEOMETRY, Launch
 from tests.e2e.rig import Rig

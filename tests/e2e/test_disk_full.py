@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from agent.pipeline.batch import decode_body
-from agent.pipeline.records import MarkerRecord, TextSpanRecord
 from collector.config import StorageConfig
 from collector.sqlite_store import SQLiteStorage
-from policies.sealed import load_dataset_private_key, open_sealed, parse_sealed
+from overt.wire.body import decode_body
+from overt.wire.records import MarkerRecord, TextSpanRecord
+from overt.wire.sealed import load_dataset_private_key, open_sealed, parse_sealed
 from tests.agent._disk import fill, small_tmpfs
 from tests.desktop import AppWindow, Desktop, wait_for
 

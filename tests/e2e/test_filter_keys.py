@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.pipeline.records import ClickRecord, KeyTimingRecord, ShortcutRecord, TextSpanRecord
+from overt.wire.records import ClickRecord, KeyTimingRecord, ShortcutRecord, TextSpanRecord
 from tests.desktop import AppWindow, Desktop, require_program, wait_for
 from tests.e2e.conftest import WORKAPP_GEOMETRY, LaunchWorkapp, XWindow
 from tests.e2e.rig import (

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from agent.pipeline.records import ClickRecord, ContextRecord, ScreenshotRecord
+from overt.wire.records import ClickRecord, ContextRecord, ScreenshotRecord
 from tests.desktop import Desktop, require_program, wait_for
 from tests.e2e.conftest import WORKAPP_GEOMETRY, LaunchWorkapp, Program, XWindow
 from tests.e2e.rig import (

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.pipeline.records import (
+from overt.wire.records import (
     ClickRecord,
     MarkerRecord,
     MousePathRecord,

@@ -3,7 +3,7 @@
 ``Recorder`` drives the real agent ``Pipeline`` (real ``FrameEncoder``, real
 body encoding) with events and window frames and keeps what it grabbed, so a
 test can compare the export with what went in. ``make_batch`` builds a batch
-straight from records. ``Keys`` seals them with ``policies.sealed.seal_batch``
+straight from records. ``Keys`` seals them with ``overt.wire.sealed.seal_batch``
 under keys generated per test.
 """
 
@@ -19,20 +19,16 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from PIL import Image, ImageDraw
 
 from agent.events import AppIdentity, Frame, Rect, SourceEvent, WindowInfo
-from agent.pipeline.batch import Batch, Batcher, BatchHeader, count_signals, encode_body
+from agent.pipeline.batcher import Batcher
 from agent.pipeline.decision import Decision, Reason
 from agent.pipeline.pipeline import Action, BatchReady, Pipeline
-from agent.pipeline.records import (
-    MarkerKind,
-    MousePathRecord,
-    Record,
-    TextSpanRecord,
-    to_ms,
-)
 from agent.pipeline.screens import Codec, CodecChooser, FrameEncoder, GrabRequest, encode_image
-from overt.export import StoredBatch
+from collector.export.export import StoredBatch
+from overt.wire.batch import Batch, BatchHeader, count_signals
+from overt.wire.body import encode_body
+from overt.wire.records import MarkerKind, MousePathRecord, Record, TextSpanRecord, to_ms
+from overt.wire.sealed import seal_batch
 from policies.model import KeyMode, Redaction, Screenshots, TitleAction
-from policies.sealed import seal_batch
 
 T = 1_800_000_000.0
 T_MS = to_ms(T)

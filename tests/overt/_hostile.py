@@ -22,15 +22,10 @@ from dataclasses import dataclass, replace
 import zstandard
 from PIL import Image
 
-from agent.pipeline.batch import (
-    BODY_MAGIC,
-    MAX_RECORDS,
-    MAX_SECTION_BYTES,
-    Batch,
-    BatchHeader,
-    SignalCounts,
-)
-from agent.pipeline.records import (
+from overt.wire.batch import Batch, BatchHeader, SignalCounts
+from overt.wire.body import BODY_MAGIC, MAX_RECORDS, MAX_SECTION_BYTES
+from overt.wire.frames import image_id
+from overt.wire.records import (
     ClickRecord,
     ContextRecord,
     KeyTimingRecord,
@@ -40,7 +35,6 @@ from agent.pipeline.records import (
     TextSpanRecord,
     TitleState,
 )
-from agent.pipeline.screens import image_id
 
 from ._batches import T_MS, batch_id, make_batch, png, screen
 

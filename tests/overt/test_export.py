@@ -1,8 +1,8 @@
 """``overt export``'s core, end to end with real sealed batches.
 
 Batches are made by the real agent pipeline (or straight from records),
-sealed with ``policies.sealed.seal_batch`` under keys generated per test, and
-exported with :func:`overt.export.export_batches` into a temporary directory.
+sealed with ``overt.wire.sealed.seal_batch`` under keys generated per test, and
+exported with :func:`collector.export.export.export_batches` into a temporary directory.
 """
 
 from __future__ import annotations
@@ -21,8 +21,20 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from PIL import Image, ImageChops, ImageStat
 
 from agent.events import FocusChange, KeyEvent, MouseButton, MouseMove, MouseScroll, SourceEvent
-from agent.pipeline.batch import Batch, decode_body
-from agent.pipeline.records import (
+from collector.export.dataset import COLUMNS
+from collector.export.export import (
+    ExportConfig,
+    ExportSummary,
+    OutputError,
+    ProgressBar,
+    StorageError,
+    StoredBatch,
+    export_batches,
+)
+from overt.wire.batch import Batch
+from overt.wire.body import decode_body
+from overt.wire.frames import image_id
+from overt.wire.records import (
     ClickRecord,
     ContextRecord,
     KeyTimingRecord,
@@ -38,18 +50,7 @@ from agent.pipeline.records import (
     TextSpanRecord,
     TitleState,
 )
-from agent.pipeline.screens import image_id
-from overt._export_dataset import COLUMNS
-from overt.export import (
-    ExportConfig,
-    ExportSummary,
-    OutputError,
-    ProgressBar,
-    StorageError,
-    StoredBatch,
-    export_batches,
-)
-from policies.sealed import FORMAT, MAGIC, parse_sealed, seal_batch
+from overt.wire.sealed import FORMAT, MAGIC, parse_sealed, seal_batch
 
 from ._batches import (
     DEVICE,
@@ -343,7 +344,7 @@ def _reframe(
 
 
 def _resign(keys: Keys, header: bytes, ciphertext: bytes) -> bytes:
-    from policies.sealed import _signed_bytes  # the signature a device would make
+    from overt.wire.sealed import _signed_bytes  # the signature a device would make
 
     return keys.device(DEVICE).sign(_signed_bytes(header, ciphertext))
 

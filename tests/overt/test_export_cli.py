@@ -3,7 +3,7 @@
 The store is filled through the collector's own ``SQLiteStorage`` (enrolment
 and batch writes, as its HTTP layer would do them), closed, and exported by
 the ``overt`` command: once as a real process, otherwise in-process through
-``overt.export.main`` for the exit codes and messages.
+``collector.export.export.main`` for the exit codes and messages.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from agent.pipeline.batch import Batch
 from collector.config import StorageConfig
+from collector.export.export import main
 from collector.sqlite_store import SQLiteStorage
 from collector.storage import AuditEvent, BatchWrite, EnrollmentTokenRecord
-from overt.export import main
-from policies.sealed import load_dataset_private_key, write_dataset_keypair
+from overt.wire.batch import Batch
+from overt.wire.sealed import load_dataset_private_key, write_dataset_keypair
 
 from ._batches import DEVICE, T_MS, Keys, make_batch, png, screen
 from .test_export import _flip, _records

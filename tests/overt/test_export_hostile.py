@@ -1,7 +1,7 @@
 """``overt export`` fed what a malicious enrolled device can seal.
 
 Every kind of attack in ``_hostile.HOSTILE`` is sealed to the test dataset
-key and signed by an enrolled device key (``policies.sealed.seal_batch``,
+key and signed by an enrolled device key (``overt.wire.sealed.seal_batch``,
 as the device would), stored next to honest batches, and exported: the
 export finishes, names each hostile batch with its reason, exports every
 honest batch, and leaves no partial directory. The whole store is also
@@ -24,14 +24,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from PIL import Image
 
-from agent.pipeline import screens
-from agent.pipeline.batch import MAX_FRAME_PIXELS, Batch
 from collector.config import StorageConfig
+from collector.export import dataset as _export_dataset
+from collector.export.export import ExportConfig, StoredBatch, export_batches
 from collector.sqlite_store import SQLiteStorage
 from collector.storage import AuditEvent, BatchWrite, EnrollmentTokenRecord
-from overt import _export_dataset
-from overt.export import ExportConfig, StoredBatch, export_batches
-from policies.sealed import load_dataset_private_key, write_dataset_keypair
+from overt.wire import frames as screens
+from overt.wire.batch import Batch
+from overt.wire.body import MAX_FRAME_PIXELS
+from overt.wire.sealed import load_dataset_private_key, write_dataset_keypair
 
 from ._batches import DEVICE, T_MS, Keys, make_batch
 from ._hostile import EVIL, HOSTILE, click, ctx, flat_png, honest, keyframe
@@ -122,7 +123,7 @@ def test_a_batch_that_runs_out_of_memory_is_rejected_and_the_export_goes_on(
             raise MemoryError
         return screens.open_image(blob, size)
 
-    monkeypatch.setattr("overt._export_dataset.open_image", open_image)
+    monkeypatch.setattr("collector.export.dataset.open_image", open_image)
     summary, out = export(tmp_path, keys, [keys.stored(b) for b in batches])
     assert [(r.seq, r.reason, r.detail) for r in summary.rejected] == [
         (2, "out of memory", f"batch {unlucky}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops
 
-from overt._export_png import STRIP_ROWS, PngEncoder, encode_png
+from collector.export.png import STRIP_ROWS, PngEncoder, encode_png
 
 
 def noisy(width: int, height: int, seed: int) -> Image.Image:

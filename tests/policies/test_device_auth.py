@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.device_auth import (
+from overt.wire.signature import (
     DEVICE_HEADER,
     MAX_SKEW_MS,
     NONCE_HEADER,

@@ -19,8 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.keys import private_key_pem, raw_public_bytes
-from policies.sealed import (
+from overt.wire.sealed import (
     HPKE_OVERHEAD,
     MAGIC,
     MAX_HEADER_BYTES,
@@ -42,6 +41,7 @@ from policies.sealed import (
     verify_sealed,
     write_dataset_keypair,
 )
+from policies.keys import private_key_pem, raw_public_bytes
 
 # A body nobody would find by accident in random bytes.
 BODY = b"OVERT-PLAINTEXT-CANARY:" + b"the quarterly numbers are 4242; " * 64

@@ -13,29 +13,20 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.pipeline import batch as batch_module
-from agent.pipeline.batch import (
-    _SCHEMAS,
-    BODY_FORMAT,
-    BODY_MAGIC,
-    ZSTD_LEVEL,
-    Batcher,
-    BatchHeader,
-    SignalCounts,
-    decode_body,
-    encode_body,
-)
-from agent.pipeline.records import (
-    BodyFormatError,
+from agent.pipeline.batcher import Batcher
+from overt.wire import body as batch_module
+from overt.wire.batch import BatchHeader, SignalCounts
+from overt.wire.body import _SCHEMAS, BODY_FORMAT, BODY_MAGIC, ZSTD_LEVEL, decode_body, encode_body
+from overt.wire.errors import BodyFormatError, HeaderFormatError
+from overt.wire.errors import FormatError as PipelineError
+from overt.wire.records import (
     ClickRecord,
     ContextRecord,
-    HeaderFormatError,
     KeyTimingRecord,
     MarkerKind,
     MarkerRecord,
     MousePathRecord,
     PathKind,
-    PipelineError,
     Record,
     ScreenshotKind,
     ScreenshotRecord,

@@ -24,9 +24,12 @@ from PIL import Image
 from pydantic import ValidationError
 
 from agent.config import AgentConfig
-from agent.pipeline import batch as batch_module
-from agent.pipeline import screens
-from agent.pipeline.batch import (
+from agent.pipeline.batcher import Batcher
+from agent.pipeline.screens import Codec, FrameEncoder, encode_image
+from overt.wire import body as batch_module
+from overt.wire import frames as screens
+from overt.wire.batch import Batch
+from overt.wire.body import (
     BODY_MAGIC,
     DERIVED_FROM_BATCH_AGE_S,
     DERIVED_FROM_BATCH_BYTES,
@@ -40,34 +43,23 @@ from agent.pipeline.batch import (
     MAX_STRING_CHARS,
     MAX_STRINGS_CHARS,
     MAX_TILES,
-    Batch,
-    Batcher,
     BodyLimitError,
     decode_body,
     encode_body,
 )
-from agent.pipeline.records import (
-    BodyFormatError,
+from overt.wire.errors import BodyFormatError, FrameError
+from overt.wire.errors import FormatError as PipelineError
+from overt.wire.frames import apply_delta, image_header, open_image, reassemble
+from overt.wire.records import (
     ContextRecord,
     KeyTimingRecord,
     MousePathRecord,
     PathKind,
-    PipelineError,
     Record,
     ScreenshotKind,
     ScreenshotRecord,
     TextSpanRecord,
     TitleState,
-)
-from agent.pipeline.screens import (
-    Codec,
-    FrameEncoder,
-    FrameError,
-    apply_delta,
-    encode_image,
-    image_header,
-    open_image,
-    reassemble,
 )
 from policies.model import Screenshots
 

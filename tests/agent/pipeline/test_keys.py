@@ -4,8 +4,8 @@ import pytest
 
 from agent.events import KeyEvent
 from agent.pipeline.keys import KeyMinimiser, char_class
-from agent.pipeline.records import KeyTimingRecord, Record, ShortcutRecord, TextSpanRecord, to_ms
 from agent.pipeline.redact import Redactor
+from overt.wire.records import KeyTimingRecord, Record, ShortcutRecord, TextSpanRecord, to_ms
 from policies.model import KeyMode, Redaction
 
 T = 1_800_000_000.0

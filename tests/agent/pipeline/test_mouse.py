@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.pipeline.mouse import MouseCoalescer, resample
-from agent.pipeline.records import MousePathRecord, PathKind, to_ms
+from overt.wire.records import MousePathRecord, PathKind, to_ms
 
 T = 1_800_000_000.0
 

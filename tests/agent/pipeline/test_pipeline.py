@@ -20,10 +20,17 @@ from agent.events import (
     SourceEvent,
     WindowInfo,
 )
-from agent.pipeline.batch import Batch, Batcher, decode_body
+from agent.pipeline.batcher import Batcher
 from agent.pipeline.decision import Decision, Reason
 from agent.pipeline.pipeline import Action, BatchReady, Pipeline
-from agent.pipeline.records import (
+from agent.pipeline.screens import GrabRequest, Trigger
+from agent.sinks.base import Sink
+from agent.sinks.directory import DirectorySink, load_batches
+from agent.sinks.memory import MemorySink
+from overt.wire.batch import Batch
+from overt.wire.body import decode_body
+from overt.wire.frames import reassemble
+from overt.wire.records import (
     ClickRecord,
     ContextRecord,
     MarkerKind,
@@ -39,10 +46,6 @@ from agent.pipeline.records import (
     TitleState,
     to_ms,
 )
-from agent.pipeline.screens import GrabRequest, Trigger, reassemble
-from agent.sinks.base import Sink
-from agent.sinks.directory import DirectorySink, load_batches
-from agent.sinks.memory import MemorySink
 from policies.model import KeyMode, Redaction, Screenshots, TitleAction
 
 T = 1_800_000_000.0

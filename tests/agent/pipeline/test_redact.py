@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.pipeline.records import TitleState
 from agent.pipeline.redact import MASKED, Redactor, luhn_ok
+from overt.wire.records import TitleState
 from policies.model import Redaction, RedactionPattern, TitleAction
 
 ALL = Redactor(Redaction())

@@ -10,15 +10,11 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from agent.events import AppIdentity, Frame, Rect, WindowInfo
 from agent.pipeline import screens
-from agent.pipeline.records import PipelineError, ScreenshotKind, ScreenshotRecord
-from agent.pipeline.screens import (
-    FrameEncoder,
-    FrameError,
-    GrabRequest,
-    ScreenshotScheduler,
-    Trigger,
-    reassemble,
-)
+from agent.pipeline.screens import FrameEncoder, GrabRequest, ScreenshotScheduler, Trigger
+from overt.wire.errors import FormatError as PipelineError
+from overt.wire.errors import FrameError
+from overt.wire.frames import reassemble
+from overt.wire.records import ScreenshotKind, ScreenshotRecord
 from policies.model import Screenshots
 
 T = 1_800_000_000.0

@@ -7,8 +7,8 @@ import hashlib
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from agent.pipeline.batch import Batch, BatchHeader, SignalCounts
-from policies.sealed import dataset_public_b64, seal_batch
+from overt.wire.batch import Batch, BatchHeader, SignalCounts
+from overt.wire.sealed import dataset_public_b64, seal_batch
 
 DATASET = X25519PrivateKey.from_private_bytes(hashlib.sha256(b"dataset").digest())
 DATASET_B64 = dataset_public_b64(DATASET)

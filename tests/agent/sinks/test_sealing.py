@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from agent.pipeline.batch import Batch
 from agent.sinks.base import NotConfiguredError, SealError, Sink, SinkError, SpoolFullError
 from agent.sinks.sealing import SealingSink
 from agent.sinks.spool import Spool
-from policies.sealed import dataset_public_b64, open_sealed, parse_sealed, verify_sealed
+from overt.wire.batch import Batch
+from overt.wire.sealed import dataset_public_b64, open_sealed, parse_sealed, verify_sealed
 
 from ..pipeline._build import make_policy
 from ._build import (

@@ -15,7 +15,7 @@ import pytest
 from agent.sinks.base import SealError, SinkError, SpoolConflictError, SpoolError, SpoolFullError
 from agent.sinks.ledger import LedgerState
 from agent.sinks.spool import Spool, spool_path
-from policies.sealed import open_sealed, parse_sealed
+from overt.wire.sealed import open_sealed, parse_sealed
 
 from ._build import DATASET, MINUTE_MS, T0_MS, body_for, make_sealed
 

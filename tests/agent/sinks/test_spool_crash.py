@@ -16,7 +16,7 @@ import pytest
 
 from agent.sinks.base import SpoolError, SpoolFullError
 from agent.sinks.spool import Spool
-from policies.sealed import open_sealed, parse_sealed
+from overt.wire.sealed import open_sealed, parse_sealed
 
 from ._build import DATASET, T0_MS, body_for, make_sealed
 from ._spool_child import BODY_BYTES

@@ -27,9 +27,9 @@ from agent.sinks.upload import (
     parse_retry_after,
 )
 from agent.sources.power import FakeConditions
-from policies.device_auth import verify_request
+from overt.wire.sealed import MEDIA_TYPE, parse_sealed, verify_sealed
+from overt.wire.signature import verify_request
 from policies.model import Category, UploadRules
-from policies.sealed import MEDIA_TYPE, parse_sealed, verify_sealed
 
 from ..pipeline._build import make_grant, make_policy
 from ._build import DEVICE, DEVICE_ID, MINUTE_MS, T0_MS, FakeClock, make_sealed

@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from policies.device_auth import sign_request
+from overt.wire.signature import sign_request
 from policies.envelope import sign_envelope
 from policies.keys import generate_private_key, public_key_model, raw_public_bytes
 from policies.model import POLICY_PAYLOAD_TYPE, Policy

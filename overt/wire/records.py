@@ -1,9 +1,8 @@
 """The records that go into a batch: what is left of events after minimisation.
 
-This module owns the record vocabulary of the batch body (body formats 1 to 4, see
-``agent.pipeline.batch``) and the pipeline's exception tree. It holds no
-behaviour: the stages that make records are ``keys``, ``mouse``, ``screens``
-and ``pipeline``; the code that packs them is ``batch``.
+This module owns the record vocabulary of the batch body (``overt.wire.body``
+packs it). It holds no behaviour: the agent's pipeline stages make records,
+the export reads them.
 
 Conventions, shared by every record:
 
@@ -14,32 +13,12 @@ Conventions, shared by every record:
 - Nothing here names a key that was typed, except ``TextSpanRecord.text``
   (already redacted) and ``ShortcutRecord.key`` (a combo, an editing or
   navigation key, or a class token such as ``<letter>``).
-
-Exceptions::
-
-    PipelineError            every error raised by agent.pipeline
-     ├── BodyFormatError     a batch body that is corrupt, truncated or of an
-     │                       unknown format version
-     ├── HeaderFormatError   a batch header that is not a valid format-1 header
-     └── FrameError          (screens) a frame whose pixels do not match its size
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-
-
-class PipelineError(Exception):
-    """Base class of every error raised by ``agent.pipeline``."""
-
-
-class BodyFormatError(PipelineError):
-    """A batch body cannot be decoded: corrupt, truncated or an unknown version."""
-
-
-class HeaderFormatError(PipelineError):
-    """A batch header that is not valid JSON of a known header format."""
 
 
 class TitleState(StrEnum):

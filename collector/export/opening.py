@@ -4,7 +4,7 @@ This module owns the trust step of ``overt export``: from a stored sealed
 batch and the key of the device it is stored under to decoded records that
 the dataset writer may use, or a :class:`BatchRejected` with a short stable
 reason. It holds no paths and writes nothing; the sealed format is
-``policies.sealed``, the body format ``agent.pipeline.batch`` (used only
+``overt.wire.sealed``, the body format ``overt.wire.body`` (used only
 through ``BatchHeader.from_json``, ``decode_body`` and ``count_signals``).
 
 Order of checks (verify, then parse what was verified):
@@ -19,7 +19,7 @@ Order of checks (verify, then parse what was verified):
    header is bound through HPKE's ``info``, so a body moved under another
    header fails here too).
 6. ``over a limit``: the body is larger than any agent writes, in one of the
-   limits of ``agent.pipeline.batch`` (records, the decompressed record
+   limits of ``overt.wire.body`` (records, the decompressed record
    section, strings, path steps, screenshots, tiles, a frame's width, height
    or pixels, chains of deltas held at once); the detail names the limit.
    Each is checked from what the body declares, before anything is
@@ -49,27 +49,20 @@ from dataclasses import dataclass, fields
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from agent.pipeline.batch import (
+from overt.wire.batch import BatchHeader, count_signals
+from overt.wire.body import (
     MAX_FRAME_PIXELS,
     MAX_FRAME_SIDE,
     MAX_LIVE_CHAINS,
     MAX_SOURCE_SIDE,
-    BatchHeader,
     BodyLimitError,
-    count_signals,
     decode_body,
 )
-from agent.pipeline.records import (
-    BodyFormatError,
-    ContextRecord,
-    HeaderFormatError,
-    PipelineError,
-    Record,
-    ScreenshotKind,
-    ScreenshotRecord,
-)
-from agent.pipeline.screens import BLOB_FORMATS, image_header
-from policies.sealed import (
+from overt.wire.errors import BodyFormatError, HeaderFormatError
+from overt.wire.errors import FormatError as PipelineError
+from overt.wire.frames import BLOB_FORMATS, image_header
+from overt.wire.records import ContextRecord, Record, ScreenshotKind, ScreenshotRecord
+from overt.wire.sealed import (
     BatchDecryptionError,
     BatchSignatureError,
     MalformedSealedBatchError,
@@ -78,7 +71,7 @@ from policies.sealed import (
     verify_sealed,
 )
 
-from ._export_errors import BatchRejected
+from .errors import BatchRejected
 
 OVER_A_LIMIT = "over a limit"
 

@@ -5,7 +5,7 @@ dataset key files, and the three operations on a sealed batch: ``seal_batch``
 (agent), ``verify_sealed`` (collector and export), ``open_sealed`` (export,
 with the dataset private key). It takes and returns bytes; it holds no paths
 except in the key-file helpers, and it knows nothing of the batch body's
-contents (that is ``agent.pipeline.batch``).
+contents (that is ``overt.wire.body``).
 
 Format 1, all integers big-endian::
 
@@ -89,7 +89,7 @@ _REQUIRED_FIELDS: dict[str, type] = {
 
 
 class SealedBatchError(Exception):
-    """Base of every error raised by ``policies.sealed``."""
+    """Base of every error raised by ``overt.wire.sealed``."""
 
     label = "bad sealed batch"
 

@@ -3,14 +3,14 @@
 ``overt export --data DIR --key DATASET.key --out OUT`` reads the batches the
 collector stored under ``DIR``, verifies each one's device signature,
 decrypts it with the dataset private key, validates it, and writes a
-training-ready dataset to ``OUT`` (layout: :mod:`overt._export_dataset`;
+training-ready dataset to ``OUT`` (layout: :mod:`collector.export.dataset`;
 ``metadata.jsonl`` + ``images/`` load as a Hugging Face "imagefolder"
 dataset). A batch that fails any check is reported with its reason and
-skipped; nothing of it is written (checks: :mod:`overt._export_open`).
+skipped; nothing of it is written (checks: :mod:`collector.export.opening`).
 
 Batches are hostile input: any enrolled device can seal anything to the
 dataset key. Each is checked against the limits of what an agent writes
-(``agent.pipeline.batch``) from what it declares, before memory is
+(``overt.wire.body``) from what it declares, before memory is
 allocated for it, and one over a limit is rejected (``over a limit``) like
 any other; the export goes on with the others. The memory an export needs
 is that of one batch at its limits (its records and the frames its deltas
@@ -52,7 +52,7 @@ Exit status: 0 when at least one batch was exported (rejected batches are
 listed), 1 when nothing could be exported or the key, the data directory or
 the output directory is unusable, 2 on a usage error.
 
-Exceptions: see :mod:`overt._export_errors` (``ExportError`` and below).
+Exceptions: see :mod:`collector.export.errors` (``ExportError`` and below).
 """
 
 from __future__ import annotations
@@ -78,10 +78,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from collector.errors import CollectorError
 from collector.storage import Storage
-from policies.sealed import SealedBatchError, ed25519_from_b64, load_dataset_private_key
+from overt.wire.sealed import SealedBatchError, ed25519_from_b64, load_dataset_private_key
 from policies.store import atomic_write
 
-from ._export_dataset import (
+from .dataset import (
     ACTIONS,
     DATASET_FORMAT,
     IMAGES,
@@ -90,15 +90,15 @@ from ._export_dataset import (
     DatasetWriter,
     iso,
 )
-from ._export_errors import (
+from .errors import (
     BatchRejected,
     DatasetKeyError,
     ExportError,
     OutputError,
     StorageError,
 )
-from ._export_open import OpenedBatch, StoredBatch, open_batch
-from ._export_png import PngEncoder
+from .opening import OpenedBatch, StoredBatch, open_batch
+from .png import PngEncoder
 
 __all__ = [
     "BatchRejected",

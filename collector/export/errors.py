@@ -1,4 +1,4 @@
-"""The exception tree of ``overt export`` (see :mod:`overt.export`).
+"""The exception tree of ``overt export`` (see :mod:`collector.export.export`).
 
 ::
 
@@ -10,8 +10,8 @@
                                  decoding or validation (reported and skipped,
                                  never raised out of ``export_batches``)
 
-Foreign exceptions (``policies.sealed.SealedBatchError``,
-``agent.pipeline.records.PipelineError``, ``OSError``, the collector's storage
+Foreign exceptions (``overt.wire.sealed.SealedBatchError``,
+``overt.wire.errors.FormatError``, ``OSError``, the collector's storage
 errors) are wrapped where they cross into the exporter.
 """
 

@@ -3,7 +3,7 @@
 This module owns the dataset layout (format 1) and the rules that turn a
 device's record stream into sessions of actions, each with the screenshot
 that was on screen before it. It takes batches already verified and
-validated (``overt._export_open``) and reads no clock.
+validated (``collector.export.opening``) and reads no clock.
 
 Layout, under the (temporary) output directory::
 
@@ -34,7 +34,7 @@ column is never null, so a column's type never changes between rows):
 Coordinates are window-relative window pixels; ``image_x``/``image_y`` are
 the same point in the screenshot's pixels.
 
-Actions, from the records of ``agent.pipeline.records``: a button press is a
+Actions, from the records of ``overt.wire.records``: a button press is a
 ``click`` (with its release's time and place as ``end_*`` when the release
 is in the same batch; a release without its press is a ``release``); a
 scroll is ``scroll``; a pointer path is ``drag``, ``approach`` or ``hover``;
@@ -62,7 +62,7 @@ Each batch is applied as a unit: its rows, sessions and frames are written
 as they come and undone if the whole batch does not go through (a frame
 that will not reassemble rejects the batch): the three files are cut back
 to where they ended before it and its PNG files deleted, so nothing of it
-is left. PNG encoding (``overt._export_png``), the dearest step, may run on
+is left. PNG encoding (``collector.export.png``), the dearest step, may run on
 worker threads (``jobs`` > 0) while this thread reassembles the next
 frames.
 
@@ -70,7 +70,7 @@ Memory: nothing a batch produces is held until its end. Its frames are
 decoded one at a time (each image's header checked against its record
 first, ``agent.pipeline.screens.open_image``); a frame is kept while a
 later delta of the batch names its keyframe (at most ``MAX_LIVE_CHAINS``,
-checked by ``overt._export_open``), or while it is the device's latest
+checked by ``collector.export.opening``), or while it is the device's latest
 frame, or while a PNG thread writes it. A delta is applied to its chain's
 frame in place, or to a copy while that frame is being written.
 """
@@ -90,13 +90,15 @@ from typing import IO, Any
 
 from PIL import Image
 
-from agent.pipeline.records import (
+from overt.wire.errors import FormatError as PipelineError
+from overt.wire.errors import FrameError
+from overt.wire.frames import apply_delta, open_image
+from overt.wire.records import (
     ClickRecord,
     ContextRecord,
     KeyTimingRecord,
     MarkerRecord,
     MousePathRecord,
-    PipelineError,
     Record,
     ScreenshotKind,
     ScreenshotRecord,
@@ -104,11 +106,10 @@ from agent.pipeline.records import (
     ShortcutRecord,
     TextSpanRecord,
 )
-from agent.pipeline.screens import FrameError, apply_delta, open_image
 
-from ._export_errors import BatchRejected, OutputError
-from ._export_open import OpenedBatch
-from ._export_png import PngEncoder, PngJob
+from .errors import BatchRejected, OutputError
+from .opening import OpenedBatch
+from .png import PngEncoder, PngJob
 
 log = logging.getLogger(__name__)
 

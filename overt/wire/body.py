@@ -162,25 +162,22 @@ from __future__ import annotations
 import json
 import struct
 import sys
-import uuid
 from array import array
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from typing import Any
 
 import zstandard
 
+from .errors import BodyFormatError, FormatError
 from .records import (
-    BodyFormatError,
     ClickRecord,
     ContextRecord,
-    HeaderFormatError,
     KeyTimingRecord,
     MarkerKind,
     MarkerRecord,
     MousePathRecord,
     PathKind,
-    PipelineError,
     Record,
     ScreenshotKind,
     ScreenshotRecord,
@@ -190,7 +187,6 @@ from .records import (
     TitleState,
 )
 
-HEADER_FORMAT = 1
 BODY_FORMAT = 4  # written
 BODY_FORMATS_READ = (1, 2, 3, 4)
 BODY_MAGIC = b"OVTB"
@@ -223,90 +219,6 @@ class BodyLimitError(BodyFormatError):
     def __init__(self, limit: str, detail: str) -> None:
         super().__init__(f"over the {limit} limit: {detail}")
         self.limit = limit
-
-
-@dataclass(frozen=True, slots=True)
-class SignalCounts:
-    clicks: int = 0
-    scrolls: int = 0
-    paths: int = 0
-    path_samples: int = 0
-    text_spans: int = 0
-    redactions: int = 0
-    shortcuts: int = 0
-    key_timings: int = 0
-    contexts: int = 0
-    screenshots: int = 0
-    markers: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class BatchHeader:
-    """The plaintext header of a batch (format 1)."""
-
-    device_id: str
-    batch_id: str
-    seq: int
-    start_ms: int
-    end_ms: int
-    policy_version: int
-    dataset_key_id: str
-    counts: SignalCounts
-    app_ids: tuple[str, ...]
-    body_size: int
-    format: int = HEADER_FORMAT
-
-    def to_json(self) -> bytes:
-        """Canonical JSON bytes (sorted keys, no whitespace, ASCII)."""
-        doc: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
-        doc["counts"] = {f.name: getattr(self.counts, f.name) for f in fields(self.counts)}
-        doc["app_ids"] = list(self.app_ids)
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> BatchHeader:
-        try:
-            doc = json.loads(data)
-            if not isinstance(doc, dict):
-                raise TypeError("not an object")
-            if doc.get("format") != HEADER_FORMAT:
-                raise HeaderFormatError(f"unknown batch header format {doc.get('format')!r}")
-            counts = doc.pop("counts")
-            if not isinstance(counts, dict) or set(counts) != {
-                f.name for f in fields(SignalCounts)
-            }:
-                raise TypeError("counts has unexpected fields")
-            doc["counts"] = SignalCounts(**{k: _int(v) for k, v in counts.items()})
-            doc["app_ids"] = tuple(_str(a) for a in doc["app_ids"])
-            if set(doc) != {f.name for f in fields(cls)}:
-                raise TypeError("header has unexpected or missing fields")
-            for name in ("seq", "start_ms", "end_ms", "policy_version", "body_size"):
-                _int(doc[name])
-            for name in ("device_id", "batch_id", "dataset_key_id"):
-                _str(doc[name])
-            return cls(**doc)
-        except HeaderFormatError:
-            raise
-        except (ValueError, TypeError, KeyError) as exc:
-            raise HeaderFormatError(f"not a valid batch header: {exc}") from exc
-
-
-def _int(v: object) -> int:
-    if type(v) is not int:
-        raise TypeError(f"expected an integer, got {type(v).__name__}")
-    return v
-
-
-def _str(v: object) -> str:
-    if not isinstance(v, str):
-        raise TypeError(f"expected a string, got {type(v).__name__}")
-    return v
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    header: BatchHeader
-    body: bytes = field(repr=False)
 
 
 # ---------------------------------------------------------------- body codec
@@ -416,7 +328,7 @@ _I64 = 2**63
 def _pack(values: Sequence[int], width: int) -> bytes:
     arr = array(_TYPECODES[width], values)
     if arr.itemsize != width:  # pragma: no cover - platforms with odd C int sizes
-        raise PipelineError("unsupported platform integer sizes")
+        raise FormatError("unsupported platform integer sizes")
     if not _LITTLE:  # pragma: no cover
         arr.byteswap()
     raw = arr.tobytes()
@@ -431,7 +343,7 @@ def _uvarint(values: Sequence[int]) -> bytes:
     append = out.append
     for u in values:
         if not 0 <= u < _I64:
-            raise PipelineError("an integer in a record does not fit in 64 bits")
+            raise FormatError("an integer in a record does not fit in 64 bits")
         while u >= 0x80:
             append((u & 0x7F) | 0x80)
             u >>= 7
@@ -445,7 +357,7 @@ def _varint(values: Sequence[int]) -> bytes:
     append = out.append
     for v in values:
         if not -_I64 <= v < _I64:
-            raise PipelineError("an integer in a record does not fit in 64 bits")
+            raise FormatError("an integer in a record does not fit in 64 bits")
         u = (v << 1) ^ (v >> 63)
         while u >= 0x80:
             append((u & 0x7F) | 0x80)
@@ -638,7 +550,7 @@ def _write_pointer_column(w: _BitWriter, values: Sequence[int]) -> None:
     if not values:
         return
     if not all(-_I64 <= v < _I64 for v in values):
-        raise PipelineError("an integer in a record does not fit in 64 bits")
+        raise FormatError("an integer in a record does not fit in 64 bits")
     signed = any(v < 0 for v in values)
     us = [(v << 1) ^ (v >> 63) for v in values] if signed else values
     k = _exp_golomb_order(us)
@@ -724,7 +636,7 @@ def _pointer_stream(paths: Sequence[MousePathRecord]) -> bytes:
     """
     for p in paths:
         if not len(p.dt) == len(p.dx) == len(p.dy):
-            raise PipelineError("a path's dt, dx and dy differ in length")
+            raise FormatError("a path's dt, dx and dy differ in length")
     starts = _chain(paths)
     columns: list[Sequence[int]] = [[len(p.dt) for p in paths]]
     columns += [starts[name][:1] for name in ("t", "x", "y")]
@@ -819,7 +731,7 @@ def _columns(records: Sequence[Record], strings: _Strings) -> tuple[list[bytes],
     for rec in records:
         k = _KIND_OF.get(type(rec))
         if k is None:
-            raise PipelineError(f"not a record: {type(rec).__name__}")
+            raise FormatError(f"not a record: {type(rec).__name__}")
         order.append(k)
         by_kind[k].append(rec)
     columns = [_int_column(order)]
@@ -1219,171 +1131,3 @@ def _split(lengths: list[int], flat: list[list[int]]) -> list[Any]:
     if any(len(f) != pos for f in flat):
         raise BodyFormatError("tuple column lengths disagree")
     return out
-
-
-# ---------------------------------------------------------------- batcher
-
-
-def count_signals(records: Sequence[Record]) -> SignalCounts:
-    c: dict[str, int] = dict.fromkeys((f.name for f in fields(SignalCounts)), 0)
-    for r in records:
-        if isinstance(r, MousePathRecord):
-            c["paths"] += 1
-            c["path_samples"] += r.samples
-        elif isinstance(r, ClickRecord):
-            c["clicks"] += r.pressed
-        elif isinstance(r, KeyTimingRecord):
-            c["key_timings"] += 1
-        elif isinstance(r, ShortcutRecord):
-            c["shortcuts"] += 1
-        elif isinstance(r, TextSpanRecord):
-            c["text_spans"] += 1
-            c["redactions"] += r.redactions
-        elif isinstance(r, ScrollRecord):
-            c["scrolls"] += 1
-        elif isinstance(r, ContextRecord):
-            c["contexts"] += 1
-        elif isinstance(r, ScreenshotRecord):
-            c["screenshots"] += 1
-        else:
-            c["markers"] += 1
-    return SignalCounts(**c)
-
-
-def _end_ms(r: Record) -> int:
-    if isinstance(r, TextSpanRecord):
-        return max(r.t, r.end)
-    if isinstance(r, MousePathRecord):
-        return r.t + sum(r.dt)
-    return r.t
-
-
-def _raw_size(r: Record) -> int:
-    """A cheap estimate of a record's share of the uncompressed body."""
-    if isinstance(r, MousePathRecord):
-        return 16 + 6 * len(r.dt)
-    if isinstance(r, TextSpanRecord):
-        return 16 + len(r.text)
-    if isinstance(r, ContextRecord):
-        return 40 + len(r.app_id) + len(r.title or "")
-    if isinstance(r, ScreenshotRecord):
-        return 48 + 4 * len(r.tiles)
-    return 12
-
-
-def _new_batch_id() -> str:
-    return uuid.uuid4().hex
-
-
-class Batcher:
-    """Cuts records into batches by age and size. Pure apart from ``new_id``.
-
-    ``next_seq`` is the sequence number the next batch gets; the caller
-    persists it (it must survive restarts) and passes it back in.
-    """
-
-    def __init__(
-        self,
-        *,
-        device_id: str,
-        policy_version: int,
-        dataset_key_id: str,
-        next_seq: int = 0,
-        max_age_s: float = 60.0,
-        max_bytes: int = 512 * 1024,
-        new_id: Callable[[], str] = _new_batch_id,
-    ) -> None:
-        self.device_id = device_id
-        self.policy_version = policy_version
-        self.dataset_key_id = dataset_key_id
-        self.max_age_s = max_age_s
-        self.max_bytes = max_bytes
-        self._next_seq = next_seq
-        self._new_id = new_id
-        self._records: list[Record] = []
-        self._images: dict[str, bytes] = {}
-        self._size = 0
-        self._opened = 0.0
-        #: The context carried into a new batch (set by the pipeline).
-        self.context: ContextRecord | None = None
-
-    @property
-    def next_seq(self) -> int:
-        return self._next_seq
-
-    @property
-    def pending(self) -> int:
-        return len(self._records)
-
-    @property
-    def due(self) -> float | None:
-        """When the open batch becomes old enough to emit, or None."""
-        return self._opened + self.max_age_s if self._records else None
-
-    def has_image(self, image_id: str) -> bool:
-        return image_id in self._images
-
-    def add(self, record: Record, now: float, image: bytes | None = None) -> Batch | None:
-        """Append a record (and its image blob); returns a batch when one is due."""
-        records = self._records
-        if not records:
-            self._opened = now
-            ctx = self.context
-            if ctx is not None and not isinstance(record, ContextRecord):
-                records.append(replace(ctx, t=record.t))
-                self._size += _raw_size(ctx)
-        records.append(record)
-        self._size += _raw_size(record)
-        if (
-            image is not None
-            and isinstance(record, ScreenshotRecord)
-            and record.image not in self._images
-        ):
-            self._images[record.image] = image
-            self._size += len(image)
-        if self._size >= self.max_bytes or now - self._opened >= self.max_age_s:
-            return self._finish()
-        return None
-
-    def flush(self, now: float, *, force: bool = False) -> Batch | None:
-        """Emit the open batch if it is old enough at ``now`` (any open batch with ``force``)."""
-        if not self._records:
-            return None
-        if force or now - self._opened >= self.max_age_s:
-            return self._finish()
-        return None
-
-    def drop(self) -> int:
-        """Discard the open batch; returns how many records were dropped."""
-        n = len(self._records)
-        self._records = []
-        self._images = {}
-        self._size = 0
-        return n
-
-    def set_policy(self, policy_version: int, dataset_key_id: str) -> Batch | None:
-        """Adopt a new policy; records so far are emitted under the old one."""
-        out = self._finish() if self._records else None
-        self.policy_version = policy_version
-        self.dataset_key_id = dataset_key_id
-        return out
-
-    def _finish(self) -> Batch:
-        records, images = self._records, self._images
-        self._records, self._images, self._size = [], {}, 0
-        body = encode_body(records, images)
-        app_ids = sorted({r.app_id for r in records if isinstance(r, ContextRecord)})
-        header = BatchHeader(
-            device_id=self.device_id,
-            batch_id=self._new_id(),
-            seq=self._next_seq,
-            start_ms=min(r.t for r in records),
-            end_ms=max(_end_ms(r) for r in records),
-            policy_version=self.policy_version,
-            dataset_key_id=self.dataset_key_id,
-            counts=count_signals(records),
-            app_ids=tuple(app_ids),
-            body_size=len(body),
-        )
-        self._next_seq += 1
-        return Batch(header, body)
