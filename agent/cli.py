@@ -691,7 +691,7 @@ def _write_frames(
 ) -> dict[int, tuple[str | None, str | None]]:
     """Writes a batch's screenshots into ``out``: by record index, the PNG's
     name or why there is none."""
-    from policies.store import atomic_write
+    from overt.files import atomic_write
 
     chains = _FrameChains(body.images)
     frames: dict[int, tuple[str | None, str | None]] = {}

@@ -54,7 +54,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.pipeline.consent import ConsentRecord
-from policies.store import TrustStore, atomic_write
+from overt.files import atomic_write
+from policies.store import TrustStore
 
 FORMAT = 1
 _MAX_FILE_BYTES = 1 << 20

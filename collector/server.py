@@ -40,9 +40,10 @@ from collector.config import ServeConfig
 from collector.connections import guard_for, guarded_protocol
 from collector.errors import ConfigError, ConflictError
 from collector.service import CollectorService
+from overt.files import atomic_write
 from policies.envelope import MAX_POLICY_BYTES
 from policies.errors import PolicyError
-from policies.store import atomic_write, read_file_limited
+from policies.store import read_file_limited
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from overt.files import atomic_write
 from policies.envelope import MAX_POLICY_BYTES, parse_envelope, strict_json
 from policies.errors import PolicyError
 from policies.keys import (
@@ -27,7 +28,7 @@ from policies.keys import (
     write_keypair,
 )
 from policies.model import POLICY_PAYLOAD_TYPE, Policy, SignerSet, policy_json_schema
-from policies.store import TrustStore, accept_policy_file, atomic_write, read_file_limited
+from policies.store import TrustStore, accept_policy_file, read_file_limited
 from policies.summary import describe, identity_warnings
 from policies.verify import (
     CLOCK_SKEW,

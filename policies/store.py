@@ -23,17 +23,16 @@ than being silently reset, since a reset would drop rollback protection.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pydantic
 
+from overt.files import atomic_write
 from policies.envelope import MAX_POLICY_BYTES, parse_envelope, read_limited
 from policies.errors import CorruptStateError, PolicyError, StoreError, UnreadableFileError
 from policies.model import Policy, SignerSet
@@ -76,33 +75,6 @@ def read_file_limited(path: str | os.PathLike[str], limit: int = MAX_POLICY_BYTE
             return read_limited(stream, limit, os.fspath(path))
     except OSError as exc:
         raise UnreadableFileError(f"cannot read {os.fspath(path)}: {exc.strerror}") from exc
-
-
-def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file."""
-    target = Path(path)
-    directory = target.parent
-    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fchmod(stream.fileno(), mode)
-            os.fsync(stream.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _policy_name(payload_sha256: str) -> str:

@@ -33,15 +33,14 @@ removed and touches nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import plistlib
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from overt.files import atomic_write
 from ui.errors import AutostartError
 
 PLATFORMS = ("linux", "macos", "windows")
@@ -250,40 +249,20 @@ def plan(spec: AutostartSpec) -> list[AutostartFile]:
     raise AutostartError(f"unknown platform {spec.platform!r}; use one of {', '.join(PLATFORMS)}")
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file.
-
-    Like ``policies.store.atomic_write``, but without ``os.fchmod``, which
-    Windows' Python lacks.
-    """
+def _write(path: Path, data: bytes, mode: int) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise AutostartError(f"cannot write in {path.parent}: {exc.strerror or exc}") from exc
     try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
+        atomic_write(path, data, mode)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
         raise AutostartError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    if hasattr(os, "O_DIRECTORY"):
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
 
 
 def install(files: Sequence[AutostartFile]) -> None:
     for file in files:
-        atomic_write(file.path, file.content, file.mode)
+        _write(file.path, file.content, file.mode)
 
 
 def uninstall(files: Sequence[AutostartFile]) -> list[Path]:

@@ -27,8 +27,8 @@ import logging
 import os
 from pathlib import Path
 
+from overt.files import atomic_write
 from overt.wire.batch import Batch
-from policies.store import atomic_write
 
 from .base import SinkError
 

@@ -78,8 +78,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from collector.errors import CollectorError
 from collector.storage import Storage
+from overt.files import atomic_write
 from overt.wire.sealed import SealedBatchError, ed25519_from_b64, load_dataset_private_key
-from policies.store import atomic_write
 
 from .dataset import (
     ACTIONS,
