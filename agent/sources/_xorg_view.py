@@ -45,6 +45,17 @@ program mapped a window after the press (its own menu opening under the
 pointer crosses nothing); should another client hold a grab that the press
 did not end at that very moment, the press would be misattributed.
 
+Grabs by a window watched too late: a program that creates a window, maps
+it and grabs the keyboard in one burst (a drop-down, a launcher) can take
+the grab before the server has processed this connection's selection on the
+new window, so the FocusIn of mode Grab that names the holder never comes;
+the FocusOut of mode Grab on the window that had focus does. The holder is
+then one of the windows whose selection no marker has yet confirmed (a grab
+on any other window, or on a window inside one, shows a FocusIn on a watched
+window): when exactly one such window exists, it is taken as the holder and
+judged like any other; with none or several, keys under that grab answer
+None.
+
 Not thread-safe: the probe calls it under its lock.
 """
 
@@ -143,6 +154,10 @@ class ServerView:
         #: The window that took the keyboard grab in force, as focus events showed.
         self._keyboard_holder: int | None = None
         self._watched: set[int] = set()
+        #: Windows whose selection the server may not have processed yet: no
+        #: marker made after it has come back. A grab one of them takes can
+        #: go unseen (see "Grabs by a window watched too late" above).
+        self._unconfirmed: set[int] = set()
         self._shape_pending: set[int] = set()
         self._has_shape = d.has_extension("SHAPE")
         self._shape_event = d.extension_event.ShapeNotify if self._has_shape else -1
@@ -243,7 +258,11 @@ class ServerView:
         )
         if self._has_shape:
             window.shape_select_input(1)
+        # Sent now, not with the next request: the sooner the server has it,
+        # the fewer grabs can come before it.
+        self._d.flush()
         self._watched.add(wid)
+        self._unconfirmed.add(wid)
 
     def _shapes(self, window: Any) -> tuple[tuple[Rect, ...] | None, tuple[Rect, ...] | None]:
         if not self._has_shape:
@@ -303,6 +322,12 @@ class ServerView:
             # Grab) and back (mode Ungrab): where it went is who holds it.
             if event.mode == _NOTIFY_GRAB and kind == X.FocusIn:
                 self._keyboard_holder = int(event.window.id)
+            elif event.mode == _NOTIFY_GRAB:
+                # Focus left for a grab; the FocusIn that names the holder
+                # follows, unless the holder's window was watched too late.
+                # Then it is the one window that may have been, if only one.
+                late = self._unconfirmed
+                self._keyboard_holder = next(iter(late)) if len(late) == 1 else None
             elif event.mode == _NOTIFY_UNGRAB:
                 self._keyboard_holder = None
             return
@@ -361,6 +386,7 @@ class ServerView:
         if kind == X.DestroyNotify:
             stack.destroyed(wid)
             self._watched.discard(wid)
+            self._unconfirmed.discard(wid)
         elif kind == X.MapNotify:
             stack.mapped(wid, override_redirect=bool(event.override))
             self._maps.append((self._position, wid))
@@ -421,6 +447,7 @@ class ServerView:
         """One read of focus and grabs (and, with ``pointer``, buttons), placed in the stream."""
         X = self._X
         window, d = self._window, self._d
+        watching = set(self._unconfirmed)  # selections sent before the opening marker
         opening = self._mark()
         keyboard = window.grab_keyboard(False, X.GrabModeAsync, X.GrabModeAsync, X.CurrentTime)
         if keyboard == _GRAB_SUCCESS:  # pragma: no cover - an unmapped window
@@ -440,6 +467,8 @@ class ServerView:
         start, end = self._markers.pop(opening, None), self._markers.pop(closing, None)
         if start is None or end is None:
             return Read(0, 0, 0, False, True, True, True, 0)
+        # The server processed those selections before the opening marker.
+        self._unconfirmed -= watching
         settled = not (
             _any_between(self._focus_changes, start, end)
             or _any_between(self._stack_changes, start, end)

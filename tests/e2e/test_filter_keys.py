@@ -112,11 +112,24 @@ def _xgrab(_desktop: Desktop, _tmp: Path, xwindow: XWindow) -> Grab:
     return Grab("XGrabKeyboard", lambda: window.send("ungrab-keyboard"), lambda: _keys(window))
 
 
+def _popup_grab(_desktop: Desktop, _tmp: Path, xwindow: XWindow) -> Grab:
+    # Another program's popup that grabs the keyboard as it opens: created,
+    # mapped and grabbed in one burst, before the agent can watch the window.
+    window = xwindow((1700, 950, 100, 60), OTHER_COLOUR, "--unmapped", "--no-input")
+    assert window.send("popup-grab 1600 900 200 100") is True
+    return Grab("popup-grab", lambda: window.send("ungrab-keyboard"), lambda: _keys(window))
+
+
 def _keys(window: XWindowProc) -> str:
     return "".join(line.split(" ", 2)[2] for line in window.received() if line.startswith("key "))
 
 
-GRABBERS = {"dmenu": _dmenu, "i3lock": _i3lock, "xlib-grab": _xgrab}
+GRABBERS = {
+    "dmenu": _dmenu,
+    "i3lock": _i3lock,
+    "xlib-grab": _xgrab,
+    "popup-grab": _popup_grab,
+}
 
 
 @pytest.mark.parametrize("grabber", list(GRABBERS))

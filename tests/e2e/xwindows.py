@@ -25,6 +25,10 @@ with the command's result (``true``/``false`` for grabs)::
     forge-active WID        write WID into the root's _NET_ACTIVE_WINDOW
                             (any client may; the WM is not asked)
     grab-keyboard | ungrab-keyboard | grab-pointer | ungrab-pointer
+    popup-grab X Y W H      create a second, override-redirect window, map it
+                            and grab the keyboard on it in one burst, with no
+                            round trip between (how a drop-down or launcher
+                            opens); ungrab-keyboard ends the grab
     quit
 
 Key and button presses the window receives are appended to ``--log`` (one
@@ -268,6 +272,16 @@ class _Window:
             )
         elif cmd == "grab-keyboard":
             status = self.win.grab_keyboard(False, X.GrabModeAsync, X.GrabModeAsync, X.CurrentTime)
+            result = status == X.GrabSuccess
+        elif cmd == "popup-grab":
+            px, py, pw, ph = (int(v) for v in rest[:4])
+            popup = self.root.create_window(
+                px, py, pw, ph, 0, self.d.screen().root_depth, X.InputOutput,
+                X.CopyFromParent, background_pixel=0,
+                override_redirect=True, event_mask=X.KeyPressMask,
+            )  # fmt: skip
+            popup.map()
+            status = popup.grab_keyboard(False, X.GrabModeAsync, X.GrabModeAsync, X.CurrentTime)
             result = status == X.GrabSuccess
         elif cmd == "ungrab-keyboard":
             self.d.ungrab_keyboard(X.CurrentTime)
