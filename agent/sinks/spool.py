@@ -86,17 +86,24 @@ import json
 import logging
 import os
 import sqlite3
-from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
-from typing import Any
 
 from overt.wire.sealed import SealedBatchError, parse_sealed
 
 from . import ledger as _ledger
+from . import spool_rows as _rows
 from ._sqlite import Database
 from .base import SealError, SpoolConflictError, SpoolError, SpoolFullError
 from .ledger import Ledger, LedgerState
+from .spool_rows import (
+    DeadLetter,
+    DiscardResult,
+    ErasureRequest,
+    QuarantinedRow,
+    SpooledBatch,
+    SpoolStats,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,152 +112,10 @@ DEFAULT_BUDGET_BYTES = 256 * 2**20
 #: How long dead letters and quarantined rows are kept (as the ledger).
 KEEP_DAYS = _ledger.LEDGER_RETENTION_DAYS
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS batches (
-    seq           INTEGER PRIMARY KEY,
-    batch_id      TEXT NOT NULL UNIQUE,
-    device_id     TEXT NOT NULL,
-    start_ms      INTEGER NOT NULL,
-    end_ms        INTEGER NOT NULL,
-    counts        TEXT NOT NULL,
-    app_ids       TEXT NOT NULL,
-    size          INTEGER NOT NULL,
-    hold_until_ms INTEGER NOT NULL,
-    spooled_at_ms INTEGER NOT NULL,
-    checksum      BLOB NOT NULL,
-    sealed        BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS batches_hold ON batches (hold_until_ms);
-CREATE INDEX IF NOT EXISTS batches_size ON batches (size);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    seq        INTEGER PRIMARY KEY,
-    batch_id   TEXT NOT NULL,
-    start_ms   INTEGER NOT NULL,
-    end_ms     INTEGER NOT NULL,
-    size       INTEGER NOT NULL,
-    status     INTEGER,
-    error      TEXT NOT NULL,
-    dead_at_ms INTEGER NOT NULL,
-    sealed     BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS quarantine (
-    id                INTEGER PRIMARY KEY,
-    seq               INTEGER,
-    batch_id          TEXT,
-    reason            TEXT NOT NULL,
-    quarantined_at_ms INTEGER NOT NULL,
-    size              INTEGER NOT NULL,
-    sealed            BLOB
-);
-CREATE TABLE IF NOT EXISTS erasures (
-    id              INTEGER PRIMARY KEY,
-    start_ms        INTEGER NOT NULL,
-    end_ms          INTEGER NOT NULL,
-    reason          TEXT NOT NULL,
-    requested_at_ms INTEGER NOT NULL,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    last_error      TEXT,
-    rejected        INTEGER NOT NULL DEFAULT 0
-);
-"""
-
-_SELECT_BATCH = (
-    "SELECT seq, batch_id, start_ms, end_ms, hold_until_ms, size, checksum, sealed FROM batches"
-)
-_NEXT_READY = _SELECT_BATCH + " WHERE hold_until_ms <= ? ORDER BY seq LIMIT 1"
-_BATCH_BY_SEQ = _SELECT_BATCH + " WHERE seq = ?"
-_ALL_BATCHES = _SELECT_BATCH + " ORDER BY seq"
-
 
 def spool_path(state_dir: str | os.PathLike[str]) -> Path:
     """Where the spool of an agent state directory lives (``spool/v1/spool.db``)."""
     return Path(state_dir) / "spool" / f"v{SPOOL_FORMAT}" / "spool.db"
-
-
-@dataclass(frozen=True, slots=True)
-class SpooledBatch:
-    """A sealed batch as stored in the spool."""
-
-    seq: int
-    batch_id: str
-    start_ms: int
-    end_ms: int
-    hold_until_ms: int
-    size: int
-    sealed: bytes = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class SpoolStats:
-    """The ``spool`` part of the control API's status object.
-
-    ``batches`` = ``held`` + ``ready`` (waiting for upload); ``bytes`` is what
-    counts against ``budget``: waiting, dead-lettered and quarantined bytes.
-    """
-
-    batches: int
-    bytes: int
-    budget: int
-    held: int
-    ready: int
-    dead: int
-    quarantined: int
-
-    def to_dict(self) -> dict[str, int]:
-        return {
-            "batches": self.batches,
-            "bytes": self.bytes,
-            "budget": self.budget,
-            "held": self.held,
-            "ready": self.ready,
-            "dead": self.dead,
-            "quarantined": self.quarantined,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class DiscardResult:
-    """What ``Spool.discard`` did: batches deleted before upload, and the time
-    range (epoch ms) of an erasure request for what was already uploaded."""
-
-    batches_deleted: int
-    erasure_range: tuple[int, int] | None
-
-    @property
-    def erasure_requested(self) -> bool:
-        return self.erasure_range is not None
-
-
-@dataclass(frozen=True, slots=True)
-class ErasureRequest:
-    id: int
-    start_ms: int
-    end_ms: int
-    reason: str
-    requested_at_ms: int
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    seq: int
-    batch_id: str
-    start_ms: int
-    end_ms: int
-    size: int
-    status: int | None
-    error: str
-    dead_at_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class QuarantinedRow:
-    id: int
-    seq: int | None
-    batch_id: str | None
-    reason: str
-    quarantined_at_ms: int
-    size: int
 
 
 class Spool:
@@ -305,7 +170,7 @@ class Spool:
         if version == SPOOL_FORMAT:
             return
         with self._db.write("create the tables") as conn:
-            for statement in (_SCHEMA + _ledger.SCHEMA).split(";"):
+            for statement in (_rows.SCHEMA + _ledger.SCHEMA).split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SPOOL_FORMAT}")
@@ -387,12 +252,12 @@ class Spool:
         while True:
             with self._db.read("read the next batch") as conn:
                 row = conn.execute(
-                    _NEXT_READY,
+                    _rows.NEXT_READY,
                     (now_ms,),
                 ).fetchone()
             if row is None:
                 return None
-            batch, problem = _checked(row)
+            batch, problem = _rows.checked(row)
             if problem is None:
                 return batch
             self._quarantine(row[0], problem, now_ms)
@@ -412,10 +277,10 @@ class Spool:
         bad = 0
         for seq in seqs:
             with self._db.read("check the spool") as conn:
-                row = conn.execute(_BATCH_BY_SEQ, (seq,)).fetchone()
+                row = conn.execute(_rows.BATCH_BY_SEQ, (seq,)).fetchone()
             if row is None:
                 continue
-            _, problem = _checked(row)
+            _, problem = _rows.checked(row)
             if problem is not None:
                 self._quarantine(seq, problem, now_ms)
                 bad += 1
@@ -585,7 +450,7 @@ class Spool:
     def waiting(self) -> list[SpooledBatch]:
         """Every batch waiting for upload, by sequence number, unchecked."""
         with self._db.read("read the spool") as conn:
-            rows = conn.execute(_ALL_BATCHES).fetchall()
+            rows = conn.execute(_rows.ALL_BATCHES).fetchall()
         return [SpooledBatch(r[0], r[1], r[2], r[3], r[4], r[5], r[7]) for r in rows]
 
     def last_seq(self) -> int:
@@ -632,24 +497,6 @@ def _add_erasure(conn: sqlite3.Connection, start_ms: int, end_ms: int, now_ms: i
         "INSERT INTO erasures (start_ms, end_ms, reason, requested_at_ms) VALUES (?,?,?,?)",
         (start_ms, end_ms, "discarded by the employee", now_ms),
     )
-
-
-def _checked(row: tuple[Any, ...]) -> tuple[SpooledBatch | None, str | None]:
-    """The row as a ``SpooledBatch``, or the reason it fails its integrity check."""
-    seq, batch_id, start_ms, end_ms, hold_until_ms, size, checksum, sealed = row
-    if not isinstance(sealed, bytes):
-        return None, "sealed bytes missing"
-    if len(sealed) != size:
-        return None, f"size {len(sealed)} differs from the recorded {size}"
-    if hashlib.sha256(sealed).digest() != checksum:
-        return None, "checksum mismatch"
-    try:
-        parsed = parse_sealed(sealed)
-    except SealedBatchError as exc:
-        return None, f"sealed bytes do not parse: {exc}"
-    if parsed.seq != seq or parsed.batch_id != batch_id:
-        return None, "sealed header does not match the row"
-    return SpooledBatch(seq, batch_id, start_ms, end_ms, hold_until_ms, size, sealed), None
 
 
 __all__ = [

@@ -84,7 +84,8 @@ from overt.wire.sealed import MEDIA_TYPE
 from overt.wire.signature import sign_request
 
 from .base import SpoolError
-from .spool import ErasureRequest, Spool, SpooledBatch
+from .spool import Spool
+from .spool_rows import ErasureRequest, SpooledBatch
 
 log = logging.getLogger(__name__)
 
