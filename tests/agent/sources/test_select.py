@@ -17,7 +17,7 @@ from agent.sources import (
 )
 from agent.sources._fake import FakeInputHooks, FakeScreenGrabber, FakeWindowProbe
 from agent.sources._platform import choose_backend
-from agent.sources._xorg import parse_xft_scale
+from agent.sources._xorg_reader import parse_xft_scale
 from agent.sources.errors import NO_X_DISPLAY
 
 
