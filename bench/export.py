@@ -20,7 +20,7 @@ sealed with ``overt.wire.sealed.seal_batch`` under keys generated per run.
 
 Measured, each the median of ``--runs``:
 
-- **core**: :func:`collector.export.export.export_batches` over the batches in memory
+- **core**: :func:`collector.export.run.export_batches` over the batches in memory
   into a new directory on the same disk as the temporary directory
   (verify, decrypt, decode, validate, reassemble every frame, PNG-encode the
   frames actions refer to, write and fsync), with the PNG frames compressed
@@ -100,12 +100,13 @@ from agent.pipeline.pipeline import Action, BatchReady, Pipeline
 from agent.pipeline.screens import GrabRequest
 from bench._machine import machine
 from collector.config import StorageConfig
-from collector.export.export import ExportConfig, StoredBatch, export_batches, open_store
-from collector.export.opening import open_batch
+from collector.export.opening import UnopenedBatch, open_batch
+from collector.export.run import ExportConfig, export_batches
+from collector.export.source import open_store
 from collector.sqlite_store import SQLiteStorage
 from collector.storage import AuditEvent, BatchWrite, EnrollmentTokenRecord
 from overt.wire.batch import Batch, BatchHeader, SignalCounts, count_signals
-from overt.wire.body import BODY_MAGIC, MAX_RECORDS, MAX_SECTION_BYTES, encode_body
+from overt.wire.body import BODY_FORMAT, BODY_MAGIC, MAX_RECORDS, MAX_SECTION_BYTES, encode_body
 from overt.wire.frames import image_id
 from overt.wire.records import (
     ClickRecord,
@@ -438,7 +439,7 @@ def _hand_body(manifest: dict[str, object], columns: bytes, *, sized: bool = Tru
     mbytes = json.dumps(manifest).encode()
     section = struct.pack("<I", len(mbytes)) + mbytes + columns
     frame = zstandard.ZstdCompressor(level=9, write_content_size=sized).compress(section)
-    return BODY_MAGIC + bytes([4]) + struct.pack("<I", len(frame)) + frame
+    return BODY_MAGIC + bytes([BODY_FORMAT]) + struct.pack("<I", len(frame)) + frame
 
 
 def _shot(t: int, blob: bytes, w: int, h: int, base: str | None = None) -> ScreenshotRecord:
@@ -466,7 +467,7 @@ def hostile_bodies(t0: int) -> dict[str, tuple[bytes, list[Record] | SignalCount
     lying = plain[:4] + bytes([plain[4] | 0xC0]) + plain[5:6] + struct.pack("<Q", 16 << 30)
     frame = lying + plain[6:]
     out["zstd frame declaring 16 GiB"] = (
-        BODY_MAGIC + bytes([4]) + struct.pack("<I", len(frame)) + frame,
+        BODY_MAGIC + bytes([BODY_FORMAT]) + struct.pack("<I", len(frame)) + frame,
         records,
     )
 
@@ -752,7 +753,7 @@ def main() -> None:
     ]
     made = time.perf_counter() - start
     items = [
-        StoredBatch(b.header.device_id, b.header.seq, b.header.batch_id, device.public_key(), s)
+        UnopenedBatch(b.header.device_id, b.header.seq, b.header.batch_id, device.public_key(), s)
         for b, s in zip(batches, sealed, strict=True)
     ]
     total = sum(len(s) for s in sealed)

@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "install-autostart": ("ui.autostart:main", "start the tray at login"),
     "collector": ("collector.cli", "run the collector; enrollment and admin tokens"),
     "admin": ("collector.admin_cli", "exemption requests, devices and audit log (admin API)"),
-    "export": ("collector.export.export", "decrypt stored batches into a training dataset"),
+    "export": ("collector.export.command", "decrypt stored batches into a training dataset"),
 }
 
 USAGE = "usage: overt <command> [options]\n\ncommands:\n" + "".join(

@@ -1,14 +1,14 @@
-"""The exception tree of ``overt export`` (see :mod:`collector.export.export`).
+"""The exception tree of ``overt export`` (see :mod:`collector.export`).
 
 ::
 
     ExportError                  every error raised by the exporter
     ├── DatasetKeyError          the dataset private key cannot be read or used
     ├── OutputError              OUT exists and is not empty, or cannot be written
-    ├── StorageError             the collector's data directory cannot be read
+    ├── SourceError              the collector's data directory cannot be read
     └── BatchRejected            one stored batch failed verification, decryption,
                                  decoding or validation (reported and skipped,
-                                 never raised out of ``export_batches``)
+                                 never raised out of ``run.export_batches``)
 
 Foreign exceptions (``overt.wire.sealed.SealedBatchError``,
 ``overt.wire.errors.FormatError``, ``OSError``, the collector's storage
@@ -30,8 +30,10 @@ class OutputError(ExportError):
     """The output directory is not usable: not empty, or not writable."""
 
 
-class StorageError(ExportError):
-    """The collector's data directory cannot be read."""
+class SourceError(ExportError):
+    """The collector's data directory cannot be read (the source of the batches).
+
+    The collector's own ``collector.errors.StorageError`` is wrapped in it."""
 
 
 class BatchRejected(ExportError):

@@ -33,8 +33,9 @@ Order of checks (verify, then parse what was verified):
    its keyframe in the batch, tiles outside the frame or named twice).
 
 Checks 6 to 8 are made as the body is read, the first problem found giving
-the reason. The pixels are decoded later, by the dataset writer, which
-checks each image's header against its record again before decoding it.
+the reason. The pixels are decoded later, while the batch is written
+(:mod:`collector.export.reassembly`), each image's header checked against
+its record again before it is decoded.
 
 Nothing in a rejection's detail is captured content: ids, counts and the
 name of the check.
@@ -58,8 +59,7 @@ from overt.wire.body import (
     BodyLimitError,
     decode_body,
 )
-from overt.wire.errors import BodyFormatError, HeaderFormatError
-from overt.wire.errors import FormatError as PipelineError
+from overt.wire.errors import BodyFormatError, FormatError, HeaderFormatError
 from overt.wire.frames import BLOB_FORMATS, image_header
 from overt.wire.records import ContextRecord, Record, ScreenshotKind, ScreenshotRecord
 from overt.wire.sealed import (
@@ -77,12 +77,14 @@ OVER_A_LIMIT = "over a limit"
 
 
 @dataclass(frozen=True, slots=True)
-class StoredBatch:
-    """One batch as the collector stored it.
+class UnopenedBatch:
+    """One stored batch as the trust step takes it: nothing of it verified yet.
 
     ``device_id``, ``seq`` and ``batch_id`` are the store's own record of the
     batch (checked against the signed header); ``device_key`` is the device's
-    enrolled public key, or None when the store has no such device.
+    enrolled public key, or None when the store has no such device. (The
+    collector's own row is ``collector.storage.StoredBatch``;
+    :mod:`collector.export.source` makes one of these from it.)
     """
 
     device_id: str
@@ -96,7 +98,7 @@ class StoredBatch:
 
     def __repr__(self) -> str:
         return (
-            f"StoredBatch(device_id={self.device_id!r}, seq={self.seq}, "
+            f"UnopenedBatch(device_id={self.device_id!r}, seq={self.seq}, "
             f"batch_id={self.batch_id!r}, {len(self.sealed)} bytes)"
         )
 
@@ -111,7 +113,7 @@ class OpenedBatch:
     sealed_size: int
 
 
-def open_batch(stored: StoredBatch, dataset_key: X25519PrivateKey) -> OpenedBatch:
+def open_batch(stored: UnopenedBatch, dataset_key: X25519PrivateKey) -> OpenedBatch:
     """Verify, decrypt, decode and validate ``stored``; raises :class:`BatchRejected`."""
     if stored.store_problem is not None:
         raise BatchRejected("corrupt in store", stored.store_problem)
@@ -258,7 +260,7 @@ def _check_image(r: ScreenshotRecord, images: dict[str, bytes], size: tuple[int,
         raise _inconsistent("a screenshot names an image the batch does not hold")
     try:
         kind, width, height = image_header(blob)
-    except PipelineError as exc:
+    except FormatError as exc:
         raise BatchRejected("invalid body", f"a screenshot's image: {exc}") from exc
     if kind not in BLOB_FORMATS:
         raise BatchRejected("invalid body", f"a screenshot's image is a {kind} image")

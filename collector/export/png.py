@@ -16,6 +16,10 @@ bytes go to the file chunk by chunk, so writing a frame costs a strip and a
 chunk, not copies of the frame. :class:`PngEncoder` has at most ``jobs + 1``
 frames in flight (``write`` waits for the oldest beyond that); the caller
 must not change a frame while ``in_flight`` says it is.
+
+The files are streamed in place, not through ``overt.files.atomic_write``
+(which takes the whole content): they are written into the export's hidden
+output directory, which is published whole once every file is fsynced.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from overt.wire.records import (
     TitleState,
 )
 from policies.model import Screenshots
-from tests.overt._batches import EDITOR, PngCodec, Recorder, decision, screen
+from tests.collector.export._batches import EDITOR, PngCodec, Recorder, decision, screen
 
 T_MS = 1_800_000_000_000
 T = T_MS / 1000

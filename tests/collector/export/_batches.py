@@ -23,7 +23,7 @@ from agent.pipeline.batcher import Batcher
 from agent.pipeline.decision import Decision, Reason
 from agent.pipeline.pipeline import Action, BatchReady, Pipeline
 from agent.pipeline.screens import Codec, CodecChooser, FrameEncoder, GrabRequest, encode_image
-from collector.export.export import StoredBatch
+from collector.export.opening import UnopenedBatch
 from overt.wire.batch import Batch, BatchHeader, count_signals
 from overt.wire.body import encode_body
 from overt.wire.records import MarkerKind, MousePathRecord, Record, TextSpanRecord, to_ms
@@ -191,9 +191,9 @@ class Keys:
             h.to_json(), batch.body, self.dataset.public_key(), self.device(h.device_id)
         )
 
-    def stored(self, batch: Batch, sealed: bytes | None = None) -> StoredBatch:
+    def stored(self, batch: Batch, sealed: bytes | None = None) -> UnopenedBatch:
         h = batch.header
-        return StoredBatch(
+        return UnopenedBatch(
             device_id=h.device_id,
             seq=h.seq,
             batch_id=h.batch_id,

@@ -23,7 +23,7 @@ import zstandard
 from PIL import Image
 
 from overt.wire.batch import Batch, BatchHeader, SignalCounts
-from overt.wire.body import BODY_MAGIC, MAX_RECORDS, MAX_SECTION_BYTES
+from overt.wire.body import BODY_FORMAT, BODY_MAGIC, MAX_RECORDS, MAX_SECTION_BYTES
 from overt.wire.frames import image_id
 from overt.wire.records import (
     ClickRecord,
@@ -105,12 +105,12 @@ def _with_body(seq: int, device_id: str, body: bytes, counts: SignalCounts, t0: 
 
 
 def _body(manifest: dict[str, object], columns: bytes, frame: bytes | None = None) -> bytes:
-    """A format-4 body from its manifest and columns (``frame``: their zstd frame, as given)."""
+    """A body from its manifest and columns (``frame``: their zstd frame, as given)."""
     if frame is None:
         mbytes = json.dumps(manifest).encode()
         section = struct.pack("<I", len(mbytes)) + mbytes + columns
         frame = zstandard.ZstdCompressor(level=19).compress(section)
-    return BODY_MAGIC + bytes([4]) + struct.pack("<I", len(frame)) + frame
+    return BODY_MAGIC + bytes([BODY_FORMAT]) + struct.pack("<I", len(frame)) + frame
 
 
 def lying_frame(section: bytes, declared: int) -> bytes:
@@ -152,7 +152,13 @@ def lying_zstd_frame(seq: int, device_id: str, t0: int) -> Batch:
     (n,) = struct.unpack_from("<I", good.body, 5)
     section = zstandard.ZstdDecompressor().decompress(good.body[9 : 9 + n])
     frame = lying_frame(section, 16 * GiB)
-    body = BODY_MAGIC + bytes([4]) + struct.pack("<I", len(frame)) + frame + good.body[9 + n :]
+    body = (
+        BODY_MAGIC
+        + bytes([BODY_FORMAT])
+        + struct.pack("<I", len(frame))
+        + frame
+        + good.body[9 + n :]
+    )
     return Batch(replace(good.header, body_size=len(body)), body)
 
 

@@ -3,7 +3,7 @@
 The store is filled through the collector's own ``SQLiteStorage`` (enrolment
 and batch writes, as its HTTP layer would do them), closed, and exported by
 the ``overt`` command: once as a real process, otherwise in-process through
-``collector.export.export.main`` for the exit codes and messages.
+``collector.export.command.main`` for the exit codes and messages.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from collector.config import StorageConfig
-from collector.export.export import main
+from collector.export.command import main
 from collector.sqlite_store import SQLiteStorage
 from collector.storage import AuditEvent, BatchWrite, EnrollmentTokenRecord
 from overt.wire.batch import Batch
 from overt.wire.sealed import load_dataset_private_key, write_dataset_keypair
 
 from ._batches import DEVICE, T_MS, Keys, make_batch, png, screen
-from .test_export import _flip, _records
+from .test_run import _flip, _records
 
 NOW_MS = T_MS + 3_600_000
 

@@ -25,18 +25,19 @@ from cryptography.hazmat.primitives import serialization
 from PIL import Image
 
 from collector.config import StorageConfig
-from collector.export import dataset as _export_dataset
-from collector.export.export import ExportConfig, StoredBatch, export_batches
+from collector.export.dataset import DatasetWriter
+from collector.export.opening import UnopenedBatch
+from collector.export.run import ExportConfig, export_batches
 from collector.sqlite_store import SQLiteStorage
 from collector.storage import AuditEvent, BatchWrite, EnrollmentTokenRecord
-from overt.wire import frames as screens
+from overt.wire import frames
 from overt.wire.batch import Batch
 from overt.wire.body import MAX_FRAME_PIXELS
 from overt.wire.sealed import load_dataset_private_key, write_dataset_keypair
 
 from ._batches import DEVICE, T_MS, Keys, make_batch
 from ._hostile import EVIL, HOSTILE, click, ctx, flat_png, honest, keyframe
-from .test_export import read_jsonl
+from .test_run import read_jsonl
 
 MINUTE = 60_000
 #: The peak memory of the command exporting every attack next to honest
@@ -53,7 +54,7 @@ PEAK_BOUND_MIB = 160
 LARGE_FRAMES_BOUND_MIB = 480
 
 
-def export(tmp_path: Path, keys: Keys, items: list[StoredBatch]) -> tuple[Any, Path]:
+def export(tmp_path: Path, keys: Keys, items: list[UnopenedBatch]) -> tuple[Any, Path]:
     out = tmp_path / "dataset"
     summary = export_batches(items, keys.dataset, ExportConfig(out=out, jobs=0))
     return summary, out
@@ -121,9 +122,9 @@ def test_a_batch_that_runs_out_of_memory_is_rejected_and_the_export_goes_on(
         calls["n"] += 1
         if calls["n"] == 2:  # the second batch's keyframe
             raise MemoryError
-        return screens.open_image(blob, size)
+        return frames.open_image(blob, size)
 
-    monkeypatch.setattr("collector.export.dataset.open_image", open_image)
+    monkeypatch.setattr("collector.export.reassembly.open_image", open_image)
     summary, out = export(tmp_path, keys, [keys.stored(b) for b in batches])
     assert [(r.seq, r.reason, r.detail) for r in summary.rejected] == [
         (2, "out of memory", f"batch {unlucky}")
@@ -139,7 +140,7 @@ def test_an_export_that_stops_midway_leaves_no_partial_directory(
 ) -> None:
     keys = Keys()
 
-    def items() -> Iterator[StoredBatch]:
+    def items() -> Iterator[UnopenedBatch]:
         yield keys.stored(honest(1, T_MS, DEVICE))
         yield keys.stored(honest(2, T_MS + MINUTE, DEVICE))
         raise error
@@ -158,9 +159,9 @@ def test_a_failure_while_cleaning_up_still_removes_the_partial_directory(
     def broken_abort(self: object) -> None:
         raise MemoryError
 
-    monkeypatch.setattr(_export_dataset.DatasetWriter, "abort", broken_abort)
+    monkeypatch.setattr(DatasetWriter, "abort", broken_abort)
 
-    def items() -> Iterator[StoredBatch]:
+    def items() -> Iterator[UnopenedBatch]:
         yield keys.stored(honest(1, T_MS, DEVICE))
         raise MemoryError
 
@@ -324,7 +325,7 @@ def test_a_batch_of_twenty_large_keyframes_is_exported_a_frame_at_a_time(
     images = {}
     for i in range(20):
         blob = flat_png(side, side, (10 * i, 0, 0))
-        images[screens.image_id(blob)] = blob
+        images[frames.image_id(blob)] = blob
         records += [keyframe(T_MS + 10 + 1000 * i, blob, side, side), *click(T_MS + 500 + 1000 * i)]
     big = make_batch(records, images, seq=1, device_id=DEVICE)
     data = tmp_path / "collector"

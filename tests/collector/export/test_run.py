@@ -2,7 +2,7 @@
 
 Batches are made by the real agent pipeline (or straight from records),
 sealed with ``overt.wire.sealed.seal_batch`` under keys generated per test, and
-exported with :func:`collector.export.export.export_batches` into a temporary directory.
+exported with :func:`collector.export.run.export_batches` into a temporary directory.
 """
 
 from __future__ import annotations
@@ -21,16 +21,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from PIL import Image, ImageChops, ImageStat
 
 from agent.events import FocusChange, KeyEvent, MouseButton, MouseMove, MouseScroll, SourceEvent
-from collector.export.dataset import COLUMNS
-from collector.export.export import (
-    ExportConfig,
-    ExportSummary,
-    OutputError,
-    ProgressBar,
-    StorageError,
-    StoredBatch,
-    export_batches,
-)
+from collector.export.command import ProgressBar
+from collector.export.errors import OutputError, SourceError
+from collector.export.layout import COLUMNS
+from collector.export.opening import UnopenedBatch
+from collector.export.run import ExportConfig, ExportSummary, export_batches
 from overt.wire.batch import Batch
 from overt.wire.body import decode_body
 from overt.wire.frames import image_id
@@ -74,7 +69,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def export(
-    tmp_path: Path, keys: Keys, items: list[StoredBatch], **options: Any
+    tmp_path: Path, keys: Keys, items: list[UnopenedBatch], **options: Any
 ) -> tuple[ExportSummary, Path]:
     out = tmp_path / "dataset"
     config = ExportConfig(out=out, source="test", **options)
@@ -353,35 +348,35 @@ def _body_header(batch: Batch, **changes: Any) -> Batch:
     return Batch(replace(batch.header, **changes), batch.body)
 
 
-Tamper = Callable[[Keys, list[Batch]], StoredBatch]
+Tamper = Callable[[Keys, list[Batch]], UnopenedBatch]
 
 
-def _case_flipped_ciphertext(k: Keys, b: list[Batch]) -> StoredBatch:
+def _case_flipped_ciphertext(k: Keys, b: list[Batch]) -> UnopenedBatch:
     sealed = k.seal(b[1])
     return k.stored(b[1], _flip(sealed, len(sealed) - 20))
 
 
-def _case_flipped_header(k: Keys, b: list[Batch]) -> StoredBatch:
+def _case_flipped_header(k: Keys, b: list[Batch]) -> UnopenedBatch:
     sealed = k.seal(b[1])
     return k.stored(b[1], _flip(sealed, len(MAGIC) + 4 + 3))
 
 
-def _case_wrong_device_key(k: Keys, b: list[Batch]) -> StoredBatch:
+def _case_wrong_device_key(k: Keys, b: list[Batch]) -> UnopenedBatch:
     return replace(k.stored(b[1]), device_key=Ed25519PrivateKey.generate().public_key())
 
 
-def _case_unknown_device(k: Keys, b: list[Batch]) -> StoredBatch:
+def _case_unknown_device(k: Keys, b: list[Batch]) -> UnopenedBatch:
     return replace(k.stored(b[1]), device_key=None)
 
 
-def _case_wrong_dataset_key(k: Keys, b: list[Batch]) -> StoredBatch:
+def _case_wrong_dataset_key(k: Keys, b: list[Batch]) -> UnopenedBatch:
     h = b[1].header
     other = X25519PrivateKey.generate().public_key()
     sealed = seal_batch(h.to_json(), b[1].body, other, k.device(DEVICE))
     return k.stored(b[1], sealed)
 
 
-def _case_header_swapped_and_resigned(k: Keys, b: list[Batch]) -> StoredBatch:
+def _case_header_swapped_and_resigned(k: Keys, b: list[Batch]) -> UnopenedBatch:
     # batch 2's ciphertext under a header that claims other times, signed by the device
     header = replace(b[1].header, start_ms=b[1].header.start_ms - 1).to_json()
     original = k.seal(b[1])
@@ -390,47 +385,47 @@ def _case_header_swapped_and_resigned(k: Keys, b: list[Batch]) -> StoredBatch:
     return k.stored(b[1], sealed)
 
 
-def _case_header_swapped_unsigned(k: Keys, b: list[Batch]) -> StoredBatch:
+def _case_header_swapped_unsigned(k: Keys, b: list[Batch]) -> UnopenedBatch:
     header = replace(b[1].header, end_ms=b[1].header.end_ms + 1).to_json()
     return k.stored(b[1], _reframe(k.seal(b[1]), header))
 
 
-def _case_stored_under_another_seq(k: Keys, b: list[Batch]) -> StoredBatch:
+def _case_stored_under_another_seq(k: Keys, b: list[Batch]) -> UnopenedBatch:
     # the store's row for seq 2 holds the (valid) bytes of batch 3
     return replace(k.stored(b[2]), seq=2, batch_id=b[1].header.batch_id)
 
 
-def _case_garbage(k: Keys, b: list[Batch]) -> StoredBatch:
+def _case_garbage(k: Keys, b: list[Batch]) -> UnopenedBatch:
     return replace(k.stored(b[1]), sealed=b"not a sealed batch at all")
 
 
-def _case_truncated(k: Keys, b: list[Batch]) -> StoredBatch:
+def _case_truncated(k: Keys, b: list[Batch]) -> UnopenedBatch:
     sealed = k.seal(b[1])
     return k.stored(b[1], sealed[: len(MAGIC) + 4 + 10])
 
 
-def _case_body_not_a_body(k: Keys, b: list[Batch]) -> StoredBatch:
+def _case_body_not_a_body(k: Keys, b: list[Batch]) -> UnopenedBatch:
     body = b"OVTB\x02" + b"\x00" * 40
     return k.stored(Batch(replace(b[1].header, body_size=len(body)), body))
 
 
-def _case_counts_disagree(k: Keys, b: list[Batch]) -> StoredBatch:
+def _case_counts_disagree(k: Keys, b: list[Batch]) -> UnopenedBatch:
     counts = replace(b[1].header.counts, clicks=5)
     return k.stored(_body_header(b[1], counts=counts))
 
 
-def _case_app_ids_disagree(k: Keys, b: list[Batch]) -> StoredBatch:
+def _case_app_ids_disagree(k: Keys, b: list[Batch]) -> UnopenedBatch:
     return k.stored(_body_header(b[1], app_ids=("browser",)))
 
 
-def _case_corrupt_image(k: Keys, b: list[Batch]) -> StoredBatch:
+def _case_corrupt_image(k: Keys, b: list[Batch]) -> UnopenedBatch:
     records, images = _records(T_MS + 2000, 2)
     ((key, blob),) = images.items()
     broken = make_batch(records, {key: blob[:20] + b"\x00" * (len(blob) - 20)}, seq=2)
     return k.stored(broken)
 
 
-def _case_orphan_delta(k: Keys, b: list[Batch]) -> StoredBatch:
+def _case_orphan_delta(k: Keys, b: list[Batch]) -> UnopenedBatch:
     records, images = _records(T_MS + 2000, 2)
     tile = png(Image.new("RGB", (32, 32)))
     delta = ScreenshotRecord(
@@ -541,16 +536,16 @@ def test_a_storage_error_midway_leaves_no_output(tmp_path: Path) -> None:
     keys = Keys()
     b = three_batches()
 
-    def items() -> Iterator[StoredBatch]:
+    def items() -> Iterator[UnopenedBatch]:
         yield keys.stored(b[0])
-        raise StorageError("segment file unreadable")
+        raise SourceError("segment file unreadable")
 
-    with pytest.raises(StorageError):
+    with pytest.raises(SourceError):
         export(tmp_path, keys, list_then(items()))
     assert list(tmp_path.iterdir()) == []
 
 
-def list_then(it: Iterator[StoredBatch]) -> Iterator[StoredBatch]:
+def list_then(it: Iterator[UnopenedBatch]) -> Iterator[UnopenedBatch]:
     yield from it
 
 
