@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from agent.events import AppIdentity, Frame, Rect, WindowInfo
-from agent.pipeline import screens
+from agent.pipeline import codecs
 from agent.pipeline.screens import FrameEncoder, GrabRequest, ScreenshotScheduler, Trigger
 from overt.wire.errors import FormatError as PipelineError
 from overt.wire.errors import FrameError
-from overt.wire.frames import reassemble
+from overt.wire.frames import image_id, reassemble
 from overt.wire.records import ScreenshotKind, ScreenshotRecord
 from policies.model import Screenshots
 
@@ -114,7 +114,7 @@ def test_first_frame_is_a_keyframe_and_an_unchanged_frame_is_skipped() -> None:
     first = enc.encode(frame(img), SHOTS)
     assert first is not None
     assert first.record.kind is ScreenshotKind.KEYFRAME
-    assert first.record.image == screens.image_id(first.image)
+    assert first.record.image == image_id(first.image)
     assert enc.encode(frame(img, T + 1), SHOTS) is None
     assert enc.skipped == 1
 
@@ -224,7 +224,7 @@ def test_a_delta_sends_exactly_the_tiles_with_a_changed_pixel(
     out = enc.encode(frame(after, T + 1), SHOTS)
     assert out is not None
     assert out.record.tiles == _tiles_by_crop(before, after, tile)
-    if screens.WEBP:  # lossless: the tiles, packed in runs, come back exactly
+    if codecs.WEBP:  # lossless: the tiles, packed in runs, come back exactly
         rebuilt = reassemble(key.image, [(out.record, out.image)])
         assert ImageChops.difference(rebuilt, after).getbbox() is None
 
@@ -258,7 +258,7 @@ def test_frame_with_wrong_pixel_count_is_rejected() -> None:
 
 
 def test_jpeg_is_the_fallback_without_webp(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(screens, "WEBP", False)
+    monkeypatch.setattr(codecs, "WEBP", False)
     enc = FrameEncoder()
     img = base_image()
     key = enc.encode(frame(img), SHOTS)
@@ -272,7 +272,7 @@ def test_jpeg_is_the_fallback_without_webp(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_webp_is_used_when_available() -> None:
-    if not screens.WEBP:
+    if not codecs.WEBP:
         pytest.skip("this Pillow has no WebP")
     out = FrameEncoder().encode(frame(base_image()), SHOTS)
     assert out is not None
@@ -322,7 +322,7 @@ def photo(w: int = 640, h: int = 480) -> Image.Image:
 
 
 def test_screen_content_is_lossless_and_reassembles_exactly() -> None:
-    if not screens.WEBP:
+    if not codecs.WEBP:
         pytest.skip("this Pillow has no WebP")
     enc = FrameEncoder()
     img = base_image()
@@ -340,7 +340,7 @@ def test_screen_content_is_lossless_and_reassembles_exactly() -> None:
 
 
 def test_photo_like_content_stays_lossy() -> None:
-    if not screens.WEBP:
+    if not codecs.WEBP:
         pytest.skip("this Pillow has no WebP")
     out = FrameEncoder().encode(frame(photo()), SHOTS)
     assert out is not None
@@ -368,7 +368,7 @@ def tile_of(colours: int, size: int = 16) -> Image.Image:
     ids=lambda v: v if isinstance(v, str) else "",
 )
 def test_screen_content_is_told_from_photos(name: str, img: Image.Image, screen: bool) -> None:
-    assert screens.looks_like_screen(img) is screen
+    assert codecs.looks_like_screen(img) is screen
 
 
 class _Clock:
@@ -382,23 +382,23 @@ class _Clock:
 
 
 def test_codec_keeps_lossless_where_it_fits_the_budget() -> None:
-    if not screens.WEBP:
+    if not codecs.WEBP:
         pytest.skip("this Pillow has no WebP")
-    codec = screens.CodecChooser(budget_ms=15, timer=_StepTimer(0.002))  # 2 ms per encode
+    codec = codecs.CodecChooser(budget_ms=15, timer=_StepTimer(0.002))  # 2 ms per encode
     img = Image.new("RGB", (800, 600), (200, 200, 200))
     for _ in range(5):
         assert _webp_kind(codec.encode(img, 50)) == "lossless"
-        assert codec.last is screens.Codec.LOSSLESS
+        assert codec.last is codecs.Codec.LOSSLESS
 
 
 def test_time_spent_on_the_frame_before_the_codec_counts_against_the_budget() -> None:
-    if not screens.WEBP:
+    if not codecs.WEBP:
         pytest.skip("this Pillow has no WebP")
     clock = _Clock()
-    codec = screens.CodecChooser(budget_ms=15, timer=clock)
+    codec = codecs.CodecChooser(budget_ms=15, timer=clock)
     img = base_image(800, 600)
 
-    def chosen(spent_s: float | None) -> screens.Codec | None:
+    def chosen(spent_s: float | None) -> codecs.Codec | None:
         if spent_s is not None:
             codec.start_frame(800 * 600)
             clock.now += spent_s  # downscale and change check
@@ -406,36 +406,36 @@ def test_time_spent_on_the_frame_before_the_codec_counts_against_the_budget() ->
         return codec.last
 
     # 6 ms spent: lossless (12 ms expected) no longer fits, the fast effort does.
-    assert chosen(0.006) is screens.Codec.LOSSLESS_FAST
-    assert chosen(0.014) is screens.Codec.JPEG  # only JPEG fits in what is left
-    assert chosen(None) is screens.Codec.LOSSLESS  # not started as a frame: the whole budget
+    assert chosen(0.006) is codecs.Codec.LOSSLESS_FAST
+    assert chosen(0.014) is codecs.Codec.JPEG  # only JPEG fits in what is left
+    assert chosen(None) is codecs.Codec.LOSSLESS  # not started as a frame: the whole budget
 
 
 def test_a_smaller_window_leaves_more_of_the_latency_target_to_the_encoder() -> None:
     """The grab of a small window is quick, so its frame may take longer to encode."""
-    if not screens.WEBP:
+    if not codecs.WEBP:
         pytest.skip("this Pillow has no WebP")
-    assert screens.frame_budget_ms(1920 * 1080) == pytest.approx(14.6, abs=0.1)
-    assert screens.frame_budget_ms(800 * 600) == pytest.approx(22.6, abs=0.1)
+    assert codecs.frame_budget_ms(1920 * 1080) == pytest.approx(14.6, abs=0.1)
+    assert codecs.frame_budget_ms(800 * 600) == pytest.approx(22.6, abs=0.1)
     clock = _Clock()
-    codec = screens.CodecChooser(timer=clock)
+    codec = codecs.CodecChooser(timer=clock)
     img = base_image(800, 600)  # lossless is expected to take 12 ms (the prior)
 
-    def chosen(source_pixels: int) -> screens.Codec | None:
+    def chosen(source_pixels: int) -> codecs.Codec | None:
         codec.start_frame(source_pixels)
         clock.now += 0.006  # a downscale to 800x600, the change check
         codec.encode(img, 50)
         return codec.last
 
-    assert chosen(800 * 600) is screens.Codec.LOSSLESS  # 22.6 - 6 ms left
-    assert chosen(1920 * 1080) is screens.Codec.LOSSLESS_FAST  # 14.6 - 6 ms left
+    assert chosen(800 * 600) is codecs.Codec.LOSSLESS  # 22.6 - 6 ms left
+    assert chosen(1920 * 1080) is codecs.Codec.LOSSLESS_FAST  # 14.6 - 6 ms left
 
 
 def test_a_few_tiles_get_their_first_choice_even_when_the_frame_took_its_budget() -> None:
-    if not screens.WEBP:
+    if not codecs.WEBP:
         pytest.skip("this Pillow has no WebP")
     clock = _Clock()
-    codec = screens.CodecChooser(budget_ms=15, timer=clock)
+    codec = codecs.CodecChooser(budget_ms=15, timer=clock)
     codec.start_frame(1920 * 1080)
     clock.now += 0.040  # a downscale on a busy machine
     tiles = base_image(256, 32)  # the packed tiles of a delta
@@ -446,9 +446,9 @@ def test_a_few_tiles_get_their_first_choice_even_when_the_frame_took_its_budget(
 
 
 def test_a_slow_codec_gives_way_to_the_next_and_is_retried_later() -> None:
-    if not screens.WEBP:
+    if not codecs.WEBP:
         pytest.skip("this Pillow has no WebP")
-    codec = screens.CodecChooser(budget_ms=15, timer=_StepTimer(0.200))  # 200 ms per encode
+    codec = codecs.CodecChooser(budget_ms=15, timer=_StepTimer(0.200))  # 200 ms per encode
     big = Image.new("RGB", (800, 500), (200, 200, 200))
     chosen = []
     for _ in range(30):
@@ -456,7 +456,7 @@ def test_a_slow_codec_gives_way_to_the_next_and_is_retried_later() -> None:
         chosen.append(codec.last)
     # Each WebP codec's first image pays for set-up and is not learned from;
     # the second shows it is far too slow here.
-    lossless, fast, lossy, jpeg = screens.Codec
+    lossless, fast, lossy, jpeg = codecs.Codec
     assert chosen[:6] == [lossless, lossless, fast, fast, lossy, lossy]
     assert chosen[6:].count(jpeg) >= 21
     assert any(c is not jpeg for c in chosen[7:]), "WebP is never timed again"
@@ -465,12 +465,12 @@ def test_a_slow_codec_gives_way_to_the_next_and_is_retried_later() -> None:
 
 
 def test_a_codecs_first_image_is_not_learned_from() -> None:
-    if not screens.WEBP:
+    if not codecs.WEBP:
         pytest.skip("this Pillow has no WebP")
     clock = _Clock()
-    codec = screens.CodecChooser(budget_ms=15, timer=clock)
+    codec = codecs.CodecChooser(budget_ms=15, timer=clock)
     img = Image.new("RGB", (800, 600), (200, 200, 200))
-    real_encode = screens.encode_image
+    real_encode = codecs.encode_image
     took = iter([0.5, 0.004, 0.004])  # the first encode sets the library up
 
     def encode(*args: object, **kwargs: object) -> bytes:
@@ -478,17 +478,17 @@ def test_a_codecs_first_image_is_not_learned_from() -> None:
         return real_encode(*args, **kwargs)  # type: ignore[arg-type]
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(screens, "encode_image", encode)
+        patch.setattr(codecs, "encode_image", encode)
         for _ in range(3):
             codec.encode(img, 50)
-            assert codec.last is screens.Codec.LOSSLESS
+            assert codec.last is codecs.Codec.LOSSLESS
 
 
 def test_codecs_are_only_jpeg_without_webp() -> None:
-    codec = screens.CodecChooser(webp=False)
+    codec = codecs.CodecChooser(webp=False)
     for img in (base_image(), photo(), Image.new("RGB", (32, 32))):
         assert codec.encode(img, 50)[:2] == b"\xff\xd8"
-        assert codec.last is screens.Codec.JPEG
+        assert codec.last is codecs.Codec.JPEG
 
 
 def test_unchanged_frame_is_skipped_before_any_downscale() -> None:
