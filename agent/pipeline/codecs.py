@@ -76,7 +76,7 @@ _REPROBE_EVERY = 20
 def frame_budget_ms(source_pixels: int) -> float:
     """How long encoding a frame of ``source_pixels`` (as grabbed) may take,
     downscale and change check included: what the latency target leaves after
-    the probe and the grab (1080p: 14.6 ms; 800x600: 22.6 ms)."""
+    the probe and the grab."""
     return LATENCY_TARGET_MS - _BEFORE_ENCODE_MS - _GRAB_MS_PER_MPX * source_pixels / 1e6
 
 

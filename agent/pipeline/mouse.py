@@ -19,15 +19,13 @@ Kept, as ``MousePathRecord`` (see ``records`` for the delta layout):
 Everything else is dropped. Resampling keeps where the pointer was every
 ``interval_ms`` (30 ms, about 33 Hz): a demonstration is replayed in time, and
 a hand's movement holds little above 10 Hz. Between two kept samples a replay
-moves in a straight line at constant speed. On the reaching movements of
-``bench/pipeline.py`` (reported at 125 Hz to 1 kHz) that puts the replayed
-pointer within 2.5 px of where it was at 99 % of the reported instants, and
-the reported points within 1.2 px of the kept polyline at p99 (3 px at
-most). The Ramer-Douglas-Peucker simplification used before (2 px) kept only
-the path's shape, in fewer samples and 7 to 15 % fewer bytes, but its replay
-was 50 to 115 px off at p99: the pointer speeds up and slows down along a
-straight stretch. Regular samples are also cheap to store: their times and
-steps are predictable (see the pointer stream of ``batch``).
+moves in a straight line at constant speed, which keeps the replayed pointer
+close to where it was at each reported instant (``bench/pipeline.py``
+measures how close; BENCHMARKS.md has the figures). Samples at regular times
+rather than a simplified shape: the pointer speeds up and slows down along a
+straight stretch, so a path that keeps only the shape replays far off in
+time. Regular samples are also cheap to store: their times and steps are
+predictable (the body format stores path records as a pointer stream).
 
 The coalescer holds at most ``approach_s`` of moves plus the path of a drag in
 progress, never reads a clock, and is not thread-safe.

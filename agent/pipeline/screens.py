@@ -310,9 +310,8 @@ class FrameEncoder:
         The difference is shrunk to one pixel per tile in steps of at most
         16 px: each step marks any nonzero pixel 255, and a box average over
         at most 256 pixels holding a 255 rounds to at least 1. A few C calls
-        instead of a crop per tile (1080p, changes in two corners: about
-        5 ms at 16 or 32 px, where a crop per tile took 10 ms at 32 px and
-        40 ms at 16 px). Only the tiles around ``bbox`` are shrunk, unless
+        instead of a crop per tile, several times faster on a full frame.
+        Only the tiles around ``bbox`` are shrunk, unless
         they are most of the frame (a crop would cost more than it saves).
         """
         t = self.tile

@@ -11,12 +11,11 @@ instance is made again, which reads the monitors again, and the grab is
 tried once more: a monitor plugged in (a laptop docked) or unplugged since
 is then seen. That happens at most once every ``REREAD_AFTER_S`` (5 s) per
 thread, since each instance opens a display connection; a window that is
-really off-screen costs one reconnection every 5 s, not one per grab.
+really off-screen costs one reconnection per interval, not one per grab.
 
 BGRA → RGB goes through Pillow's C ``raw``/``BGRX`` decoder; without Pillow,
-mss's own ``.rgb`` (byte slicing, about as fast). Measured on a 2-vCPU test
-machine: grab of an 800x600 window 0.15 ms, conversion 2.7 ms (full 1080p:
-0.7 ms + 11 ms) — the conversion, not the grab, is the cost.
+mss's own ``.rgb`` (byte slicing). The conversion, not the grab, is the cost
+of a screenshot here (figures in BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -57,6 +57,14 @@ judged like any other; with none or several, keys under that grab answer
 None.
 
 Not thread-safe: the probe calls it under its lock.
+
+One piece, though over 600 lines: every answer here rests on the order of
+events on this one connection, and the markers, the history of raw events,
+the focus and grab changes and the stacking it keeps are read together by
+each answer. Split across modules, that shared state would have to be
+handed around whole, and a change to one rule could not be judged without
+the others. The stacking itself, which needs no event order, is
+:mod:`agent.sources._xorg_stack`.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ says where the pixels came from, so a consumer always knows what part of the
 window it has.
 
 A grab shows whatever is on screen in that rectangle, including windows
-stacked above the target; :meth:`agent.sources.window.WindowProbe.covering`
-says where those are. What may be kept is decided downstream.
+stacked above the target; :meth:`agent.sources.window.WindowProbe.visible_region`
+says which parts are the window's own. What may be kept is decided downstream.
 """
 
 from __future__ import annotations
