@@ -102,7 +102,7 @@ from bench._machine import machine
 from collector.config import StorageConfig
 from collector.export.opening import UnopenedBatch, open_batch
 from collector.export.run import ExportConfig, export_batches
-from collector.export.source import open_store
+from collector.export.store import open_store
 from collector.sqlite_store import SQLiteStorage
 from collector.storage import AuditEvent, BatchWrite, EnrollmentTokenRecord
 from overt.wire.batch import Batch, BatchHeader, SignalCounts, count_signals

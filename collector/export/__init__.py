@@ -10,7 +10,7 @@ sealed batch goes through these modules, top to bottom::
      run.export_batches        one batch at a time into a hidden directory beside
      │                         OUT; duplicates and rejections, progress,
      │                         dataset.json, the one rename that publishes OUT
-     ├─ source.CollectorStore  the store's rows in (device, seq) order, each with
+     ├─ store.CollectorStore   the store's rows in (device, seq) order, each with
      │                         its device's enrolled key: an UnopenedBatch
      ├─ opening.open_batch     the trust step: verify the signature, decrypt,
      │                         decode within the limits, check against the signed
@@ -24,7 +24,7 @@ sealed batch goes through these modules, top to bottom::
          └─ layout             the files on disk: names, columns, dataset.json
 
 ``errors`` draws the exception tree. Only ``command`` deals with the
-terminal and the arguments, only ``source`` reads the collector; ``run``,
+terminal and the arguments, only ``store`` reads the collector; ``run``,
 ``dataset``, ``png`` and ``layout`` write, into the hidden directory they
 are given; ``opening``, ``actions`` and ``reassembly`` hold no paths.
 """

@@ -35,7 +35,7 @@ from overt.wire.sealed import SealedBatchError, load_dataset_private_key
 
 from .errors import DatasetKeyError, ExportError
 from .run import ExportConfig, export_batches
-from .source import open_store
+from .store import open_store
 
 __all__ = ["ProgressBar", "load_key", "main"]
 

@@ -5,7 +5,7 @@
     ExportError                  every error raised by the exporter
     ├── DatasetKeyError          the dataset private key cannot be read or used
     ├── OutputError              OUT exists and is not empty, or cannot be written
-    ├── SourceError              the collector's data directory cannot be read
+    ├── StoreReadError           the collector's data directory cannot be read
     └── BatchRejected            one stored batch failed verification, decryption,
                                  decoding or validation (reported and skipped,
                                  never raised out of ``run.export_batches``)
@@ -30,8 +30,8 @@ class OutputError(ExportError):
     """The output directory is not usable: not empty, or not writable."""
 
 
-class SourceError(ExportError):
-    """The collector's data directory cannot be read (the source of the batches).
+class StoreReadError(ExportError):
+    """The collector's data directory cannot be opened or read.
 
     The collector's own ``collector.errors.StorageError`` is wrapped in it."""
 

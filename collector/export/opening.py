@@ -84,7 +84,7 @@ class UnopenedBatch:
     batch (checked against the signed header); ``device_key`` is the device's
     enrolled public key, or None when the store has no such device. (The
     collector's own row is ``collector.storage.StoredBatch``;
-    :mod:`collector.export.source` makes one of these from it.)
+    :mod:`collector.export.store` makes one of these from it.)
     """
 
     device_id: str

@@ -162,7 +162,7 @@ def export_batches(
     Returns the summary; ``summary.out`` is None (and ``config.out`` is not
     created) when no batch could be exported. Raises :class:`OutputError`
     when ``config.out`` is not empty or not writable, and lets a
-    :class:`~collector.export.errors.SourceError` from ``batches`` through;
+    :class:`~collector.export.errors.StoreReadError` from ``batches`` through;
     in both cases nothing is left at ``config.out``.
     """
     out = Path(config.out)

@@ -22,7 +22,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from agent.events import FocusChange, KeyEvent, MouseButton, MouseMove, MouseScroll, SourceEvent
 from collector.export.command import ProgressBar
-from collector.export.errors import OutputError, SourceError
+from collector.export.errors import OutputError, StoreReadError
 from collector.export.layout import COLUMNS
 from collector.export.opening import UnopenedBatch
 from collector.export.run import ExportConfig, ExportSummary, export_batches
@@ -538,9 +538,9 @@ def test_a_storage_error_midway_leaves_no_output(tmp_path: Path) -> None:
 
     def items() -> Iterator[UnopenedBatch]:
         yield keys.stored(b[0])
-        raise SourceError("segment file unreadable")
+        raise StoreReadError("segment file unreadable")
 
-    with pytest.raises(SourceError):
+    with pytest.raises(StoreReadError):
         export(tmp_path, keys, list_then(items()))
     assert list(tmp_path.iterdir()) == []
 

@@ -5,7 +5,7 @@ embedded store under a data directory beside a running collector
 (non-exclusive; nothing is written under it), and turns each stored row
 into an :class:`~collector.export.opening.UnopenedBatch` with the device's
 enrolled public key, in (device, seq) order. The collector's errors are
-wrapped as :class:`~collector.export.errors.SourceError`.
+wrapped as :class:`~collector.export.errors.StoreReadError`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collector.errors import CollectorError
 from collector.storage import Storage
 from overt.wire.sealed import SealedBatchError, ed25519_from_b64
 
-from .errors import SourceError
+from .errors import StoreReadError
 from .opening import UnopenedBatch
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class CollectorStore:
     which the exporter reports as ``unknown device``. Batches of revoked
     devices are exported when their signatures verify (they were accepted
     before the revocation). The collector's errors are wrapped as
-    :class:`SourceError`; a batch whose stored bytes fail their checksum
+    :class:`StoreReadError`; a batch whose stored bytes fail their checksum
     is reported as rejected (``corrupt in store``) and the export goes on.
     """
 
@@ -56,7 +56,7 @@ class CollectorStore:
         try:
             return self._storage.count_batches()
         except CollectorError as exc:
-            raise SourceError(f"cannot count stored batches: {exc}") from exc
+            raise StoreReadError(f"cannot count stored batches: {exc}") from exc
 
     def batches(self) -> Iterator[UnopenedBatch]:
         keys: dict[str, Ed25519PublicKey | None] = {}
@@ -81,7 +81,7 @@ class CollectorStore:
                 )
             yield from corrupt
         except CollectorError as exc:
-            raise SourceError(f"cannot read stored batches: {exc}") from exc
+            raise StoreReadError(f"cannot read stored batches: {exc}") from exc
 
     def _device_key(self, device_id: str) -> Ed25519PublicKey | None:
         record = self._storage.get_device(device_id)
@@ -97,18 +97,18 @@ class CollectorStore:
         try:
             self._storage.close()
         except CollectorError as exc:
-            raise SourceError(f"cannot close the store: {exc}") from exc
+            raise StoreReadError(f"cannot close the store: {exc}") from exc
 
 
 def open_store(data: Path) -> CollectorStore:
     """The collector's embedded store under ``data``, opened beside a running
-    collector (non-exclusive); raises :class:`SourceError`."""
+    collector (non-exclusive); raises :class:`StoreReadError`."""
     from collector.config import StorageConfig
     from collector.sqlite_store import DB_FILE, SQLiteStorage
 
     if not (data / DB_FILE).is_file():
-        raise SourceError(f"{data} is not a collector data directory (no {DB_FILE})")
+        raise StoreReadError(f"{data} is not a collector data directory (no {DB_FILE})")
     try:
         return CollectorStore(SQLiteStorage(StorageConfig(data_dir=data, exclusive=False)))
     except CollectorError as exc:
-        raise SourceError(f"cannot open the store in {data}: {exc}") from exc
+        raise StoreReadError(f"cannot open the store in {data}: {exc}") from exc
