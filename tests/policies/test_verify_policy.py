@@ -274,9 +274,16 @@ def test_attack_is_rejected_and_persisted_state_is_unchanged(name: str, tmp_path
     assert store.load() == held
 
 
-def test_attack_table_errors_are_distinct_leaves() -> None:
-    # A failure class is never the bare base class: every refusal is named.
-    assert all(a.error is not PolicyError for a in ATTACKS.values())
+@pytest.mark.parametrize("name", list(ATTACKS), ids=list(ATTACKS))
+def test_every_refusal_is_a_named_error_not_the_base_class(name: str) -> None:
+    attack = ATTACKS[name]
+    pinned = _pinned(attack)
+    names = [k.name for k in pinned.keys]
+    _, held = verify_policy(sign(policy_doc(2), names), pinned, None, DEVICE, NOW)
+    with pytest.raises(PolicyError) as refused:
+        verify_policy(attack.build(), pinned, held, DEVICE, NOW)
+    assert type(refused.value) is not PolicyError
+    assert isinstance(refused.value, attack.error)
 
 
 def test_schema_error_names_the_first_invalid_location() -> None:
