@@ -103,8 +103,8 @@ from collector.config import StorageConfig
 from collector.export.opening import UnopenedBatch, open_batch
 from collector.export.run import ExportConfig, export_batches
 from collector.export.store import open_store
-from collector.sqlite_store import SQLiteStorage
-from collector.storage import AuditEvent, BatchWrite, EnrollmentTokenRecord
+from collector.store.records import AuditEvent, BatchWrite, EnrollmentTokenRecord
+from collector.store.sqlite import SQLiteStorage
 from overt.wire.batch import Batch, BatchHeader, SignalCounts, count_signals
 from overt.wire.body import BODY_FORMAT, BODY_MAGIC, MAX_RECORDS, MAX_SECTION_BYTES, encode_body
 from overt.wire.frames import image_id

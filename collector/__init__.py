@@ -13,10 +13,10 @@ captured content. Modules, from the wire inwards:
   exemptions and grants, consent, erasure, audit), shared by the JSON API
   and the pages; :mod:`collector.auth`, :mod:`collector.credentials`: who is
   calling, and the secrets that prove it.
-- :mod:`collector.storage`: the storage Protocol and its records, which
-  export reads through; :mod:`collector.sqlite_store` and
-  :mod:`collector.blobs`: the embedded implementation (SQLite + segment
-  files, group commit).
+- :mod:`collector.store`: one storage Protocol per aggregate and the
+  records they speak in, which export reads through;
+  :mod:`collector.store.sqlite` and :mod:`collector.blobs`: the embedded
+  implementation (SQLite + segment files, group commit).
 - :mod:`collector.config`: the typed configuration; :mod:`collector.errors`:
   the exception tree (one base, :class:`~collector.errors.CollectorError`).
 

@@ -64,16 +64,16 @@ from collector.errors import (
 )
 from collector.http_errors import JSON, error_parts, send_json
 from collector.service import AdmittedDevice, CollectorService
-from collector.sqlite_store import SQLiteStorage
-from collector.storage import (
+from collector.store.protocols import Storage
+from collector.store.records import (
     AuditEvent,
     BatchOutcome,
     DeviceRecord,
     ExemptionRecord,
     ExemptionStatus,
     PolicyPutOutcome,
-    Storage,
 )
+from collector.store.sqlite import SQLiteStorage
 from overt.wire.sealed import MAX_SEALED_BYTES, MEDIA_TYPE
 from overt.wire.signature import (
     DEVICE_HEADER,

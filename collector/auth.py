@@ -11,7 +11,7 @@ a request that cannot be genuine is refused before its body is read:
    signature, with :func:`overt.wire.signature.verify_request`, against the
    key the device registered at enrollment, then the nonce, refused if the
    device already used it inside the accepted time window (the memory is the
-   store's, :meth:`collector.storage.Storage.claim_nonce`).
+   store's, :meth:`collector.store.protocols.NonceStore.claim_nonce`).
 
 Every failure raises the same :class:`~collector.errors.UnauthorizedError`;
 the reason is logged at debug level with the claimed device id, and never
@@ -37,7 +37,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from collector.config import Clock, to_ms
 from collector.credentials import MAX_SECRET_CHARS, token_hash
 from collector.errors import UnauthorizedError
-from collector.storage import DeviceRecord, Storage
+from collector.store.protocols import Storage
+from collector.store.records import DeviceRecord
 from overt.wire.sealed import SealedBatchError, ed25519_from_b64
 from overt.wire.signature import (
     MAX_SKEW_MS,

@@ -7,7 +7,7 @@ On-disk format, version 1, under ``DATA/blobs/v1/``::
     ...
 
 A segment holds nothing but the bytes; where each batch starts, its length
-and its SHA-256 live in the metadata store (``collector.sqlite_store``),
+and its SHA-256 live in the metadata store (``collector.store.sqlite``),
 together with each segment's committed length.
 
 This module owns the files only. Its guarantees, given the protocol the
@@ -37,6 +37,7 @@ import threading
 from pathlib import Path
 
 from collector.errors import CorruptStoreError, StorageError
+from overt.files import fsync_directory
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +48,6 @@ _IOV_MAX = 1024
 
 def segment_name(segment_id: int) -> str:
     return f"seg-{segment_id:08d}.dat"
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class BlobSegments:
@@ -128,7 +121,7 @@ class BlobSegments:
         if committed:
             self._open_active(max(committed), create=False)
         if self._dir_dirty:
-            _fsync_directory(self.directory)
+            fsync_directory(self.directory)
             self._dir_dirty = False
 
     # --------------------------------------------------------------- writing
@@ -216,7 +209,7 @@ class BlobSegments:
         self._dirty_fds.clear()
         self._dirty.clear()
         if self._dir_dirty:
-            _fsync_directory(self.directory)
+            fsync_directory(self.directory)
             self._dir_dirty = False
 
     def rollback(self, mark: tuple[int, int]) -> None:

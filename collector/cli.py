@@ -40,7 +40,7 @@ from collector.config import (
 )
 from collector.errors import CollectorError, ConfigError
 from collector.service import CollectorService
-from collector.sqlite_store import SQLiteStorage
+from collector.store.sqlite import SQLiteStorage
 from collector.web.config import AdminPagesConfig
 from policies.errors import PolicyError
 from policies.keys import load_private_key

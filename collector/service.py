@@ -3,7 +3,7 @@
 :class:`CollectorService` holds every rule of the collector and nothing of
 HTTP: the JSON API (:mod:`collector.api`), the admin web pages and the
 ``overt collector`` command all call it. It takes plain values (ids, bytes,
-header mappings) and returns records from :mod:`collector.storage`, or raises
+header mappings) and returns records from :mod:`collector.store.records`, or raises
 a :class:`~collector.errors.CollectorError` whose ``code`` the callers show.
 
 Every decision an admin or a device makes (enrollment tokens, enrollments,
@@ -66,7 +66,8 @@ from collector.errors import (
     RateLimitedError,
     SequenceConflictError,
 )
-from collector.storage import (
+from collector.store.protocols import Storage
+from collector.store.records import (
     AdminTokenRecord,
     AdminUserRecord,
     AuditEvent,
@@ -80,7 +81,6 @@ from collector.storage import (
     GrantRecord,
     PolicyPutOutcome,
     PolicyRecord,
-    Storage,
 )
 from overt.wire.sealed import SealedBatchError, parse_sealed, verify_sealed
 from policies.envelope import MAX_POLICY_BYTES, parse_envelope

@@ -18,7 +18,7 @@ from typing import Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from collector.errors import CollectorError
-from collector.storage import Storage
+from collector.store.protocols import Storage
 from overt.wire.sealed import SealedBatchError, ed25519_from_b64
 
 from .errors import StoreReadError
@@ -104,7 +104,7 @@ def open_store(data: Path) -> CollectorStore:
     """The collector's embedded store under ``data``, opened beside a running
     collector (non-exclusive); raises :class:`StoreReadError`."""
     from collector.config import StorageConfig
-    from collector.sqlite_store import DB_FILE, SQLiteStorage
+    from collector.store.sqlite import DB_FILE, SQLiteStorage
 
     if not (data / DB_FILE).is_file():
         raise StoreReadError(f"{data} is not a collector data directory (no {DB_FILE})")

@@ -43,7 +43,7 @@ from starlette.concurrency import run_in_threadpool
 from collector.config import from_ms, to_ms
 from collector.errors import CollectorError
 from collector.service import MAX_GRANT_DAYS, CollectorService
-from collector.storage import (
+from collector.store.records import (
     AuditEvent,
     DeviceRecord,
     EnrollmentTokenRecord,

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from collector.config import to_ms
-from collector.storage import AuditEvent, BatchWrite
+from collector.store.records import AuditEvent, BatchWrite
 from overt.wire.sealed import seal_batch
 from overt.wire.signature import sign_request
 from policies.keys import generate_private_key, raw_public_bytes

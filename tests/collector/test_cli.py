@@ -11,7 +11,7 @@ from collector.cli import main
 from collector.config import CollectorConfig, StorageConfig
 from collector.credentials import ScryptParams, hash_password, token_hash, verify_password
 from collector.service import CollectorService
-from collector.sqlite_store import SQLiteStorage
+from collector.store.sqlite import SQLiteStorage
 from overt.cli import main as overt_main
 
 

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from collector.blobs import segment_name
 from collector.config import CollectorConfig
 from collector.service import CollectorService
-from collector.sqlite_store import BLOB_DIR
+from collector.store.sqlite import BLOB_DIR
 
 from ._build import header_doc
 from .conftest import Enroll, Upload

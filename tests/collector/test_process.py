@@ -30,7 +30,7 @@ import pytest
 
 from collector.config import CollectorConfig, StorageConfig
 from collector.service import CollectorService
-from collector.sqlite_store import DB_FILE, SQLiteStorage
+from collector.store.sqlite import DB_FILE, SQLiteStorage
 from overt.wire.sealed import MAX_SEALED_BYTES
 from policies.keys import public_key_model, write_keypair
 from tests.policies._build import policy_doc, sign

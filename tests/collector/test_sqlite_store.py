@@ -15,8 +15,8 @@ import pytest
 from collector.blobs import segment_name
 from collector.config import StorageConfig
 from collector.errors import CorruptStoreError, StorageError, StoreLockedError
-from collector.sqlite_store import BLOB_DIR, DB_FILE, SQLiteStorage
-from collector.storage import AuditEvent, BatchOutcome
+from collector.store.records import AuditEvent, BatchOutcome
+from collector.store.sqlite import BLOB_DIR, DB_FILE, SQLiteStorage
 
 from ._build import batch_write
 from .test_storage import _device

@@ -1,4 +1,4 @@
-"""The storage interface suite: what every ``collector.storage.Storage`` must do.
+"""The storage interface suite: what every ``collector.store.protocols.Storage`` must do.
 
 Written against the Protocol and its records only. ``store_factory`` opens
 the implementation under test on the same place each time it is called (so
@@ -28,8 +28,8 @@ from collector.errors import (
     NotFoundError,
     PolicyVersionError,
 )
-from collector.sqlite_store import SQLiteStorage
-from collector.storage import (
+from collector.store.protocols import Storage
+from collector.store.records import (
     AdminTokenRecord,
     AdminUserRecord,
     AuditEvent,
@@ -41,8 +41,8 @@ from collector.storage import (
     GrantRecord,
     PolicyPutOutcome,
     PolicyRecord,
-    Storage,
 )
+from collector.store.sqlite import SQLiteStorage
 
 from ._build import batch_write
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.config import StorageConfig
-from collector.sqlite_store import SQLiteStorage
+from collector.store.sqlite import SQLiteStorage
 from overt.wire.sealed import write_dataset_keypair
 from policies.keys import load_private_key, load_public_key, public_key_model, write_keypair
 from policies.verify import sign_policy

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from collector.config import StorageConfig
-from collector.sqlite_store import SQLiteStorage
+from collector.store.sqlite import SQLiteStorage
 from overt.wire.body import decode_body
 from overt.wire.records import MarkerRecord, TextSpanRecord
 from overt.wire.sealed import load_dataset_private_key, open_sealed, parse_sealed

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import serialization
 
 from collector.config import StorageConfig
 from collector.export.command import main
-from collector.sqlite_store import SQLiteStorage
-from collector.storage import AuditEvent, BatchWrite, EnrollmentTokenRecord
+from collector.store.records import AuditEvent, BatchWrite, EnrollmentTokenRecord
+from collector.store.sqlite import SQLiteStorage
 from overt.wire.batch import Batch
 from overt.wire.sealed import load_dataset_private_key, write_dataset_keypair
 
@@ -227,7 +227,7 @@ def test_a_batch_damaged_in_the_store_is_reported_and_the_rest_exported(
     import sqlite3
 
     from collector.blobs import segment_name
-    from collector.sqlite_store import DB_FILE
+    from collector.store.sqlite import DB_FILE
 
     with sqlite3.connect(store.data / DB_FILE) as conn:
         segment, offset = conn.execute(

@@ -28,8 +28,8 @@ from collector.config import StorageConfig
 from collector.export.dataset import DatasetWriter
 from collector.export.opening import UnopenedBatch
 from collector.export.run import ExportConfig, export_batches
-from collector.sqlite_store import SQLiteStorage
-from collector.storage import AuditEvent, BatchWrite, EnrollmentTokenRecord
+from collector.store.records import AuditEvent, BatchWrite, EnrollmentTokenRecord
+from collector.store.sqlite import SQLiteStorage
 from overt.wire import frames
 from overt.wire.batch import Batch
 from overt.wire.body import MAX_FRAME_PIXELS

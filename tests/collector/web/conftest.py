@@ -25,7 +25,7 @@ from collector.api import create_app
 from collector.config import CollectorConfig, StorageConfig
 from collector.credentials import ScryptParams, hash_password
 from collector.service import CollectorService
-from collector.storage import AdminUserRecord, AuditEvent, DeviceRecord
+from collector.store.records import AdminUserRecord, AuditEvent, DeviceRecord
 from collector.web import AdminPages, AdminPagesConfig, install_admin_pages
 
 from ._world import (

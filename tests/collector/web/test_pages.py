@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from collector.storage import BatchWrite, ExemptionRecord, ExemptionStatus
+from collector.store.records import BatchWrite, ExemptionRecord, ExemptionStatus
 from collector.web import AdminPagesConfig, install_admin_pages
 from collector.web.sessions import COOKIE_NAME
 from policies.model import Category
