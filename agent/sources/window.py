@@ -185,7 +185,8 @@ class WindowProbe(abc.ABC):
         """Whether screen point (x, y) lies on the visible part of ``window_id`` now.
 
         For pointer movement, which comes too often to ask the server each
-        time: answered from state the probe keeps current.
+        time: answered from state the probe's watcher keeps current, so only
+        while something is subscribed (``subscribe``).
         """
         return False
 

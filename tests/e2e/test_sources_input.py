@@ -1,4 +1,9 @@
-"""pynput input hooks on a real Xvfb, fed by XTEST input from xdotool."""
+"""pynput input hooks on a real Xvfb, fed by XTEST input from xdotool: pynput's own ways.
+
+The shape of input events and the hooks' start/stop promises are the sources
+contract (``tests/agent/sources/test_contract.py``), run on these hooks too;
+here are pynput's quirks and its listener threads.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.events import KeyEvent, MouseButton, MouseMove, MouseScroll, SourceEvent
+from agent.events import KeyEvent, SourceEvent
 from agent.sources import EventQueue, select_input_hooks
 from agent.sources._pynput import PynputHooks
 from tests.desktop import AppWindow, Desktop, wait_for
@@ -39,55 +44,6 @@ class Collected:
 
     def key_events(self) -> list[tuple[str, bool, str | None]]:
         return [(e.key, e.pressed, e.char) for e in self.events if isinstance(e, KeyEvent)]
-
-
-def test_mouse_moves_clicks_and_scrolls_arrive_with_screen_coordinates(
-    desktop: Desktop, hooks: PynputHooks
-) -> None:
-    q = EventQueue()
-    hooks.start(q)
-    assert hooks.installed
-    got = Collected(q)
-    desktop.xdotool("mousemove", 300, 310, "click", 1)
-    desktop.xdotool("click", 5)  # wheel down
-    got.until(lambda ev: any(isinstance(e, MouseScroll) for e in ev), "a scroll event")
-    moves = [e for e in got.events if isinstance(e, MouseMove)]
-    buttons = [e for e in got.events if isinstance(e, MouseButton)]
-    scrolls = [e for e in got.events if isinstance(e, MouseScroll)]
-    assert (moves[-1].x, moves[-1].y) == (300, 310)
-    assert [(b.x, b.y, b.button, b.pressed) for b in buttons] == [
-        (300, 310, "left", True),
-        (300, 310, "left", False),
-    ]
-    assert [(s.x, s.y, s.dx, s.dy) for s in scrolls] == [(300, 310, 0, -1)]
-    times = [e.t for e in got.events if isinstance(e, MouseMove | MouseButton | MouseScroll)]
-    assert times == sorted(times)
-
-
-def test_typed_text_and_special_keys_arrive_normalised(
-    desktop: Desktop, hooks: PynputHooks
-) -> None:
-    q = EventQueue()
-    hooks.start(q)
-    got = Collected(q)
-    desktop.xdotool("type", "hi 1")
-    desktop.xdotool("key", "Return", "BackSpace", "Tab", "Escape", "Left", "Home", "Next", "F5")
-    got.until(lambda ev: ("f5", False, None) in got.key_events(), "the F5 release")
-    assert got.key_events() == [
-        ("h", True, "h"),
-        ("h", False, "h"),
-        ("i", True, "i"),
-        ("i", False, "i"),
-        ("space", True, " "),
-        ("space", False, " "),
-        ("1", True, "1"),
-        ("1", False, "1"),
-        *[
-            (name, pressed, None)
-            for name in ("enter", "backspace", "tab", "esc", "left", "home", "page_down", "f5")
-            for pressed in (True, False)
-        ],
-    ]
 
 
 def test_shortcuts_arrive_as_modifier_then_key(desktop: Desktop, hooks: PynputHooks) -> None:
@@ -141,11 +97,3 @@ def test_after_stop_no_events_arrive_and_the_listener_threads_are_gone(
     desktop.xdotool("mousemove", 640, 480, "key", "x")
     got.until(lambda ev: ("x", False, "x") in got.key_events(), "input on the new hooks")
     assert first.drain() == []
-
-
-def test_starting_twice_without_stop_is_refused(desktop: Desktop, hooks: PynputHooks) -> None:
-    from agent.sources import SourceError
-
-    hooks.start(EventQueue())
-    with pytest.raises(SourceError):
-        hooks.start(EventQueue())
