@@ -29,7 +29,7 @@ Measured, each the median of ``--runs``:
 - **open only**: the trust step alone (:func:`collector.export.opening.open_batch`
   on every batch), to show where the time goes;
 - **store**: the command's own path, ``open_store`` on a collector data
-  directory (``collector.sqlite_store.SQLiteStorage``) filled with the same
+  directory (``collector.store.sqlite.SQLiteStorage``) filled with the same
   batches, then ``export_batches`` over ``CollectorStore.batches()`` with
   ``--jobs`` threads.
 

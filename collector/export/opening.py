@@ -83,7 +83,7 @@ class UnopenedBatch:
     ``device_id``, ``seq`` and ``batch_id`` are the store's own record of the
     batch (checked against the signed header); ``device_key`` is the device's
     enrolled public key, or None when the store has no such device. (The
-    collector's own row is ``collector.storage.StoredBatch``;
+    collector's own row is ``collector.store.records.StoredBatch``;
     :mod:`collector.export.store` makes one of these from it.)
     """
 

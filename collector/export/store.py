@@ -38,7 +38,7 @@ class BatchSource(Protocol):
 
 
 class CollectorStore:
-    """The collector's :class:`collector.storage.Storage` as a :class:`BatchSource`.
+    """The collector's :class:`collector.store.protocols.Storage` as a :class:`BatchSource`.
 
     Each device's enrolled public key is looked up once; a device the store
     does not know (or whose key does not parse) gives ``device_key=None``,

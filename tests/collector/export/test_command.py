@@ -8,8 +8,6 @@ the ``overt`` command: once as a real process, otherwise in-process through
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import subprocess
 import sys
@@ -17,16 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
-from collector.config import StorageConfig
 from collector.export.command import main
-from collector.store.records import AuditEvent, BatchWrite, EnrollmentTokenRecord
-from collector.store.sqlite import SQLiteStorage
 from overt.wire.batch import Batch
 from overt.wire.sealed import load_dataset_private_key, write_dataset_keypair
 
 from ._batches import DEVICE, T_MS, Keys, make_batch, png, screen
+from ._store import fill_store
 from .test_run import _flip, _records
 
 NOW_MS = T_MS + 3_600_000
@@ -37,50 +32,6 @@ class Store:
     data: Path
     key: Path
     batches: list[Batch]
-
-
-def _fill(data: Path, keys: Keys, sealed: list[tuple[Batch, bytes]]) -> None:
-    storage = SQLiteStorage(StorageConfig(data_dir=data))
-    try:
-        token = hashlib.sha256(b"enrollment token").digest()
-        audit = AuditEvent(NOW_MS, "admin", "enrollment_token.create", "tok-1")
-        storage.add_enrollment_token(
-            EnrollmentTokenRecord(
-                "tok-1", token, "acme", "office", NOW_MS, NOW_MS + 60_000, "admin"
-            ),
-            audit,
-        )
-        public = (
-            keys.device(DEVICE)
-            .public_key()
-            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        )
-        storage.enroll_device(
-            token,
-            DEVICE,
-            base64.b64encode(public).decode(),
-            "laptop-1",
-            NOW_MS,
-            AuditEvent(NOW_MS, f"device:{DEVICE}", "device.enroll", DEVICE),
-        )
-        for batch, data_ in sealed:
-            h = batch.header
-            storage.put_batch(
-                BatchWrite(
-                    device_id=h.device_id,
-                    seq=h.seq,
-                    batch_id=h.batch_id,
-                    header=h.to_json(),
-                    start_ms=h.start_ms,
-                    end_ms=h.end_ms,
-                    policy_version=h.policy_version,
-                    sealed=data_,
-                    sha256=hashlib.sha256(data_).digest(),
-                    received_at_ms=NOW_MS,
-                )
-            )
-    finally:
-        storage.close()
 
 
 @pytest.fixture
@@ -95,7 +46,7 @@ def store(tmp_path: Path) -> Store:
     sealed = [keys.seal(b) for b in batches]
     sealed[1] = _flip(sealed[1], len(sealed[1]) - 5)
     data = tmp_path / "collector-data"
-    _fill(data, keys, list(zip(batches, sealed, strict=True)))
+    fill_store(data, keys, list(zip(batches, sealed, strict=True)), NOW_MS)
     return Store(data, key_path, batches)
 
 

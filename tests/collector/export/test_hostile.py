@@ -11,8 +11,6 @@ with ``getrusage(RUSAGE_CHILDREN)``.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import subprocess
 import sys
@@ -21,15 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from PIL import Image
 
-from collector.config import StorageConfig
 from collector.export.dataset import DatasetWriter
 from collector.export.opening import UnopenedBatch
 from collector.export.run import ExportConfig, export_batches
-from collector.store.records import AuditEvent, BatchWrite, EnrollmentTokenRecord
-from collector.store.sqlite import SQLiteStorage
 from overt.wire import frames
 from overt.wire.batch import Batch
 from overt.wire.body import MAX_FRAME_PIXELS
@@ -37,9 +31,11 @@ from overt.wire.sealed import load_dataset_private_key, write_dataset_keypair
 
 from ._batches import DEVICE, T_MS, Keys, make_batch
 from ._hostile import EVIL, HOSTILE, click, ctx, flat_png, honest, keyframe
+from ._store import fill_store
 from .test_run import read_jsonl
 
 MINUTE = 60_000
+NOW_MS = T_MS + 3_600_000
 #: The peak memory of the command exporting every attack next to honest
 #: batches: the interpreter and its imports (about 55 MiB), and at most one
 #: record section (32 MiB, and a decompression step's 8 MiB over) with what
@@ -196,55 +192,8 @@ def test_a_keyframe_is_decoded_only_after_its_header_matched_its_record(
 # ------------------------------------------------------------------ the command, in a child
 
 
-def _enrol(storage: SQLiteStorage, keys: Keys, device_id: str, now: int) -> None:
-    token = hashlib.sha256(device_id.encode()).digest()
-    storage.add_enrollment_token(
-        EnrollmentTokenRecord(
-            f"tok-{device_id[:4]}", token, "acme", "office", now, now + MINUTE, "admin"
-        ),
-        AuditEvent(now, "admin", "enrollment_token.create", f"tok-{device_id[:4]}"),
-    )
-    public = (
-        keys.device(device_id)
-        .public_key()
-        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    )
-    storage.enroll_device(
-        token,
-        device_id,
-        base64.b64encode(public).decode(),
-        device_id[:8],
-        now,
-        AuditEvent(now, f"device:{device_id}", "device.enroll", device_id),
-    )
-
-
-def fill_store(data: Path, keys: Keys, batches: list[Batch]) -> None:
-    """The collector's own store, as its ingest writes it, with every device enrolled."""
-    now = T_MS + 3_600_000
-    storage = SQLiteStorage(StorageConfig(data_dir=data))
-    try:
-        for device_id in sorted({b.header.device_id for b in batches}):
-            _enrol(storage, keys, device_id, now)
-        for batch in batches:
-            h = batch.header
-            sealed = keys.seal(batch)
-            storage.put_batch(
-                BatchWrite(
-                    device_id=h.device_id,
-                    seq=h.seq,
-                    batch_id=h.batch_id,
-                    header=h.to_json(),
-                    start_ms=h.start_ms,
-                    end_ms=h.end_ms,
-                    policy_version=h.policy_version,
-                    sealed=sealed,
-                    sha256=hashlib.sha256(sealed).digest(),
-                    received_at_ms=now,
-                )
-            )
-    finally:
-        storage.close()
+def sealed(keys: Keys, batches: list[Batch]) -> list[tuple[Batch, bytes]]:
+    return [(b, keys.seal(b)) for b in batches]
 
 
 #: Runs the command as its only child and reports its peak resident memory.
@@ -294,7 +243,7 @@ def test_the_command_exports_a_store_full_of_attacks_in_bounded_memory(
         batches.append(honest(seq, T_MS + seq * MINUTE, EVIL))
         honest_ids.append((EVIL, seq))
     data = tmp_path / "collector"
-    fill_store(data, keys, batches)
+    fill_store(data, keys, sealed(keys, batches), NOW_MS)
     out = tmp_path / "exports" / "ds"
     result = run_export(data, key, out, "--jobs", "2")
 
@@ -329,7 +278,7 @@ def test_a_batch_of_twenty_large_keyframes_is_exported_a_frame_at_a_time(
         records += [keyframe(T_MS + 10 + 1000 * i, blob, side, side), *click(T_MS + 500 + 1000 * i)]
     big = make_batch(records, images, seq=1, device_id=DEVICE)
     data = tmp_path / "collector"
-    fill_store(data, keys, [big])
+    fill_store(data, keys, sealed(keys, [big]), NOW_MS)
     out = tmp_path / "ds"
     result = run_export(data, key, out, "--jobs", "2")
 
