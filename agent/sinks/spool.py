@@ -25,6 +25,9 @@ mode with ``synchronous=FULL``. Tables:
 - ``erasures``: erasure requests for discarded data the collector already has.
 - ``ledger`` (``agent.sinks.ledger``): every batch ever spooled, 30 days.
 
+The statements creating these tables, and the values read from their rows,
+are :mod:`agent.sinks.spool_rows`.
+
 A row leaves ``batches`` only in the same transaction that records where it
 went: acknowledged (ledger ``uploaded``), discarded (ledger ``discarded``,
 and an erasure request if some of that time range was already uploaded),
