@@ -475,7 +475,7 @@ def _device_routes(service: CollectorService, limits: Limits, admission: Admissi
         body = await read_body(request, limits.json_bytes, admission)
         given = parse_json(schemas.EnrollIn, body)
         device = await run_in_threadpool(
-            service.enroll, given.token, given.device_id, given.public_key, given.hostname
+            service.accounts.enroll, given.token, given.device_id, given.public_key, given.hostname
         )
         return _ok(
             schemas.EnrollOut(device_id=device.device_id, tenant=device.tenant, group=device.group),
@@ -500,7 +500,7 @@ def _device_routes(service: CollectorService, limits: Limits, admission: Admissi
     )
     async def get_policy(request: Request, admitted: AdmittedDevice = admitted_json) -> Response:
         device, _ = await device_body(request, admitted)
-        record = await run_in_threadpool(service.policy_for, device)
+        record = await run_in_threadpool(service.policies.policy_for, device)
         etag = f'"{record.sha256}"'
         if _etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers={"ETag": etag})
@@ -520,7 +520,7 @@ def _device_routes(service: CollectorService, limits: Limits, admission: Admissi
     )
     async def get_grants(request: Request, admitted: AdmittedDevice = admitted_json) -> Response:
         device, _ = await device_body(request, admitted)
-        grants, digest = await run_in_threadpool(service.grants_for, device)
+        grants, digest = await run_in_threadpool(service.exemptions.grants_for, device)
         etag = f'"{digest}"'
         if _etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers={"ETag": etag})
@@ -543,7 +543,7 @@ def _device_routes(service: CollectorService, limits: Limits, admission: Admissi
         device, body = await device_body(request, admitted)
         given = parse_json(schemas.ExemptionIn, body)
         record = await run_in_threadpool(
-            service.request_exemption, device, given.category, given.reason, given.duration_days
+            service.exemptions.request_exemption, device, given.category, given.reason, given.duration_days
         )
         return _ok(schemas.ExemptionCreatedOut(request_id=record.request_id, status="pending"), 201)
 
@@ -558,7 +558,7 @@ def _device_routes(service: CollectorService, limits: Limits, admission: Admissi
         request: Request, admitted: AdmittedDevice = admitted_json
     ) -> Response:
         device, _ = await device_body(request, admitted)
-        records = await run_in_threadpool(service.device_exemptions, device)
+        records = await run_in_threadpool(service.exemptions.device_exemptions, device)
         return _ok(schemas.ExemptionsOut(requests=[_exemption_out(r) for r in records]))
 
     @router.post(
@@ -632,7 +632,7 @@ def _admin_routes(service: CollectorService, limits: Limits, admission: Admissio
     ) -> Response:
         given = parse_json(schemas.EnrollmentTokenIn, await body_of(request))
         new = await run_in_threadpool(
-            service.create_enrollment_token,
+            service.accounts.create_enrollment_token,
             given.tenant,
             given.group,
             given.expires_minutes,
@@ -661,7 +661,7 @@ def _admin_routes(service: CollectorService, limits: Limits, admission: Admissio
         request: Request, admin: AdminIdentity = admin_json
     ) -> Response:
         await body_of(request)
-        records = await run_in_threadpool(service.list_enrollment_tokens)
+        records = await run_in_threadpool(service.accounts.list_enrollment_tokens)
         tokens = [
             schemas.EnrollmentTokenInfo(
                 token_id=r.token_id,
@@ -704,7 +704,7 @@ def _admin_routes(service: CollectorService, limits: Limits, admission: Admissio
     )
     async def put_policy(request: Request, admin: AdminIdentity = admin_policy) -> Response:
         body = await body_of(request, limits.policy_bytes)
-        record, outcome = await run_in_threadpool(service.put_policy, body, admin.actor)
+        record, outcome = await run_in_threadpool(service.policies.put_policy, body, admin.actor)
         out = schemas.PolicyStoredOut(
             status=outcome.value,
             version=record.version,
@@ -728,7 +728,7 @@ def _admin_routes(service: CollectorService, limits: Limits, admission: Admissio
         ] = None,
     ) -> Response:
         await body_of(request)
-        records = await run_in_threadpool(service.list_exemptions, status)
+        records = await run_in_threadpool(service.exemptions.list_exemptions, status)
         return _ok(schemas.AdminExemptionsOut(requests=[_admin_exemption_out(r) for r in records]))
 
     @router.post(
@@ -754,7 +754,7 @@ def _admin_routes(service: CollectorService, limits: Limits, admission: Admissio
         body = await body_of(request)
         given = parse_json(schemas.ApproveIn, body or b"{}")
         grant = await run_in_threadpool(
-            lambda: service.approve(
+            lambda: service.exemptions.approve(
                 request_id,
                 admin.actor,
                 expires_at=given.expires_at,
@@ -786,7 +786,7 @@ def _admin_routes(service: CollectorService, limits: Limits, admission: Admissio
         request: Request, request_id: str, admin: AdminIdentity = admin_json
     ) -> Response:
         given = parse_json(schemas.DenyIn, await body_of(request))
-        await run_in_threadpool(service.deny, request_id, admin.actor, given.reason)
+        await run_in_threadpool(service.exemptions.deny, request_id, admin.actor, given.reason)
         return _ok(schemas.DecisionOut(request_id=request_id, status="denied"))
 
     @router.get(
@@ -798,7 +798,7 @@ def _admin_routes(service: CollectorService, limits: Limits, admission: Admissio
     )
     async def devices(request: Request, admin: AdminIdentity = admin_json) -> Response:
         await body_of(request)
-        views = await run_in_threadpool(service.list_devices)
+        views = await run_in_threadpool(service.accounts.list_devices)
         out = [
             schemas.DeviceOut(
                 device_id=v.record.device_id,
@@ -828,7 +828,7 @@ def _admin_routes(service: CollectorService, limits: Limits, admission: Admissio
         request: Request, device_id: str, admin: AdminIdentity = admin_json
     ) -> Response:
         await body_of(request)
-        await run_in_threadpool(service.revoke_device, device_id, admin.actor)
+        await run_in_threadpool(service.accounts.revoke_device, device_id, admin.actor)
         return _ok(schemas.RevokedOut(device_id=device_id, status="revoked"))
 
     @router.get(

@@ -30,14 +30,14 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from collector.config import Clock, to_ms
 from collector.credentials import MAX_SECRET_CHARS, token_hash
 from collector.errors import UnauthorizedError
-from collector.store.protocols import Storage
+from collector.store.protocols import AdminStore, DeviceStore, NonceStore
 from collector.store.records import DeviceRecord
 from overt.wire.sealed import SealedBatchError, ed25519_from_b64
 from overt.wire.signature import (
@@ -53,6 +53,15 @@ from overt.wire.signature import (
 logger = logging.getLogger(__name__)
 
 
+class DeviceKeyStore(DeviceStore, NonceStore, Protocol):
+    """What device authentication reads: the devices' keys, and the nonces seen."""
+
+
+def device_actor(device_id: str) -> str:
+    """How the audit log names a device acting for itself."""
+    return f"device:{device_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class KnownDevice:
     """A device record with its public key ready to verify with."""
@@ -64,7 +73,7 @@ class KnownDevice:
 class DeviceAuthenticator:
     """Authenticates device-signed requests; caches device keys for ``cache_ms``."""
 
-    def __init__(self, storage: Storage, clock: Clock, cache_ms: int) -> None:
+    def __init__(self, storage: DeviceKeyStore, clock: Clock, cache_ms: int) -> None:
         self._storage = storage
         self._clock = clock
         self._cache_ms = cache_ms
@@ -210,7 +219,7 @@ class AdminIdentity:
 class AdminAuthenticator:
     """Maps bearer tokens to admins (the store keeps only their hashes)."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: AdminStore) -> None:
         self._storage = storage
 
     def authenticate(self, authorization: str | None) -> AdminIdentity:

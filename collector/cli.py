@@ -266,7 +266,7 @@ def _run(args: argparse.Namespace) -> int:
         password = _read_password(args.name)
         service = _open_service(args.data)
         try:
-            service.set_admin_password(args.name, password, _local_actor())
+            service.accounts.set_admin_password(args.name, password, _local_actor())
         finally:
             service.close()
         print(f"admin user {args.name} saved", file=sys.stderr)
@@ -275,7 +275,7 @@ def _run(args: argparse.Namespace) -> int:
     service = _open_service(args.data)
     try:
         if args.command == "enroll-token":
-            new = service.create_enrollment_token(
+            new = service.accounts.create_enrollment_token(
                 args.tenant, args.group, args.expires_minutes, _local_actor()
             )
             print(new.token)
@@ -285,7 +285,7 @@ def _run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         elif args.command == "admin-token":
-            print(service.create_admin_token(args.name, _local_actor()))
+            print(service.accounts.create_admin_token(args.name, _local_actor()))
             print(f"admin token for {args.name}; it is shown only this once", file=sys.stderr)
     finally:
         service.close()

@@ -108,7 +108,7 @@ def load_policies(service: CollectorService, config: ServeConfig) -> None:
         except PolicyError as exc:
             raise ConfigError(str(exc)) from exc
         try:
-            record, outcome = service.put_policy(data, "cli:serve")
+            record, outcome = service.policies.put_policy(data, "cli:serve")
         except ConflictError as exc:
             logger.warning("policy %s not stored: %s", path, exc.detail)
             continue

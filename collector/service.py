@@ -1,14 +1,23 @@
-"""The collector's service layer: enrollment, ingest, policies, exemptions, audit.
+"""The collector's service layer: every rule of the collector, and nothing of HTTP.
 
-:class:`CollectorService` holds every rule of the collector and nothing of
-HTTP: the JSON API (:mod:`collector.api`), the admin web pages and the
-``overt collector`` command all call it. It takes plain values (ids, bytes,
-header mappings) and returns records from :mod:`collector.store.records`, or raises
-a :class:`~collector.errors.CollectorError` whose ``code`` the callers show.
+:class:`CollectorService` is what the JSON API (:mod:`collector.api`), the
+admin web pages and the ``overt collector`` command hold. It keeps the
+device hot path itself — admitting a device request from its headers,
+verifying and durably storing a sealed batch, consent answers, erasure,
+the audit log — and composes the other use cases, each over the narrow
+store protocols it needs:
 
-Every decision an admin or a device makes (enrollment tokens, enrollments,
-policies stored, exemption requests and decisions, consent answers,
-erasures, revocations, sequence conflicts) is written to the audit log in
+- ``service.accounts`` (:class:`collector.accounts.Accounts`): admin
+  credentials, enrollment tokens, enrolling and revoking devices;
+- ``service.policies`` (:class:`collector.policy_desk.PolicyDesk`): signed
+  policies stored and served;
+- ``service.exemptions`` (:class:`collector.exemptions.Exemptions`):
+  requests, decisions and the signed grants.
+
+They take plain values (ids, bytes, header mappings) and return records from
+:mod:`collector.store.records`, or raise a
+:class:`~collector.errors.CollectorError` whose ``code`` the callers show.
+Every decision an admin or a device makes is written to the audit log in
 the same transaction as the change itself. Logs carry ids and counts, never
 reasons or captured content.
 
@@ -24,21 +33,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import logging
-import re
 import threading
 import weakref
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+from collector.accounts import Accounts
 from collector.admission import RateLimiter, retry_after
 from collector.auth import (
     AdminAuthenticator,
@@ -46,55 +52,28 @@ from collector.auth import (
     DeviceAuthenticator,
     DeviceClaim,
     KnownDevice,
+    device_actor,
 )
 from collector.config import CollectorConfig, to_ms
-from collector.credentials import (
-    ADMIN_TOKEN_PREFIX,
-    ENROLLMENT_TOKEN_PREFIX,
-    MAX_SECRET_CHARS,
-    hash_password,
-    new_id,
-    new_token,
-    token_hash,
-    verify_password,
-)
 from collector.errors import (
-    AlreadyDecidedError,
-    GrantKeyError,
     InvalidRequestError,
-    NotFoundError,
     RateLimitedError,
     SequenceConflictError,
 )
+from collector.exemptions import Exemptions
+from collector.policy_desk import PolicyDesk
 from collector.store.protocols import Storage
 from collector.store.records import (
-    AdminTokenRecord,
-    AdminUserRecord,
     AuditEvent,
     BatchOutcome,
     BatchWrite,
-    Decision,
     DeviceRecord,
-    EnrollmentTokenRecord,
-    ExemptionRecord,
-    ExemptionStatus,
-    GrantRecord,
-    PolicyPutOutcome,
-    PolicyRecord,
 )
 from overt.wire.sealed import SealedBatchError, parse_sealed, verify_sealed
-from policies.envelope import MAX_POLICY_BYTES, parse_envelope
-from policies.errors import PolicyError
-from policies.keys import keyid_of
-from policies.model import POLICY_PAYLOAD_TYPE, Category, Grant, Policy
-from policies.verify import parse_policy_payload, sign_grant, verify_grant
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-#: The longest exemption a grant may carry.
-MAX_GRANT_DAYS = 3650
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,20 +93,6 @@ class AdmittedDevice:
     @property
     def record(self) -> DeviceRecord:
         return self.known.record
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceView:
-    """A device as the admin sees it: its record and how many requests await a decision."""
-
-    record: DeviceRecord
-    open_requests: int
-
-
-@dataclass(frozen=True, slots=True)
-class NewEnrollmentToken:
-    token: str
-    record: EnrollmentTokenRecord
 
 
 class _LoopRelay:
@@ -173,29 +138,27 @@ class _LoopRelay:
                 waiter.set_result(future.result())
 
 
-def device_actor(device_id: str) -> str:
-    return f"device:{device_id}"
-
-
-def _grants_etag(grants: list[GrantRecord]) -> str:
-    digest = hashlib.sha256()
-    for grant in grants:
-        digest.update(hashlib.sha256(grant.envelope).digest())
-    return digest.hexdigest()
-
-
 class CollectorService:
-    """Everything the collector does, over one :class:`~collector.storage.Storage`."""
+    """Every use case of the collector over one :class:`~collector.store.protocols.Storage`.
+
+    The service owns the store's lifecycle (:meth:`close`); its own methods
+    use the batch store and the audit log, and the composed use cases the
+    protocols their classes name.
+    """
 
     def __init__(self, storage: Storage, config: CollectorConfig) -> None:
         self.storage = storage
         self.config = config
         self._clock = config.clock
-        self._grant_key: Ed25519PrivateKey | None = config.grant_key
         self.devices_auth = DeviceAuthenticator(
             storage, config.clock, int(config.device_cache_seconds * 1000)
         )
         self.admins_auth = AdminAuthenticator(storage)
+        self.accounts = Accounts(
+            storage, config.clock, self.devices_auth, config.enrollment_token_minutes
+        )
+        self.policies = PolicyDesk(storage, config.clock)
+        self.exemptions = Exemptions(storage, config.clock, config.grant_key)
         admission = config.admission
         self._max_device_requests = admission.max_device_requests
         self._device_requests: Counter[str] = Counter()
@@ -301,120 +264,6 @@ class CollectorService:
     def authenticate_admin(self, authorization: str | None) -> AdminIdentity:
         """The admin behind an ``Authorization: Bearer`` header value."""
         return self.admins_auth.authenticate(authorization)
-
-    def check_admin_password(self, name: str, password: str) -> bool:
-        """Whether ``name`` is an admin user with this password (for the sign-in page)."""
-        user = self.storage.get_admin_user(name)
-        if user is None:
-            # Spend the same time as a real check, so timing does not reveal names.
-            verify_password(password, _dummy_password_record())
-            return False
-        return verify_password(password, user.password_hash)
-
-    def create_admin_token(self, name: str, actor: str) -> str:
-        """A new admin bearer token for ``name``; shown once, stored hashed."""
-        _require_name(name, "admin name")
-        token = new_token(ADMIN_TOKEN_PREFIX)
-        now_ms = self.now_ms()
-        record = AdminTokenRecord(
-            token_id=new_id("at"),
-            name=name,
-            token_hash=token_hash(token),
-            created_at_ms=now_ms,
-        )
-        self.storage.add_admin_token(
-            record,
-            AuditEvent(now_ms, actor, "admin_token.created", record.token_id, {"name": name}),
-        )
-        logger.info("admin token %s created for %s", record.token_id, name)
-        return token
-
-    def set_admin_password(self, name: str, password: str, actor: str) -> None:
-        """Create admin user ``name`` or change its password (scrypt, per-user salt)."""
-        _require_name(name, "admin name")
-        if not password or len(password) > MAX_SECRET_CHARS:
-            raise InvalidRequestError(f"a password must have 1 to {MAX_SECRET_CHARS} characters")
-        now_ms = self.now_ms()
-        existing = self.storage.get_admin_user(name)
-        user = AdminUserRecord(
-            name=name,
-            password_hash=hash_password(password),
-            created_at_ms=now_ms if existing is None else existing.created_at_ms,
-            updated_at_ms=now_ms,
-        )
-        action = "admin_user.created" if existing is None else "admin_user.password_changed"
-        self.storage.set_admin_user(user, AuditEvent(now_ms, actor, action, name, {}))
-
-    # ------------------------------------------------------------ enrollment
-
-    def create_enrollment_token(
-        self, tenant: str, group: str, expires_minutes: int | None, actor: str
-    ) -> NewEnrollmentToken:
-        _require_name(tenant, "tenant")
-        _require_name(group, "group")
-        minutes = (
-            self.config.enrollment_token_minutes if expires_minutes is None else expires_minutes
-        )
-        if not 1 <= minutes <= 30 * 24 * 60:
-            raise InvalidRequestError("an enrollment token lives 1 minute to 30 days")
-        token = new_token(ENROLLMENT_TOKEN_PREFIX)
-        now_ms = self.now_ms()
-        record = EnrollmentTokenRecord(
-            token_id=new_id("et"),
-            token_hash=token_hash(token),
-            tenant=tenant,
-            group=group,
-            created_at_ms=now_ms,
-            expires_at_ms=now_ms + minutes * 60_000,
-            created_by=actor,
-        )
-        self.storage.add_enrollment_token(
-            record,
-            AuditEvent(
-                now_ms,
-                actor,
-                "enrollment_token.created",
-                record.token_id,
-                {"tenant": tenant, "group": group, "expires_minutes": minutes},
-            ),
-        )
-        return NewEnrollmentToken(token, record)
-
-    def list_enrollment_tokens(self) -> list[EnrollmentTokenRecord]:
-        return self.storage.list_enrollment_tokens()
-
-    def enroll(self, token: str, device_id: str, public_key: str, hostname: str) -> DeviceRecord:
-        """Register a device with a single-use token (see ``Storage.enroll_device``)."""
-        now_ms = self.now_ms()
-        device = self.storage.enroll_device(
-            token_hash(token),
-            device_id,
-            public_key,
-            hostname,
-            now_ms,
-            AuditEvent(now_ms, device_actor(device_id), "device.enrolled", device_id, {}),
-        )
-        self.devices_auth.forget(device_id)
-        logger.info(
-            "device %s enrolled (tenant %s, group %s)", device_id, device.tenant, device.group
-        )
-        return device
-
-    def list_devices(self) -> list[DeviceView]:
-        pending = Counter(
-            r.device_id for r in self.storage.list_exemptions(status=ExemptionStatus.PENDING)
-        )
-        return [DeviceView(d, pending[d.device_id]) for d in self.storage.list_devices()]
-
-    def revoke_device(self, device_id: str, actor: str) -> None:
-        now_ms = self.now_ms()
-        if self.storage.get_device(device_id) is None:
-            raise NotFoundError(f"no device {device_id!r}")
-        self.storage.revoke_device(
-            device_id, now_ms, AuditEvent(now_ms, actor, "device.revoked", device_id, {})
-        )
-        self.devices_auth.forget(device_id)
-        logger.info("device %s revoked", device_id)
 
     # ----------------------------------------------------------------- ingest
 
@@ -547,210 +396,6 @@ class CollectorService:
             raise SequenceConflictError(f"sequence number {write.seq} is stored with other content")
         return IngestResult(outcome, write.seq, write.batch_id)
 
-    # --------------------------------------------------------------- policies
-
-    def put_policy(self, data: bytes, actor: str) -> tuple[PolicyRecord, PolicyPutOutcome]:
-        """Store a signed policy; its tenant, groups and version come from its payload.
-
-        The collector holds no IT trust keys, so it checks only that this is a
-        signed envelope of a valid, unexpired policy; agents verify the
-        signatures.
-        """
-        policy = _signed_policy(data)
-        now = self.now()
-        if policy.expires <= now:
-            raise InvalidRequestError(
-                f"policy version {policy.version} expired at {policy.expires.isoformat()}",
-                code="expired_policy",
-            )
-        now_ms = to_ms(now)
-        record = PolicyRecord(
-            tenant=policy.scope.tenant,
-            version=policy.version,
-            groups=tuple(policy.scope.device_groups),
-            envelope=data,
-            sha256=hashlib.sha256(data).hexdigest(),
-            expires_ms=to_ms(policy.expires),
-            stored_at_ms=now_ms,
-        )
-        outcome = self.storage.put_policy(
-            record,
-            AuditEvent(
-                now_ms,
-                actor,
-                "policy.stored",
-                f"{record.tenant}/v{record.version}",
-                {"groups": list(record.groups), "sha256": record.sha256},
-            ),
-        )
-        if outcome is PolicyPutOutcome.STORED:
-            logger.info("policy %s v%d stored", record.tenant, record.version)
-        return record, outcome
-
-    def policy_for(self, device: DeviceRecord) -> PolicyRecord:
-        record = self.storage.latest_policy(device.tenant, device.group)
-        if record is None:
-            raise NotFoundError(
-                f"no policy for tenant {device.tenant!r}, group {device.group!r}", code="no_policy"
-            )
-        return record
-
-    def grants_for(self, device: DeviceRecord) -> tuple[list[GrantRecord], str]:
-        """The device's unexpired grants and their ETag."""
-        grants = self.storage.grants_for_device(device.device_id, self.now_ms())
-        return grants, _grants_etag(grants)
-
-    # ------------------------------------------------------------- exemptions
-
-    def request_exemption(
-        self, device: DeviceRecord, category: Category, reason: str, duration_days: int
-    ) -> ExemptionRecord:
-        now_ms = self.now_ms()
-        record = ExemptionRecord(
-            request_id=new_id("r"),
-            device_id=device.device_id,
-            tenant=device.tenant,
-            group=device.group,
-            category=category.value,
-            reason=reason,
-            duration_days=duration_days,
-            created_at_ms=now_ms,
-        )
-        self.storage.add_exemption(
-            record,
-            AuditEvent(
-                now_ms,
-                device_actor(device.device_id),
-                "exemption.requested",
-                record.request_id,
-                {"category": category.value, "duration_days": duration_days},
-            ),
-        )
-        logger.info("exemption request %s from device %s", record.request_id, device.device_id)
-        return record
-
-    def device_exemptions(self, device: DeviceRecord) -> list[ExemptionRecord]:
-        return self.storage.list_exemptions(device_id=device.device_id)
-
-    def list_exemptions(self, status: ExemptionStatus | None = None) -> list[ExemptionRecord]:
-        return self.storage.list_exemptions(status=status)
-
-    def get_exemption(self, request_id: str) -> ExemptionRecord:
-        record = self.storage.get_exemption(request_id)
-        if record is None:
-            raise NotFoundError(f"no exemption request {request_id!r}")
-        return record
-
-    def approve(
-        self,
-        request_id: str,
-        actor: str,
-        *,
-        expires_at: datetime | None = None,
-        duration_days: int | None = None,
-    ) -> GrantRecord:
-        """Approve a pending request: sign a grant with the grant key and store both.
-
-        The grant expires at ``expires_at``, or ``duration_days`` from now, or
-        after the duration the employee asked for. Refused with
-        :class:`GrantKeyError` when there is no grant key, no policy for the
-        device, or the policy does not list the grant key for the category.
-        """
-        request = self.get_exemption(request_id)
-        if request.status is not ExemptionStatus.PENDING:
-            raise AlreadyDecidedError(
-                f"exemption request {request_id} was already {request.status}"
-            )
-        now = self.now().replace(microsecond=0)
-        if expires_at is None:
-            days = request.duration_days if duration_days is None else duration_days
-            expires_at = now + timedelta(days=days)
-        if not now < expires_at <= now + timedelta(days=MAX_GRANT_DAYS):
-            raise InvalidRequestError(
-                f"a grant must expire after now and within {MAX_GRANT_DAYS} days",
-                code="bad_expiry",
-            )
-        key, policy = self._grant_signer(request)
-        grant = Grant(
-            grant_id=new_id("g"),
-            request_id=request.request_id,
-            tenant=request.tenant,
-            device_id=request.device_id,
-            category=Category(request.category),
-            issued_at=now,
-            expires=expires_at,
-            reason=request.reason,
-        )
-        envelope = sign_grant(grant, key)
-        # The agent will check exactly this; refuse to hand out a grant it would reject.
-        try:
-            verify_grant(envelope, policy, request.device_id, now)
-        except PolicyError as exc:
-            raise GrantKeyError(f"the signed grant does not verify: {exc}") from exc
-        now_ms = to_ms(now)
-        record = GrantRecord(
-            grant_id=grant.grant_id,
-            request_id=request.request_id,
-            device_id=request.device_id,
-            tenant=request.tenant,
-            category=request.category,
-            issued_at_ms=now_ms,
-            expires_ms=to_ms(expires_at),
-            envelope=envelope,
-        )
-        self.storage.decide_exemption(
-            Decision(request_id, ExemptionStatus.APPROVED, now_ms, actor, "", record),
-            AuditEvent(
-                now_ms,
-                actor,
-                "exemption.approved",
-                request_id,
-                {
-                    "device_id": request.device_id,
-                    "category": request.category,
-                    "grant_id": record.grant_id,
-                    "expires_ms": record.expires_ms,
-                },
-            ),
-        )
-        logger.info("exemption request %s approved as grant %s", request_id, record.grant_id)
-        return record
-
-    def _grant_signer(self, request: ExemptionRecord) -> tuple[Ed25519PrivateKey, Policy]:
-        key = self._grant_key
-        if key is None:
-            raise GrantKeyError(
-                "the collector has no grant key (start it with --grant-key ADMIN.key)",
-                code="no_grant_key",
-            )
-        stored = self.storage.latest_policy(request.tenant, request.group)
-        if stored is None:
-            raise GrantKeyError(
-                f"no policy is stored for tenant {request.tenant!r}, group {request.group!r}; "
-                "a grant can only be checked against one",
-                code="no_policy",
-            )
-        policy = _signed_policy(stored.envelope)
-        admin = policy.admin_key(keyid_of(key))
-        if admin is None or Category(request.category) not in admin.categories:
-            raise GrantKeyError(
-                f"policy version {policy.version} does not list this collector's grant key "
-                f"({keyid_of(key)[:16]}…) for the {request.category!r} category"
-            )
-        return key, policy
-
-    def deny(self, request_id: str, actor: str, reason: str) -> ExemptionRecord:
-        if not _HAS_TEXT.search(reason) or len(reason) > 2000:
-            raise InvalidRequestError("a denial needs a reason (at most 2000 characters)")
-        self.get_exemption(request_id)
-        now_ms = self.now_ms()
-        decided = self.storage.decide_exemption(
-            Decision(request_id, ExemptionStatus.DENIED, now_ms, actor, reason),
-            AuditEvent(now_ms, actor, "exemption.denied", request_id, {"reason": reason}),
-        )
-        logger.info("exemption request %s denied", request_id)
-        return decided
-
     # ------------------------------------------------------ consent, erasure
 
     def record_consent(
@@ -792,35 +437,3 @@ class CollectorService:
 
     def audit(self, limit: int = 100, before_id: int | None = None) -> list[AuditEvent]:
         return self.storage.list_audit(max(1, min(limit, 1000)), before_id)
-
-
-def _signed_policy(data: bytes) -> Policy:
-    """The policy inside a signed envelope (signatures not checked: agents do that)."""
-    try:
-        envelope = parse_envelope(data, MAX_POLICY_BYTES)
-        if envelope.payload_type != POLICY_PAYLOAD_TYPE:
-            raise InvalidRequestError(
-                f"payload type {envelope.payload_type[:80]!r} is not a policy", code="not_a_policy"
-            )
-        if not envelope.signatures:
-            raise InvalidRequestError("the policy is not signed", code="not_signed")
-        return parse_policy_payload(envelope.payload)
-    except PolicyError as exc:
-        raise InvalidRequestError(f"not a signed policy: {exc}", code="not_a_policy") from exc
-
-
-def _require_name(value: str, what: str) -> None:
-    if not _NAME.fullmatch(value):
-        raise InvalidRequestError(
-            f"{what} must be 1 to 128 letters, digits or . _ @ + -", code="bad_name"
-        )
-
-
-_NAME = re.compile(r"[A-Za-z0-9._@+-]{1,128}")
-#: Something besides ASCII white space (``schemas.TEXT_PATTERN``; the same in every regex dialect).
-_HAS_TEXT = re.compile(r"[^ \t\n\r\f\v]")
-
-
-@functools.cache
-def _dummy_password_record() -> str:
-    return hash_password("not a real password")

@@ -42,7 +42,8 @@ from starlette.concurrency import run_in_threadpool
 
 from collector.config import from_ms, to_ms
 from collector.errors import CollectorError
-from collector.service import MAX_GRANT_DAYS, CollectorService
+from collector.exemptions import MAX_GRANT_DAYS
+from collector.service import CollectorService
 from collector.store.records import (
     AuditEvent,
     DeviceRecord,
@@ -542,7 +543,7 @@ class AdminPages:
                 response.headers["Retry-After"] = str(exc.retry_after)
                 return response
             password = form.get("password")
-            ok = bool(name) and await self._call(self.service.check_admin_password, name, password)
+            ok = bool(name) and await self._call(self.service.accounts.check_admin_password, name, password)
             if not ok:
                 self.throttle.failed(name, address)
                 await self._call(
@@ -593,7 +594,7 @@ class AdminPages:
         session = self._signed_in(request)
         if isinstance(session, Response):
             return session
-        records = await self._call(self.service.list_exemptions)
+        records = await self._call(self.service.exemptions.list_exemptions)
         pending = [exemption_view(r) for r in records if r.status is ExemptionStatus.PENDING]
         pending.reverse()  # oldest first: the longest-waiting request is on top
         decided = [exemption_view(r) for r in records if r.status is not ExemptionStatus.PENDING]
@@ -624,7 +625,7 @@ class AdminPages:
                 if verdict == "approve":
                     days = form.integer("duration_days", "The grant's duration", 1, MAX_GRANT_DAYS)
                     grant = await self._call(
-                        self.service.approve, request_id, actor, duration_days=days
+                        self.service.exemptions.approve, request_id, actor, duration_days=days
                     )
                     session.flash.append(
                         (
@@ -637,7 +638,7 @@ class AdminPages:
                     reason = form.get("reason").strip()
                     if not reason:
                         raise FormError("A denial needs a reason: the employee will see it.")
-                    await self._call(self.service.deny, request_id, actor, reason)
+                    await self._call(self.service.exemptions.deny, request_id, actor, reason)
                     session.flash.append(("info", f"Denied request {request_id}."))
             except ForgedRequestError:
                 raise
@@ -655,7 +656,7 @@ class AdminPages:
         session = self._signed_in(request)
         if isinstance(session, Response):
             return session
-        views = await self._call(self.service.list_devices)
+        views = await self._call(self.service.accounts.list_devices)
         now = self.service.now()
         return self._render(
             request,
@@ -678,7 +679,7 @@ class AdminPages:
         status: int = 200,
         form: Mapping[str, str] | None = None,
     ) -> HTMLResponse:
-        records = await self._call(self.service.list_enrollment_tokens)
+        records = await self._call(self.service.accounts.list_enrollment_tokens)
         now_ms = self.service.now_ms()
         defaults = {
             "tenant": "",
@@ -714,7 +715,7 @@ class AdminPages:
             try:
                 minutes = form.integer("expires_minutes", "Valid for", 1, MAX_TOKEN_MINUTES)
                 created = await self._call(
-                    self.service.create_enrollment_token,
+                    self.service.accounts.create_enrollment_token,
                     submitted["tenant"],
                     submitted["group"],
                     minutes,

@@ -76,7 +76,7 @@ def service(app: FastAPI) -> CollectorService:
 
 @pytest.fixture
 def admin_headers(service: CollectorService) -> dict[str, str]:
-    return {"Authorization": f"Bearer {service.create_admin_token('alice', 'cli:test')}"}
+    return {"Authorization": f"Bearer {service.accounts.create_admin_token('alice', 'cli:test')}"}
 
 
 Enroll = Callable[..., Device]

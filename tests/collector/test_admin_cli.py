@@ -25,7 +25,7 @@ Admin = Callable[..., tuple[int, str]]
 @pytest.fixture
 def token_file(tmp_path: Path, service: CollectorService) -> Path:
     path = tmp_path / "admin.token"
-    path.write_text(service.create_admin_token("alice", "cli:test") + "\n")
+    path.write_text(service.accounts.create_admin_token("alice", "cli:test") + "\n")
     return path
 
 

@@ -25,8 +25,8 @@ from ._build import GROUP, TENANT, Device, MutableClock
 
 def _enrolled(service: CollectorService, device_id: str) -> Device:
     device = Device(device_id)
-    token = service.create_enrollment_token(TENANT, GROUP, 60, "cli:test").token
-    service.enroll(token, device.device_id, device.public_b64, "h")
+    token = service.accounts.create_enrollment_token(TENANT, GROUP, 60, "cli:test").token
+    service.accounts.enroll(token, device.device_id, device.public_b64, "h")
     return device
 
 
@@ -155,7 +155,7 @@ def test_an_admin_with_a_valid_token_does_not_spend_the_addresss_rate(
     limited: tuple[TestClient, CollectorService],
 ) -> None:
     client, service = limited
-    token = {"Authorization": f"Bearer {service.create_admin_token('alice', 'cli:test')}"}
+    token = {"Authorization": f"Bearer {service.accounts.create_admin_token('alice', 'cli:test')}"}
     for _ in range(10):
         assert client.get("/v1/admin/devices", headers=token).status_code == 200
     wrong = {"Authorization": "Bearer not-a-token"}

@@ -44,7 +44,7 @@ def test_enroll_token_prints_a_single_use_token_stored_hashed(
     assert "expires in 5 minute(s)" in err
     service = _service(data)
     try:
-        [record] = service.list_enrollment_tokens()
+        [record] = service.accounts.list_enrollment_tokens()
         assert record.token_hash == token_hash(token)
         assert (record.tenant, record.group) == ("acme", "lab")
         assert record.expires_at_ms - record.created_at_ms == 5 * 60_000
@@ -80,9 +80,9 @@ def test_admin_user_takes_the_password_from_stdin(
         user = service.storage.get_admin_user("carol")
         assert user is not None
         assert user.password_hash.startswith("scrypt$32768$8$1$")
-        assert service.check_admin_password("carol", "correct horse battery staple")
-        assert not service.check_admin_password("carol", "correct horse battery")
-        assert not service.check_admin_password("nobody", "correct horse battery staple")
+        assert service.accounts.check_admin_password("carol", "correct horse battery staple")
+        assert not service.accounts.check_admin_password("carol", "correct horse battery")
+        assert not service.accounts.check_admin_password("nobody", "correct horse battery staple")
     finally:
         service.close()
 
@@ -96,8 +96,8 @@ def test_changing_a_password_keeps_the_user(
         assert main(["admin-user", "--data", str(data), "--name", "carol"]) == 0
     service = _service(data)
     try:
-        assert service.check_admin_password("carol", "second password")
-        assert not service.check_admin_password("carol", "first password")
+        assert service.accounts.check_admin_password("carol", "second password")
+        assert not service.accounts.check_admin_password("carol", "first password")
         actions = [e.action for e in service.audit(10)]
         assert actions == ["admin_user.password_changed", "admin_user.created"]
     finally:

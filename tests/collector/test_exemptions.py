@@ -263,17 +263,17 @@ def test_approval_is_refused_unless_the_policy_authorises_the_grant_key(
 ) -> None:
     client = client_with_grant_key
     service = client.app.state.service  # type: ignore[attr-defined]
-    admin = {"Authorization": f"Bearer {service.create_admin_token('alice', 'cli:test')}"}
+    admin = {"Authorization": f"Bearer {service.accounts.create_admin_token('alice', 'cli:test')}"}
     client.put("/v1/admin/policy", content=POLICY, headers=admin)
-    token = service.create_enrollment_token("example-corp", "office", 60, "cli:test").token
+    token = service.accounts.create_enrollment_token("example-corp", "office", 60, "cli:test").token
     device = Device("dev-1")
-    service.enroll(token, device.device_id, device.public_b64, "h")
+    service.accounts.enroll(token, device.device_id, device.public_b64, "h")
     doc = json.dumps({"category": category, "reason": "r", "duration_days": 3}).encode()
     headers = device.sign("POST", "/v1/exemptions", doc, clock.ms())
     request_id = client.post("/v1/exemptions", content=doc, headers=headers).json()["request_id"]
     answer = client.post(f"/v1/admin/exemptions/{request_id}/approve", headers=admin)
     assert (answer.status_code, answer.json()["error"]) == (409, code)
-    assert service.get_exemption(request_id).status.value == "pending"
+    assert service.exemptions.get_exemption(request_id).status.value == "pending"
     assert service.storage.grants_for_device("dev-1", clock.ms()) == []
 
 

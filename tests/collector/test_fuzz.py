@@ -68,10 +68,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     )
     app = create_app(config)
     service: CollectorService = app.state.service
-    admin = {"Authorization": f"Bearer {service.create_admin_token('fuzz', 'cli:test')}"}
+    admin = {"Authorization": f"Bearer {service.accounts.create_admin_token('fuzz', 'cli:test')}"}
     device = Device("dev-fuzz")
-    token = service.create_enrollment_token("example-corp", "office", 60, "cli:test").token
-    service.enroll(token, device.device_id, device.public_b64, "h")
+    token = service.accounts.create_enrollment_token("example-corp", "office", 60, "cli:test").token
+    service.accounts.enroll(token, device.device_id, device.public_b64, "h")
     with TestClient(app, base_url="http://collector.test") as client:
         client.put("/v1/admin/policy", content=sign(policy_doc(1), ["A"]), headers=admin)
         yield {"client": client, "admin": admin, "device": device, "clock": clock}

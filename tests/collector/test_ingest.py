@@ -295,8 +295,8 @@ def test_a_declared_length_over_the_limit_is_413_before_reading(
 def _enrolled_on(client: TestClient, device_id: str) -> Device:
     service: CollectorService = client.app.state.service  # type: ignore[attr-defined]
     device = Device(device_id)
-    token = service.create_enrollment_token(TENANT, GROUP, 60, "cli:test").token
-    service.enroll(token, device.device_id, device.public_b64, "h")
+    token = service.accounts.create_enrollment_token(TENANT, GROUP, 60, "cli:test").token
+    service.accounts.enroll(token, device.device_id, device.public_b64, "h")
     return device
 
 

@@ -116,7 +116,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningCo
         [device] = _enroll(running.url, data, 1)
         service = _service(data)
         try:
-            token = service.create_admin_token("schemathesis", "cli:test")
+            token = service.accounts.create_admin_token("schemathesis", "cli:test")
         finally:
             service.close()
         yield running, CollectorAuth(device, token)

@@ -118,10 +118,10 @@ def build(
     pages = install_admin_pages(app, service, config)
     add_admin(service, ADMIN, PASSWORD)
     envelope, _ = signed_policy(START)
-    service.put_policy(envelope, actor="test")
-    token = service.create_enrollment_token(TENANT, GROUP, 60, actor="test").token
+    service.policies.put_policy(envelope, actor="test")
+    token = service.accounts.create_enrollment_token(TENANT, GROUP, 60, actor="test").token
     device = Device("dev-0001")
-    record = service.enroll(token, device.device_id, device.public_key_b64, "laptop-1")
+    record = service.accounts.enroll(token, device.device_id, device.public_key_b64, "laptop-1")
     with TestClient(app, base_url=base_url, follow_redirects=False) as client:
         yield Pages(client, service, pages, clock, record)
 

@@ -41,12 +41,12 @@ def cookie_attributes(response: httpx.Response) -> dict[str, str]:
 
 
 def request_exemption(pages: Pages, reason: str = "home internet is capped", days: int = 14) -> str:
-    record = pages.service.request_exemption(pages.device, Category.BANDWIDTH, reason, days)
+    record = pages.service.exemptions.request_exemption(pages.device, Category.BANDWIDTH, reason, days)
     return record.request_id
 
 
 def exemption(pages: Pages, request_id: str) -> ExemptionRecord:
-    return pages.service.get_exemption(request_id)
+    return pages.service.exemptions.get_exemption(request_id)
 
 
 # ---------------------------------------------------------------- sign-in
@@ -312,14 +312,14 @@ def test_a_forged_sign_out_keeps_the_session(pages: Pages) -> None:
 
 def test_a_forged_token_creation_creates_nothing(pages: Pages) -> None:
     pages.sign_in()
-    before = len(pages.service.list_enrollment_tokens())
+    before = len(pages.service.accounts.list_enrollment_tokens())
     response = pages.client.post(
         "/admin/enrollment-tokens",
         data={"tenant": "t", "group": "g", "expires_minutes": "60"},
         headers={"Origin": "https://evil.example"},
     )
     assert response.status_code == 403
-    assert len(pages.service.list_enrollment_tokens()) == before
+    assert len(pages.service.accounts.list_enrollment_tokens()) == before
 
 
 # ------------------------------------------------------------- decisions
@@ -525,7 +525,7 @@ def test_a_new_token_is_shown_once_and_listed_as_unused(pages: Pages) -> None:
 
 
 def test_tokens_expire_in_the_list(pages: Pages) -> None:
-    pages.service.create_enrollment_token("example-corp", "office", 5, actor="test")
+    pages.service.accounts.create_enrollment_token("example-corp", "office", 5, actor="test")
     pages.sign_in()
     pages.clock.advance(minutes=6)
     page = pages.client.get("/admin/enrollment-tokens").text
@@ -545,7 +545,7 @@ def test_a_bad_token_form_keeps_what_was_typed(
     pages: Pages, fields: dict[str, str], message: str
 ) -> None:
     pages.sign_in()
-    before = len(pages.service.list_enrollment_tokens())
+    before = len(pages.service.accounts.list_enrollment_tokens())
     token = pages.csrf("/admin/enrollment-tokens")
     response = pages.post("/admin/enrollment-tokens", {"csrf_token": token, **fields})
     assert response.status_code == 422
@@ -553,12 +553,12 @@ def test_a_bad_token_form_keeps_what_was_typed(
     assert f'name="tenant" type="text" required maxlength="128" value="{fields["tenant"]}"' in (
         response.text
     )
-    assert len(pages.service.list_enrollment_tokens()) == before
+    assert len(pages.service.accounts.list_enrollment_tokens()) == before
 
 
 def test_the_audit_log_pages_newest_first(pages: Pages) -> None:
     for _ in range(4):
-        pages.service.create_enrollment_token("example-corp", "office", 5, actor="test")
+        pages.service.accounts.create_enrollment_token("example-corp", "office", 5, actor="test")
     pages.sign_in()
     events = pages.service.audit(1000)
     assert len(events) == 9
