@@ -543,7 +543,11 @@ def _device_routes(service: CollectorService, limits: Limits, admission: Admissi
         device, body = await device_body(request, admitted)
         given = parse_json(schemas.ExemptionIn, body)
         record = await run_in_threadpool(
-            service.exemptions.request_exemption, device, given.category, given.reason, given.duration_days
+            service.exemptions.request_exemption,
+            device,
+            given.category,
+            given.reason,
+            given.duration_days,
         )
         return _ok(schemas.ExemptionCreatedOut(request_id=record.request_id, status="pending"), 201)
 

@@ -19,77 +19,51 @@ same service the JSON admin API calls. What this module adds is web-only:
 - **Output**: Jinja2 with autoescaping on for every template, and headers
   that forbid caching, framing, scripts and foreign form targets.
 
-Forms are read here (URL-encoded only, size checked before reading), not by
-python-multipart: a form is a handful of short fields.
+Forms are read and checked by :mod:`collector.web.forms`, records turned
+into template values by :mod:`collector.web.views`, paths are
+:mod:`collector.web.urls`'s.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
-import jinja2
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from collector.config import from_ms, to_ms
 from collector.errors import CollectorError
 from collector.exemptions import MAX_GRANT_DAYS
 from collector.service import CollectorService
 from collector.store.records import (
     AuditEvent,
-    DeviceRecord,
-    EnrollmentTokenRecord,
-    ExemptionRecord,
     ExemptionStatus,
 )
-from collector.web import csrf
+from collector.web import csrf, forms, views
 from collector.web.config import AdminPagesConfig
 from collector.web.errors import ForgedRequestError, FormError, SignInThrottledError
-from collector.web.sessions import COOKIE_NAME, AdminSession, SessionStore
+from collector.web.sessions import COOKIE_NAME, AdminSession, SessionStore, set_session_cookie
 from collector.web.throttle import SignInThrottle
+from collector.web.urls import (
+    AUDIT,
+    EXEMPTIONS,
+    NAV,
+    PREFIX,
+    SIGN_IN,
+    SIGN_OUT,
+    STYLESHEET,
+    TOKENS,
+)
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "/admin"
-SIGN_IN = f"{PREFIX}/sign-in"
-SIGN_OUT = f"{PREFIX}/sign-out"
-EXEMPTIONS = f"{PREFIX}/exemptions"
-DEVICES = f"{PREFIX}/devices"
-TOKENS = f"{PREFIX}/enrollment-tokens"
-AUDIT = f"{PREFIX}/audit"
-STYLESHEET = f"{PREFIX}/static/admin.css"
-
-NAV = (
-    ("exemptions", "Exemption requests", EXEMPTIONS),
-    ("devices", "Devices", DEVICES),
-    ("tokens", "Enrollment tokens", TOKENS),
-    ("audit", "Audit log", AUDIT),
-)
-
-CATEGORY_LABELS = {
-    "bandwidth": "Limited bandwidth",
-    "sensitive": "Handles sensitive information",
-    "battery": "Often on battery",
-    "other": "Other",
-}
-
-#: The most characters a denial reason may have (the service's own limit).
-MAX_REASON_CHARS = 2000
-MAX_TOKEN_MINUTES = 30 * 24 * 60
 
 _HERE = Path(__file__).parent
-_NEXT = re.compile(r"/admin/[A-Za-z0-9_\-/]*")
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._@+-]{1,128}")
-
 #: Sent with every page: no caching (pages show secrets and decisions), no
 #: framing, no scripts, forms only to this origin.
 SECURITY_HEADERS = {
@@ -106,154 +80,12 @@ SECURITY_HEADERS = {
 _T = TypeVar("_T")
 
 
-def template_environment() -> jinja2.Environment:
-    """The pages' Jinja2 environment: autoescaping on for every template."""
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(_HERE / "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
-# ------------------------------------------------------------ presentation
-
-
-def when(value_ms: int | None) -> str:
-    """A stored time as people read it: ``2026-11-22 12:00 UTC``."""
-    if value_ms is None:
-        return "never"
-    return from_ms(value_ms).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def ago(value_ms: int | None, now: datetime) -> str:
-    if value_ms is None:
-        return "never"
-    seconds = max(0, (to_ms(now) - value_ms) // 1000)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{when(value_ms)} ({seconds // size} {unit} ago)"
-    return f"{when(value_ms)} (just now)"
-
-
-def human_bytes(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def _detail_item(key: str, value: Any) -> tuple[str, str]:
-    """One audit detail as (label, text); epoch-millisecond times are shown as times."""
-    if key.endswith("_ms") and isinstance(value, int) and value > 10**11:
-        return key.removesuffix("_ms"), when(value)
-    if isinstance(value, list | tuple):
-        return key, ", ".join(str(v) for v in value)
-    return key, str(value)
-
-
-def exemption_view(record: ExemptionRecord) -> dict[str, Any]:
-    return {
-        "request_id": record.request_id,
-        "device_id": record.device_id,
-        "tenant": record.tenant,
-        "group": record.group,
-        "category": record.category,
-        "category_label": CATEGORY_LABELS.get(record.category, record.category),
-        "reason": record.reason,
-        "duration_days": record.duration_days,
-        "created": when(record.created_at_ms),
-        "status": record.status.value,
-        "decided_at": when(record.decided_at_ms),
-        "decided_by": (record.decided_by or "").removeprefix("admin:"),
-        "decision_reason": record.decision_reason or "",
-        "grant_expires": when(record.grant_expires_ms),
-        "approve_url": f"{EXEMPTIONS}/{record.request_id}/approve",
-        "deny_url": f"{EXEMPTIONS}/{record.request_id}/deny",
-    }
-
-
-def device_view(record: DeviceRecord, open_requests: int, now: datetime) -> dict[str, Any]:
-    return {
-        "device_id": record.device_id,
-        "tenant": record.tenant,
-        "group": record.group,
-        "hostname": record.hostname,
-        "revoked": record.revoked,
-        "enrolled": when(record.enrolled_at_ms),
-        "last_seen": ago(record.last_seen_ms, now),
-        "policy_version": "—" if record.policy_version is None else record.policy_version,
-        "bytes": human_bytes(record.bytes),
-        "bytes_exact": record.bytes,
-        "batches": record.batches,
-        "open_requests": open_requests,
-    }
-
-
-def token_view(record: EnrollmentTokenRecord, now_ms: int) -> dict[str, Any]:
-    if record.used_at_ms is not None:
-        state = "used"
-    elif record.expires_at_ms <= now_ms:
-        state = "expired"
-    else:
-        state = "unused"
-    return {
-        "token_id": record.token_id,
-        "tenant": record.tenant,
-        "group": record.group,
-        "created": when(record.created_at_ms),
-        "expires": when(record.expires_at_ms),
-        "state": state,
-        "used_at": when(record.used_at_ms) if record.used_at_ms is not None else "",
-        "device_id": record.device_id or "",
-    }
-
-
-def audit_view(event: AuditEvent) -> dict[str, Any]:
-    return {
-        "event_id": event.event_id,
-        "at": when(event.at_ms),
-        "actor": event.actor,
-        "action": event.action,
-        "subject": event.subject,
-        "detail": [_detail_item(k, v) for k, v in sorted(event.detail.items())],
-    }
-
-
-# ------------------------------------------------------------------ pages
-
-
-@dataclass(frozen=True, slots=True)
-class _Form:
-    fields: Mapping[str, str]
-
-    def get(self, name: str) -> str:
-        return self.fields.get(name, "")
-
-    def integer(self, name: str, label: str, low: int, high: int) -> int:
-        text = self.get(name).strip()
-        if not text.isdigit() or not low <= int(text) <= high:
-            raise FormError(f"{label} must be a whole number from {low} to {high}.")
-        return int(text)
-
-
-class _FormStatus(FormError):
-    """A form the pages refuse before reading it (size or type)."""
-
-    def __init__(self, detail: str, status: int) -> None:
-        super().__init__(detail)
-        self.status = status
-
-
 class AdminPages:
     """The admin pages of one collector: its router, sessions and sign-in throttle."""
 
     def __init__(self, service: CollectorService, config: AdminPagesConfig) -> None:
         self.configure(service, config)
-        self.templates = template_environment()
+        self.templates = views.template_environment()
         self.stylesheet = (_HERE / "static" / "admin.css").read_bytes()
         self.stylesheet_etag = '"' + hashlib.sha256(self.stylesheet).hexdigest()[:32] + '"'
         self.router = self._router()
@@ -282,26 +114,10 @@ class AdminPages:
         return self.config.force_secure_cookies or request.url.scheme == "https"
 
     def _set_cookie(self, response: Response, request: Request, session: AdminSession) -> None:
-        response.set_cookie(
-            COOKIE_NAME,
-            session.session_id,
-            httponly=True,
-            samesite="strict",
-            secure=self._secure(request),
-            path=PREFIX,
-        )
+        set_session_cookie(response, session.session_id, PREFIX, secure=self._secure(request))
 
     def _clear_cookie(self, response: Response, request: Request) -> None:
-        response.set_cookie(
-            COOKIE_NAME,
-            "",
-            max_age=0,
-            expires=0,
-            httponly=True,
-            samesite="strict",
-            secure=self._secure(request),
-            path=PREFIX,
-        )
+        set_session_cookie(response, "", PREFIX, secure=self._secure(request))
 
     def _session(self, request: Request) -> AdminSession | None:
         return self.sessions.get(request.cookies.get(COOKIE_NAME))
@@ -354,29 +170,6 @@ class AdminPages:
     def _client(self, request: Request) -> str:
         return request.client.host if request.client else "unknown"
 
-    async def _read_form(self, request: Request) -> _Form:
-        content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if content_type != "application/x-www-form-urlencoded":
-            raise _FormStatus("Forms must be sent URL-encoded.", 415)
-        limit = self.config.max_form_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise _FormStatus(f"The form is larger than {limit} bytes.", 413)
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise _FormStatus(f"The form is larger than {limit} bytes.", 413)
-        try:
-            text = body.decode("utf-8")
-            pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=32, errors="strict")
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise _FormStatus("The form could not be read.", 400) from exc
-        fields: dict[str, str] = {}
-        for name, value in pairs:
-            fields.setdefault(name, value)
-        return _Form(fields)
-
     def _check_origin(self, request: Request) -> None:
         csrf.check_origin(
             request.headers.get("origin"),
@@ -385,14 +178,14 @@ class AdminPages:
             self.config.trusted_origins,
         )
 
-    async def _post(self, request: Request) -> tuple[AdminSession | None, _Form]:
+    async def _post(self, request: Request) -> tuple[AdminSession | None, forms.Form]:
         """Origin check, form, session: what every POST starts with.
 
         Returns the session only if it is signed in; the CSRF token is checked
         against it (a forged or stale form raises :class:`ForgedRequestError`).
         """
         self._check_origin(request)
-        form = await self._read_form(request)
+        form = await forms.read_form(request, self.config.max_form_bytes)
         session = self._session(request)
         if session is None or not session.signed_in:
             return None, form
@@ -439,7 +232,7 @@ class AdminPages:
                 "It did not come from a page of this collector, or the page was too old. "
                 "Nothing was changed. Reload the page and try again.",
             )
-        except _FormStatus as exc:
+        except forms.FormStatus as exc:
             return self._error_page(
                 request, self._session(request), exc.status, "This form cannot be read", exc.detail
             )
@@ -459,7 +252,7 @@ class AdminPages:
         session = self._session(request)
         if session is None or session.admin is None:
             path = request.url.path
-            query = "?" + urlencode({"next": path}) if _NEXT.fullmatch(path) else ""
+            query = "?" + urlencode({"next": path}) if forms.NEXT_URL.fullmatch(path) else ""
             return self._redirect(SIGN_IN + query)
         return session
 
@@ -492,7 +285,7 @@ class AdminPages:
             title="Sign in",
             error=error,
             name=name,
-            next_url=next_url if _NEXT.fullmatch(next_url) else "",
+            next_url=next_url if forms.NEXT_URL.fullmatch(next_url) else "",
             sign_in_url=SIGN_IN,
         )
         response.headers["X-Robots-Tag"] = "noindex"
@@ -511,7 +304,7 @@ class AdminPages:
     async def sign_in(self, request: Request) -> Response:
         async def handle() -> Response:
             self._check_origin(request)
-            form = await self._read_form(request)
+            form = await forms.read_form(request, self.config.max_form_bytes)
             session = self._session(request)
             name = form.get("name").strip()
             next_url = form.get("next")
@@ -543,7 +336,9 @@ class AdminPages:
                 response.headers["Retry-After"] = str(exc.retry_after)
                 return response
             password = form.get("password")
-            ok = bool(name) and await self._call(self.service.accounts.check_admin_password, name, password)
+            ok = bool(name) and await self._call(
+                self.service.accounts.check_admin_password, name, password
+            )
             if not ok:
                 self.throttle.failed(name, address)
                 await self._call(
@@ -568,7 +363,9 @@ class AdminPages:
             await self._call(
                 self._audit, f"admin:{name}", "admin.signed_in", name, {"address": address}
             )
-            redirect = self._redirect(next_url if _NEXT.fullmatch(next_url) else EXEMPTIONS)
+            redirect = self._redirect(
+                next_url if forms.NEXT_URL.fullmatch(next_url) else EXEMPTIONS
+            )
             self._set_cookie(redirect, request, signed_in)
             return redirect
 
@@ -595,9 +392,11 @@ class AdminPages:
         if isinstance(session, Response):
             return session
         records = await self._call(self.service.exemptions.list_exemptions)
-        pending = [exemption_view(r) for r in records if r.status is ExemptionStatus.PENDING]
+        pending = [views.exemption_view(r) for r in records if r.status is ExemptionStatus.PENDING]
         pending.reverse()  # oldest first: the longest-waiting request is on top
-        decided = [exemption_view(r) for r in records if r.status is not ExemptionStatus.PENDING]
+        decided = [
+            views.exemption_view(r) for r in records if r.status is not ExemptionStatus.PENDING
+        ]
         decided.sort(key=lambda r: r["decided_at"], reverse=True)
         return self._render(
             request,
@@ -608,7 +407,7 @@ class AdminPages:
             pending=pending,
             decided=decided,
             max_days=MAX_GRANT_DAYS,
-            max_reason=MAX_REASON_CHARS,
+            max_reason=forms.MAX_REASON_CHARS,
         )
 
     async def decide(self, request: Request, request_id: str, verdict: str) -> Response:
@@ -616,7 +415,7 @@ class AdminPages:
             session, form = await self._post(request)
             if session is None or session.admin is None:
                 return self._redirect(SIGN_IN + "?notice=expired")
-            if verdict not in {"approve", "deny"} or not _REQUEST_ID.fullmatch(request_id):
+            if verdict not in {"approve", "deny"} or not forms.REQUEST_ID.fullmatch(request_id):
                 return self._error_page(
                     request, session, 404, "Not found", "There is no such action."
                 )
@@ -631,7 +430,7 @@ class AdminPages:
                         (
                             "info",
                             f"Approved request {request_id}: grant {grant.grant_id} "
-                            f"until {when(grant.expires_ms)}.",
+                            f"until {views.when(grant.expires_ms)}.",
                         )
                     )
                 else:
@@ -656,7 +455,7 @@ class AdminPages:
         session = self._signed_in(request)
         if isinstance(session, Response):
             return session
-        views = await self._call(self.service.accounts.list_devices)
+        devices = await self._call(self.service.accounts.list_devices)
         now = self.service.now()
         return self._render(
             request,
@@ -664,7 +463,7 @@ class AdminPages:
             session,
             title="Devices",
             active="devices",
-            devices=[device_view(v.record, v.open_requests, now) for v in views],
+            devices=[views.device_view(v.record, v.open_requests, now) for v in devices],
             exemptions_url=EXEMPTIONS,
             tokens_url=TOKENS,
         )
@@ -694,10 +493,10 @@ class AdminPages:
             title="Enrollment tokens",
             active="tokens",
             revealed=session.pop_reveal(),
-            tokens=[token_view(r, now_ms) for r in records],
+            tokens=[views.token_view(r, now_ms) for r in records],
             form={**defaults, **(form or {})},
             create_url=TOKENS,
-            max_minutes=MAX_TOKEN_MINUTES,
+            max_minutes=forms.MAX_TOKEN_MINUTES,
         )
 
     async def tokens_page(self, request: Request) -> Response:
@@ -713,7 +512,7 @@ class AdminPages:
                 return self._redirect(SIGN_IN + "?notice=expired")
             submitted = {k: form.get(k).strip() for k in ("tenant", "group", "expires_minutes")}
             try:
-                minutes = form.integer("expires_minutes", "Valid for", 1, MAX_TOKEN_MINUTES)
+                minutes = form.integer("expires_minutes", "Valid for", 1, forms.MAX_TOKEN_MINUTES)
                 created = await self._call(
                     self.service.accounts.create_enrollment_token,
                     submitted["tenant"],
@@ -730,7 +529,7 @@ class AdminPages:
                 "token": created.token,
                 "tenant": created.record.tenant,
                 "group": created.record.group,
-                "expires": when(created.record.expires_at_ms),
+                "expires": views.when(created.record.expires_at_ms),
             }
             session.flash.append(("info", f"Created enrollment token {created.record.token_id}."))
             return self._redirect(TOKENS)
@@ -758,7 +557,7 @@ class AdminPages:
             session,
             title="Audit log",
             active="audit",
-            events=[audit_view(e) for e in events[:size]],
+            events=[views.audit_view(e) for e in events[:size]],
             first_page=before is None,
             newest_url=AUDIT,
             older_url=f"{AUDIT}?before={older}" if older is not None else "",

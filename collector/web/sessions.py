@@ -38,6 +38,8 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from starlette.responses import Response
+
 from collector.config import Clock
 
 logger = logging.getLogger(__name__)
@@ -159,3 +161,25 @@ class SessionStore:
         anonymous = [key for key, s in self._sessions.items() if s.admin is None]
         for key in anonymous[: max(0, len(anonymous) - self._max_anonymous)]:
             del self._sessions[key]
+
+
+def set_session_cookie(response: Response, session_id: str, path: str, *, secure: bool) -> None:
+    """Send the session cookie (``HttpOnly``, ``SameSite=Strict``, no ``Max-Age``).
+
+    An empty ``session_id`` clears the cookie instead.
+    """
+    if not session_id:
+        response.set_cookie(
+            COOKIE_NAME,
+            "",
+            max_age=0,
+            expires=0,
+            httponly=True,
+            samesite="strict",
+            secure=secure,
+            path=path,
+        )
+        return
+    response.set_cookie(
+        COOKIE_NAME, session_id, httponly=True, samesite="strict", secure=secure, path=path
+    )

@@ -299,7 +299,9 @@ def test_policies_and_the_grant_key_given_at_start_are_used(tmp_path: Path, data
     try:
         [device] = _enroll(running.url, data_dir, 1)
         service = _service(data_dir)
-        admin = {"Authorization": f"Bearer {service.accounts.create_admin_token('alice', 'cli:test')}"}
+        admin = {
+            "Authorization": f"Bearer {service.accounts.create_admin_token('alice', 'cli:test')}"
+        }
         service.close()
         with httpx.Client(base_url=running.url, timeout=DEADLINE) as client:
             policy = client.get(

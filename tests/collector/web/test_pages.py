@@ -41,7 +41,9 @@ def cookie_attributes(response: httpx.Response) -> dict[str, str]:
 
 
 def request_exemption(pages: Pages, reason: str = "home internet is capped", days: int = 14) -> str:
-    record = pages.service.exemptions.request_exemption(pages.device, Category.BANDWIDTH, reason, days)
+    record = pages.service.exemptions.request_exemption(
+        pages.device, Category.BANDWIDTH, reason, days
+    )
     return record.request_id
 
 
