@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from collector import schemas
 from overt.wire.sealed import MEDIA_TYPE
 
 
@@ -99,3 +100,14 @@ def test_conflicts_and_limits_are_described(document: dict[str, Any]) -> None:
     assert "409" in paths["/v1/admin/exemptions/{request_id}/approve"]["post"]["responses"]
     for path in ("/v1/enroll", "/v1/exemptions", "/v1/erasure", "/v1/consent"):
         assert "413" in paths[path]["post"]["responses"]
+
+
+def test_documented_bodies_are_the_models_the_server_validates_with(
+    document: dict[str, Any],
+) -> None:
+    documented = document["components"]["schemas"]
+    for model in schemas.REQUEST_MODELS:
+        expected = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in expected.pop("$defs", {}).items():
+            assert documented[name] == definition
+        assert documented[model.__name__] == expected
