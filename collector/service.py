@@ -437,3 +437,7 @@ class CollectorService:
 
     def audit(self, limit: int = 100, before_id: int | None = None) -> list[AuditEvent]:
         return self.storage.list_audit(max(1, min(limit, 1000)), before_id)
+
+    def record_event(self, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
+        """Audit an event that changes nothing else (an admin signing in or out)."""
+        self.storage.append_audit(AuditEvent(self.now_ms(), actor, action, subject, detail))

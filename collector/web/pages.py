@@ -41,7 +41,6 @@ from collector.errors import CollectorError
 from collector.exemptions import MAX_GRANT_DAYS
 from collector.service import CollectorService
 from collector.store.records import (
-    AuditEvent,
     ExemptionStatus,
 )
 from collector.web import csrf, forms, views
@@ -192,11 +191,6 @@ class AdminPages:
         csrf.check_token(session.csrf_token, form.get(csrf.FIELD))
         return session, form
 
-    def _audit(self, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
-        self.service.storage.append_audit(
-            AuditEvent(self.service.now_ms(), actor, action, subject, detail)
-        )
-
     async def _call(self, function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         return await run_in_threadpool(function, *args, **kwargs)
 
@@ -342,7 +336,7 @@ class AdminPages:
             if not ok:
                 self.throttle.failed(name, address)
                 await self._call(
-                    self._audit,
+                    self.service.record_event,
                     "web",
                     "admin.sign_in_failed",
                     name[:128],
@@ -361,7 +355,11 @@ class AdminPages:
             self.sessions.end(session.session_id)
             signed_in = self.sessions.start(name)
             await self._call(
-                self._audit, f"admin:{name}", "admin.signed_in", name, {"address": address}
+                self.service.record_event,
+                f"admin:{name}",
+                "admin.signed_in",
+                name,
+                {"address": address},
             )
             redirect = self._redirect(
                 next_url if forms.NEXT_URL.fullmatch(next_url) else EXEMPTIONS
@@ -377,7 +375,11 @@ class AdminPages:
             if session is not None and session.admin is not None:
                 self.sessions.end(session.session_id)
                 await self._call(
-                    self._audit, f"admin:{session.admin}", "admin.signed_out", session.admin, {}
+                    self.service.record_event,
+                    f"admin:{session.admin}",
+                    "admin.signed_out",
+                    session.admin,
+                    {},
                 )
             response = self._redirect(SIGN_IN + "?notice=signed_out")
             self._clear_cookie(response, request)
