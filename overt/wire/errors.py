@@ -24,6 +24,14 @@ class BodyFormatError(FormatError):
     """A batch body cannot be decoded: corrupt, truncated or an unknown version."""
 
 
+class BodyLimitError(BodyFormatError):
+    """A body over one of the limits of ``overt.wire.body``; ``limit`` names it."""
+
+    def __init__(self, limit: str, detail: str) -> None:
+        super().__init__(f"over the {limit} limit: {detail}")
+        self.limit = limit
+
+
 class HeaderFormatError(FormatError):
     """A batch header that is not valid JSON of a known header format."""
 

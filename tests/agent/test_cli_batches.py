@@ -21,6 +21,7 @@ from agent.pipeline.batcher import Batcher
 from agent.pipeline.screens import EncodedFrame, FrameEncoder
 from agent.sinks.directory import BODY_SUFFIX, HEADER_SUFFIX, DirectorySink
 from overt.wire.batch import Batch
+from overt.wire.body import BODY_FORMAT
 from overt.wire.records import (
     ClickRecord,
     ContextRecord,
@@ -160,7 +161,7 @@ def test_every_record_kind_is_one_json_line_with_its_fields(
         "counts": {f.name: getattr(h.counts, f.name) for f in fields(h.counts)},
         "format": 1,
         "body_size": len(batch.body),
-        "body_format": 4,
+        "body_format": BODY_FORMAT,
         "records": 12,
         "images": 2,
         "image_bytes": len(key.image) + len(delta.image),
@@ -270,7 +271,7 @@ def test_a_corrupt_batch_is_named_and_the_others_are_still_listed(tmp_path: Path
     body = sink / (stem(truncated) + BODY_SUFFIX)
     body.write_bytes(body.read_bytes()[:-5])
     body = sink / (stem(garbage) + BODY_SUFFIX)
-    body.write_bytes(b"OVTB\x04" + b"\xff" * (len(garbage.body) - 5))
+    body.write_bytes(b"OVTB" + bytes([BODY_FORMAT]) + b"\xff" * (len(garbage.body) - 5))
     (sink / (stem(not_json) + HEADER_SUFFIX)).write_text("{not json")
     (sink / (stem(no_body) + BODY_SUFFIX)).unlink()
 
