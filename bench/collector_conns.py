@@ -40,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from bench._machine import machine
+from overt.wire.batch import SignalCounts
 from overt.wire.sealed import MEDIA_TYPE, seal_batch
 from overt.wire.signature import sign_request
 
@@ -70,7 +71,7 @@ def _header(device_id: str, seq: int, body_size: int) -> bytes:
         "end_ms": 1_800_000_000_000 + seq * 60_000 + 59_000,
         "policy_version": 1,
         "dataset_key_id": "bench-dataset",
-        "counts": {"clicks": 12},
+        "counts": asdict(SignalCounts(clicks=12)),
         "app_ids": ["editor"],
         "body_size": body_size,
     }

@@ -46,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -59,6 +59,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from bench._machine import machine
+from overt.wire.batch import SignalCounts
 from overt.wire.sealed import MAGIC, MEDIA_TYPE, SIGNATURE_CONTEXT, parse_sealed, seal_batch
 from overt.wire.signature import sign_request
 
@@ -82,7 +83,7 @@ def _header(device_id: str, seq: int, body_size: int) -> bytes:
         "end_ms": 1_800_000_000_000 + seq * 60_000 + 59_000,
         "policy_version": 1,
         "dataset_key_id": "bench-dataset",
-        "counts": {"clicks": 12, "keys": 80, "screens": 3},
+        "counts": asdict(SignalCounts(clicks=12, key_timings=80, screenshots=3)),
         "app_ids": ["editor"],
         "body_size": body_size,
     }

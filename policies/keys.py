@@ -1,18 +1,23 @@
-"""Ed25519 keys for signing policies and grants: generate, write, load, describe.
+"""Key files: the Ed25519 keys that sign policies and grants, and the X25519
+dataset keys batches are sealed to. Generate, write, load, describe.
 
 Owns the key file formats:
 
-- ``NAME.key``: the private key, PKCS#8 PEM, unencrypted, created with mode
-  0600 (``O_CREAT | O_EXCL``, so it is never readable by others, not even for
-  an instant, and an existing key is never overwritten). Keep it offline.
-- ``NAME.pub``: the public key, SubjectPublicKeyInfo PEM. Safe to share.
+- ``NAME.key``: the private key, PKCS#8 PEM, unencrypted, written by
+  ``overt.files.write_private`` (mode 0600 from creation, so it is never
+  readable by others, not even for an instant; complete or absent after a
+  crash; an existing key is never overwritten). Keep it offline.
+- ``NAME.pub``: the public key: for a signing key, SubjectPublicKeyInfo PEM;
+  for a dataset key, its raw 32 bytes as base64 on one line (the form a
+  policy's ``dataset_key.public_key`` takes). Safe to share.
 
 and the conversion from a public key to :class:`policies.model.PublicKey` (key
 id + base64), the form a policy names keys in. A key id is the hex SHA-256 of
 the raw 32-byte public key.
 
 This module reads and writes key files only; it does not verify anything (see
-``policies.verify``) and never touches the trust store.
+``policies.verify``), never touches the trust store, and leaves parsing a
+public key's base64 to ``overt.wire.sealed``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ from pathlib import Path
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from overt.files import atomic_write, write_new, write_private
+from overt.wire.sealed import dataset_public_b64
 from policies.errors import KeyFileError
 from policies.model import PublicKey, key_id
 
@@ -80,23 +88,6 @@ def keypair_paths(prefix: str | os.PathLike[str]) -> tuple[Path, Path]:
     return Path(base + PRIVATE_SUFFIX), Path(base + PUBLIC_SUFFIX)
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    # O_EXCL: never overwrite, never follow a planted symlink. The mode is set
-    # at creation, so the file is never more readable than `mode`.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
-    try:
-        os.fchmod(fd, mode)  # exact mode whatever the umask
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-
-
 def write_keypair(prefix: str | os.PathLike[str]) -> tuple[Ed25519PrivateKey, str]:
     """Generate a keypair and write ``NAME.key`` (0600) and ``NAME.pub`` (0644).
 
@@ -110,18 +101,18 @@ def write_keypair(prefix: str | os.PathLike[str]) -> tuple[Ed25519PrivateKey, st
             raise KeyFileError(f"{path} already exists; refusing to overwrite a key")
     private_key = generate_private_key()
     created: list[Path] = []
+    path = private_path
     try:
-        _write_new(private_path, private_key_pem(private_key), 0o600)
-        created.append(private_path)
-        _write_new(public_path, public_key_pem(private_key.public_key()), 0o644)
-        created.append(public_path)
+        write_private(path, private_key_pem(private_key))
+        created.append(path)
+        path = public_path
+        write_new(path, public_key_pem(private_key.public_key()), 0o644)
+        created.append(path)
     except OSError as exc:
-        for path in created:
-            path.unlink(missing_ok=True)
+        for made in created:
+            made.unlink(missing_ok=True)
         if isinstance(exc, FileExistsError):
-            raise KeyFileError(
-                f"{exc.filename} already exists; refusing to overwrite a key"
-            ) from exc
+            raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from exc
         raise KeyFileError(f"cannot write key file: {exc}") from exc
     return private_key, keyid_of(private_key)
 
@@ -166,4 +157,47 @@ def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
         raise KeyFileError(f"{name} is not a PEM public key") from exc
     if not isinstance(key, Ed25519PublicKey):
         raise KeyFileError(f"{name} is not an Ed25519 key")
+    return key
+
+
+# ---------------------------------------------------------------- dataset keys
+
+
+def write_dataset_keypair(directory: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
+    """Create the dataset key ``NAME.key`` and its ``NAME.pub`` in ``directory``; return both paths.
+
+    The private key is never overwritten; ``NAME.pub`` is replaced, since it
+    is derived from the key. Raises :class:`KeyFileError` if the key exists or
+    a file cannot be written.
+    """
+    key = X25519PrivateKey.generate()
+    private_path = Path(directory) / f"{name}{PRIVATE_SUFFIX}"
+    public_path = Path(directory) / f"{name}{PUBLIC_SUFFIX}"
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    try:
+        write_private(private_path, pem)
+        atomic_write(public_path, (dataset_public_b64(key) + "\n").encode("ascii"))
+    except FileExistsError as exc:
+        raise KeyFileError(f"{private_path} exists; refusing to overwrite a key") from exc
+    except OSError as exc:
+        raise KeyFileError(f"cannot write dataset key {name!r}: {exc.strerror or exc}") from exc
+    return private_path, public_path
+
+
+def load_dataset_private_key(path: str | os.PathLike[str]) -> X25519PrivateKey:
+    """Read a dataset private key file; raises :class:`KeyFileError` with the reason."""
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_KEY_FILE_BYTES)
+        key = serialization.load_pem_private_key(data, password=None)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read dataset key {path}: {exc.strerror or exc}") from exc
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise KeyFileError(f"{path} is not a PEM private key") from exc
+    if not isinstance(key, X25519PrivateKey):
+        raise KeyFileError(f"{path} is not an X25519 dataset key")
     return key

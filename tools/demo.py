@@ -49,11 +49,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from overt.wire.sealed import write_dataset_keypair  # noqa: E402
 from policies.keys import (  # noqa: E402
     load_private_key,
     load_public_key,
     public_key_model,
+    write_dataset_keypair,
     write_keypair,
 )
 from policies.verify import sign_policy  # noqa: E402

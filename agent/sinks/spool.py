@@ -196,7 +196,7 @@ class Spool:
             parsed = parse_sealed(sealed)
         except SealedBatchError as exc:
             raise SealError(f"not a sealed batch: {exc}") from exc
-        header = parsed.header
+        header = parsed.header_dict
         seq, batch_id, size = parsed.seq, parsed.batch_id, len(sealed)
         with self._db.write(f"spool batch seq {seq}") as conn:
             known = conn.execute(

@@ -31,7 +31,8 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from overt.wire.sealed import SealedBatchError, load_dataset_private_key
+from policies.errors import KeyFileError
+from policies.keys import load_dataset_private_key
 
 from .errors import DatasetKeyError, ExportError
 from .run import ExportConfig, export_batches
@@ -75,7 +76,7 @@ def load_key(path: str | os.PathLike[str]) -> X25519PrivateKey:
     """The dataset private key; raises :class:`DatasetKeyError` with the reason."""
     try:
         return load_dataset_private_key(path)
-    except SealedBatchError as exc:
+    except KeyFileError as exc:
         raise DatasetKeyError(str(exc)) from exc
 
 

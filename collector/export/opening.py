@@ -5,16 +5,18 @@ batch and the key of the device it is stored under to decoded records that
 the dataset writer may use, or a :class:`BatchRejected` with a short stable
 reason. It holds no paths and writes nothing; the sealed format is
 ``overt.wire.sealed``, the body format ``overt.wire.body`` (used only
-through ``BatchHeader.from_json``, ``decode_body`` and ``count_signals``).
+through the sealed batch's typed header, ``decode_body`` and
+``count_signals``).
 
 Order of checks (verify, then parse what was verified):
 
-1. ``malformed``: the bytes are not a sealed batch (``parse_sealed``).
+1. ``malformed``: the bytes are not a sealed batch with a valid batch
+   header (``parse_sealed``).
 2. ``unknown device``: the store holds no public key for the device.
 3. ``bad signature``: the device key did not sign header + ciphertext.
 4. ``header mismatch``: the signed header names another device, sequence
    number or batch id than the store filed it under (a row swapped in the
-   store), or is not a valid agent batch header.
+   store).
 5. ``cannot decrypt``: not sealed to this dataset key, or altered (the
    header is bound through HPKE's ``info``, so a body moved under another
    header fails here too).
@@ -59,7 +61,7 @@ from overt.wire.body import (
     BodyLimitError,
     decode_body,
 )
-from overt.wire.errors import BodyFormatError, FormatError, HeaderFormatError
+from overt.wire.errors import BodyFormatError, FormatError
 from overt.wire.frames import BLOB_FORMATS, image_header
 from overt.wire.records import ContextRecord, Record, ScreenshotKind, ScreenshotRecord
 from overt.wire.sealed import (
@@ -136,10 +138,7 @@ def open_batch(stored: UnopenedBatch, dataset_key: X25519PrivateKey) -> OpenedBa
             f"stored as device {stored.device_id} seq {stored.seq} batch {stored.batch_id}, "
             f"signed header says device {signed[0]} seq {signed[1]} batch {signed[2]}",
         )
-    try:
-        header = BatchHeader.from_json(sealed.header_bytes)
-    except HeaderFormatError as exc:
-        raise BatchRejected("header mismatch", f"not an agent batch header: {exc}") from exc
+    header = sealed.header
     try:
         body = open_sealed(sealed, dataset_key)
     except BatchDecryptionError as exc:

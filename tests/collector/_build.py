@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from collector.config import to_ms
 from collector.store.records import AuditEvent, BatchWrite
+from overt.wire.batch import SignalCounts
 from overt.wire.sealed import seal_batch
 from overt.wire.signature import sign_request
 from policies.keys import generate_private_key, raw_public_bytes
@@ -56,7 +57,7 @@ def header_doc(device_id: str, seq: int, body_size: int, **overrides: Any) -> di
         "end_ms": start + 59_000,
         "policy_version": 1,
         "dataset_key_id": "test-dataset",
-        "counts": {"clicks": 3, "keys": 10},
+        "counts": asdict(SignalCounts(clicks=3, key_timings=10)),
         "app_ids": ["workapp"],
         "body_size": body_size,
     }

@@ -21,8 +21,13 @@ from typing import Any
 
 from collector.config import StorageConfig
 from collector.store.sqlite import SQLiteStorage
-from overt.wire.sealed import write_dataset_keypair
-from policies.keys import load_private_key, load_public_key, public_key_model, write_keypair
+from policies.keys import (
+    load_private_key,
+    load_public_key,
+    public_key_model,
+    write_dataset_keypair,
+    write_keypair,
+)
 from policies.verify import sign_policy
 from tests.collector.test_process import RunningCollector, start_collector
 

@@ -21,7 +21,8 @@ from collector.config import StorageConfig
 from collector.store.sqlite import SQLiteStorage
 from overt.wire.body import decode_body
 from overt.wire.records import MarkerRecord, TextSpanRecord
-from overt.wire.sealed import load_dataset_private_key, open_sealed, parse_sealed
+from overt.wire.sealed import open_sealed, parse_sealed
+from policies.keys import load_dataset_private_key
 from tests.agent._disk import fill, small_tmpfs
 from tests.desktop import AppWindow, Desktop, wait_for
 

@@ -1,21 +1,35 @@
-"""Key files: created private (0600), never overwritten, loaded with clear errors."""
+"""Key files, signing and dataset keys: created private (0600), never
+overwritten, loaded with clear errors."""
 
 from __future__ import annotations
 
 import base64
+import os
 import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from overt.wire.batch import BatchHeader, SignalCounts
+from overt.wire.sealed import (
+    dataset_public_b64,
+    dataset_public_key,
+    open_sealed,
+    parse_sealed,
+    seal_batch,
+)
 from policies.errors import KeyFileError
 from policies.keys import (
     ed25519_public_key,
     keyid_of,
+    load_dataset_private_key,
     load_private_key,
     load_public_key,
+    private_key_pem,
     public_key_model,
     raw_public_bytes,
+    write_dataset_keypair,
     write_keypair,
 )
 from policies.model import key_id
@@ -109,3 +123,37 @@ def test_non_ed25519_key_is_refused(tmp_path: Path) -> None:
         load_private_key(tmp_path / "ec.key")
     with pytest.raises(KeyFileError, match="not an Ed25519"):
         load_public_key(tmp_path / "ec.pub")
+
+
+# ------------------------------------------------------------------ dataset keys
+
+
+def test_dataset_keypair_files_are_private_never_overwritten_and_open_a_batch(
+    tmp_path: Path,
+) -> None:
+    private_path, public_path = write_dataset_keypair(tmp_path, "ds")
+    assert stat.S_IMODE(os.stat(private_path).st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds.key", "ds.pub"]  # no temporaries
+    key = load_dataset_private_key(private_path)
+    assert dataset_public_b64(key) + "\n" == public_path.read_text()
+    body = b"a batch body"
+    header = BatchHeader("dev-1", "a" * 32, 1, 0, 0, 1, "ds", SignalCounts(), (), len(body))
+    device = Ed25519PrivateKey.generate()
+    public = dataset_public_key(public_path.read_text().strip())
+    sealed = seal_batch(header.to_json(), body, public, device)
+    assert open_sealed(parse_sealed(sealed), key) == body
+    before = private_path.read_bytes()
+    with pytest.raises(KeyFileError, match="refusing to overwrite"):
+        write_dataset_keypair(tmp_path, "ds")
+    assert private_path.read_bytes() == before
+
+
+def test_loading_a_wrong_or_missing_dataset_key_says_why(tmp_path: Path) -> None:
+    with pytest.raises(KeyFileError, match="cannot read"):
+        load_dataset_private_key(tmp_path / "missing.key")
+    (tmp_path / "junk.key").write_bytes(b"not a key")
+    with pytest.raises(KeyFileError, match="not a PEM"):
+        load_dataset_private_key(tmp_path / "junk.key")
+    (tmp_path / "ed.key").write_bytes(private_key_pem(Ed25519PrivateKey.generate()))
+    with pytest.raises(KeyFileError, match="not an X25519"):
+        load_dataset_private_key(tmp_path / "ed.key")

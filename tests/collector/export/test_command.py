@@ -18,7 +18,7 @@ import pytest
 
 from collector.export.command import main
 from overt.wire.batch import Batch
-from overt.wire.sealed import load_dataset_private_key, write_dataset_keypair
+from policies.keys import load_dataset_private_key, write_dataset_keypair
 
 from ._batches import DEVICE, T_MS, Keys, make_batch, png, screen
 from ._store import fill_store

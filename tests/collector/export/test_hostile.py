@@ -27,7 +27,7 @@ from collector.export.run import ExportConfig, export_batches
 from overt.wire import frames
 from overt.wire.batch import Batch
 from overt.wire.body import MAX_FRAME_PIXELS
-from overt.wire.sealed import load_dataset_private_key, write_dataset_keypair
+from policies.keys import load_dataset_private_key, write_dataset_keypair
 
 from ._batches import DEVICE, T_MS, Keys, make_batch
 from ._hostile import EVIL, HOSTILE, click, ctx, flat_png, honest, keyframe

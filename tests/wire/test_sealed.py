@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import stat
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -19,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from overt.wire.batch import BatchHeader, SignalCounts
 from overt.wire.sealed import (
     HPKE_OVERHEAD,
     MAGIC,
@@ -31,17 +29,14 @@ from overt.wire.sealed import (
     SealedBatch,
     SealedBatchError,
     _signed_bytes,
-    dataset_public_b64,
     dataset_public_key,
     ed25519_from_b64,
-    load_dataset_private_key,
     open_sealed,
     parse_sealed,
     seal_batch,
     verify_sealed,
-    write_dataset_keypair,
 )
-from policies.keys import private_key_pem, raw_public_bytes
+from policies.keys import raw_public_bytes
 
 # A body nobody would find by accident in random bytes.
 BODY = b"OVERT-PLAINTEXT-CANARY:" + b"the quarterly numbers are 4242; " * 64
@@ -62,7 +57,7 @@ def header(**changes: object) -> bytes:
         "end_ms": 1_800_000_060_000,
         "policy_version": 3,
         "dataset_key_id": "dataset-2026",
-        "counts": {"clicks": 4, "screenshots": 1},
+        "counts": COUNTS,
         "app_ids": ["editor"],
         "body_size": len(BODY),
     }
@@ -72,6 +67,7 @@ def header(**changes: object) -> bytes:
 
 
 _DROP = object()
+COUNTS = asdict(SignalCounts(clicks=4, screenshots=1))
 
 
 def sealed(head: bytes | None = None, body: bytes = BODY) -> bytes:
@@ -95,7 +91,8 @@ def frame(head: bytes, signature: bytes, ciphertext: bytes) -> bytes:
 def test_a_sealed_batch_opens_to_its_body_with_the_dataset_key() -> None:
     data = sealed()
     batch = parse_sealed(data)
-    assert batch.header == json.loads(header())
+    assert batch.header == BatchHeader.from_json(header())
+    assert batch.header_dict == json.loads(header())
     assert batch.header_bytes == header()
     assert (batch.device_id, batch.seq, batch.batch_id) == ("dev-1", 7, "a" * 32)
     assert batch.to_bytes() == data
@@ -304,8 +301,10 @@ def test_truncation_in_the_prefix_is_malformed(cut: int) -> None:
         ("negative body size", header(body_size=-1)),
         ("empty device id", header(device_id="")),
         ("oversized batch id", header(batch_id="x" * 129)),
-        ("count not an integer", header(counts={"clicks": 1.5})),
-        ("count beyond 64 bits", header(counts={"clicks": 2**64})),
+        ("count not an integer", header(counts={**COUNTS, "clicks": 1.5})),
+        ("count beyond 64 bits", header(counts={**COUNTS, "clicks": 2**64})),
+        ("a count missing", header(counts={"clicks": 4})),
+        ("an unknown field", header(keys=10)),
         ("app id not a string", header(app_ids=[1])),
     ],
 )
@@ -333,33 +332,7 @@ def test_a_body_too_large_for_the_format_is_refused_at_sealing() -> None:
         seal_batch(header(body_size=len(big)), big, DATASET.public_key(), DEVICE)
 
 
-# ------------------------------------------------------------------ key files
-
-
-def test_dataset_keypair_files_are_private_and_never_overwritten(tmp_path: Path) -> None:
-    private_path, public_path = write_dataset_keypair(tmp_path, "ds")
-    assert stat.S_IMODE(os.stat(private_path).st_mode) == 0o600
-    key = load_dataset_private_key(private_path)
-    assert dataset_public_b64(key) == public_path.read_text().strip()
-    public = dataset_public_key(public_path.read_text().strip())
-    data = seal_batch(header(), BODY, public, DEVICE)
-    assert open_sealed(parse_sealed(data), key) == BODY
-    before = private_path.read_bytes()
-    with pytest.raises(SealedBatchError, match="refusing to overwrite"):
-        write_dataset_keypair(tmp_path, "ds")
-    assert private_path.read_bytes() == before
-
-
-def test_loading_a_wrong_or_missing_dataset_key_says_why(tmp_path: Path) -> None:
-    base = tmp_path
-    with pytest.raises(SealedBatchError, match="cannot read"):
-        load_dataset_private_key(base / "missing.key")
-    (base / "junk.key").write_bytes(b"not a key")
-    with pytest.raises(SealedBatchError, match="not a PEM"):
-        load_dataset_private_key(base / "junk.key")
-    (base / "ed.key").write_bytes(private_key_pem(DEVICE))
-    with pytest.raises(SealedBatchError, match="not an X25519"):
-        load_dataset_private_key(base / "ed.key")
+# ------------------------------------------------------------------ public keys
 
 
 @pytest.mark.parametrize(
