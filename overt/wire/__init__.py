@@ -5,11 +5,15 @@ each with one parser that validates once:
 
 - ``records``: the record vocabulary of a batch body;
 - ``batch``: the batch header (format 1) and its record counts;
-- ``body``: the batch body container and its codec;
+- ``body``: the batch body (format 1) and its limits, with its private
+  parts ``_columns`` (the record section's columns) and ``_pointer`` (the
+  path records' bit-packed stream);
 - ``frames``: screenshot images and delta-frame reassembly;
-- ``sealed``: the sealed batch (signed, encrypted to the dataset key);
-- ``signature``: the signature of a device's HTTP request;
-- ``control``: the messages of the agent's local control API.
+- ``sealed``: the sealed batch (format 1: signed, encrypted to the dataset key);
+- ``signature``: the signature of a device's HTTP request (version 1);
+- ``control``: the messages of the agent's local control API;
+- ``errors``: the errors of the parsers.
 
-docs/FORMATS.md specifies the bytes.
+docs/FORMATS.md specifies the bytes of all but the control messages
+(docs/CONTROL.md).
 """

@@ -1,6 +1,11 @@
 """The batch header (format 1): what the collector and the export may read without the dataset key.
 
-See docs/FORMATS.md for the canonical JSON form.
+This module owns ``BatchHeader``, its canonical JSON and its one parser
+(``from_json``, which the agent, the collector and the export all use),
+``count_signals`` (the header's counts of a body's records) and ``Batch``
+(a header with its body). The body is ``overt.wire.body``'s.
+
+docs/FORMATS.md ("Batch header") specifies the JSON and its rules.
 """
 
 from __future__ import annotations

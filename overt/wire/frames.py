@@ -1,10 +1,14 @@
-"""Screenshot images and frames: the formats a blob may be in, how its size is
-read before a pixel is decoded, and how a delta frame is reassembled.
+"""Screenshot images and frames, as body format 1 holds them.
 
-A keyframe is one image of the whole frame; a delta is an image packing the
-tiles that changed, ``columns`` tiles wide, in the order of its record's
-``tiles`` list, pasted into the frame before it (see docs/FORMATS.md).
-Images are addressed by the first 24 hex digits of their SHA-256.
+This module owns the image blobs' formats (``BLOB_FORMATS``) and ids, how
+an image's format and size are read from its header before a pixel is
+decoded, and delta reassembly: a keyframe is one image of the whole frame;
+a delta is an image packing the tiles that changed, pasted into the frame
+before it. It does not choose codecs or grab anything (the agent's
+``agent.pipeline.codecs`` and ``screens`` do); its frame limits are
+``overt.wire.body``'s.
+
+docs/FORMATS.md ("Screenshot images and frames") specifies the packing.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The records that go into a batch: what is left of events after minimisation.
 
-This module owns the record vocabulary of the batch body (``overt.wire.body``
-packs it). It holds no behaviour: the agent's pipeline stages make records,
-the export reads them.
+This module owns the record vocabulary of body format 1 (``overt.wire.body``
+packs it; a new record kind or field is a new body format). It holds no
+behaviour: the agent's pipeline stages make records, the export reads them.
 
 Conventions, shared by every record:
 

@@ -1,30 +1,13 @@
-"""Device-signed HTTP requests: how an agent proves who it is to the collector.
+"""The request signature (version 1): how an enrolled agent proves who sent a request.
 
-This module owns the request-signature format (version 1). Every request an
-enrolled agent makes (batch upload, policy and grant sync, exemption
-requests, erasure, consent records) carries four headers::
+This module owns the four ``Overt-*`` headers and the canonical request
+they sign (method, target, device id, time, nonce and the body's hash):
+``sign_request`` (agent), ``claimed_device`` and ``verify_request``
+(collector). Pure functions of bytes, keys and time; no I/O. The replay
+memory (a nonce seen twice) is the collector's, not this module's.
 
-    Overt-Device     the device id registered at enrollment
-    Overt-Timestamp  milliseconds since the epoch, when the request was signed
-    Overt-Nonce      16 random bytes, URL-safe base64 without padding
-    Overt-Signature  Ed25519 by the device key, standard base64, over the
-                     canonical string below
-
-Canonical string (UTF-8, ``\\n``-separated)::
-
-    overt-request-v1
-    METHOD
-    /path?query          exactly as sent
-    device id
-    timestamp
-    nonce
-    hex SHA-256 of the body
-
-A signature therefore covers the method, the target, the body and the time,
-and the nonce makes each request unique: the collector refuses a timestamp
-more than ``MAX_SKEW_MS`` from its clock and a nonce it has seen from the same
-device inside that window (the replay memory is the collector's job, not this
-module's). Pure functions of bytes and time; no I/O.
+docs/FORMATS.md ("Request signature") specifies the headers and the
+canonical request.
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ RECORDS: list[Record] = [
 
 
 def header(body: bytes) -> BatchHeader:
-    """The header the batcher would give ``body`` of ``RECORDS``."""
+    """The header of ``body``, the encoding of ``RECORDS`` (their counts, times and apps)."""
     return BatchHeader(
         device_id="3f0c9a1e6b2d4c8f9e7a5b3c1d2e4f60",
         batch_id="0123456789abcdef0123456789abcdef",
