@@ -11,8 +11,9 @@
                                  never raised out of ``run.export_batches``)
 
 Foreign exceptions (``overt.wire.sealed.SealedBatchError``,
-``overt.wire.errors.FormatError``, ``OSError``, the collector's storage
-errors) are wrapped where they cross into the exporter.
+``overt.wire.errors.FormatError``, ``policies.errors.KeyFileError``,
+``OSError``, the collector's storage errors) are wrapped where they cross
+into the exporter.
 """
 
 from __future__ import annotations
