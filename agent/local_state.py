@@ -8,7 +8,8 @@ This module owns the agent's state directory layout (format 1)::
     enrollment.json {"format": 1, "collector": URL, "device_id", "tenant",
                      "group", "enrolled_at"}   written by ``overt agent enroll``
     grants.json     {"format": 1, "grants": ["<base64 signed grant>", ...]}
-                    as last fetched from the collector (verified when used)
+                    as last fetched from the collector; agent.trust verifies
+                    them when they arrive and when it reads them at start
     consent.json    {"format": 1, "consent": ConsentRecord.to_dict()}
     sequence.json   {"format": 1, "next": N}   the next batch sequence number
     trust/          the policy trust store (see policies.store)
@@ -16,6 +17,11 @@ This module owns the agent's state directory layout (format 1)::
 
 It does not own the policy trust state (``policies.store`` does) nor what any
 of these values mean to the gate.
+
+A process opens its state directory once and passes the one
+:class:`LocalState` down (the CLI to the service, the service to capture and
+the trust holder): its lock is what keeps the sequence number's
+read-and-advance whole between threads.
 
 Every write is atomic (temp file, fsync, ``os.replace``), so after a crash
 each file holds either its old or its new content; a write that fails (a
@@ -195,7 +201,7 @@ class LocalState:
         )
 
     def grants(self) -> list[bytes]:
-        """The signed grants last fetched from the collector (not verified here)."""
+        """The signed grants last fetched from the collector (``agent.trust`` verifies them)."""
         data = self._read("grants.json")
         if data is None:
             return []

@@ -1,12 +1,13 @@
 """Policy sync: fetch the current signed policy and this device's exemption
-grants from the collector, verify, store atomically.
+grants from the collector and hand them to the trust holder.
 
 This module owns the agent's side of ``GET /v1/policy`` and ``GET /v1/grants``
-(docs/PROTOCOL.md): conditional requests with the last ETag, verification of
-a new policy with ``policies`` against the device's trust store (the same
-checks as a file that device management drops in place: signatures, rollback,
-scope, expiry), and the atomic replacement of the stored grants. It does not
-decide what the policy or grants mean for capture (the agent applies them).
+(docs/PROTOCOL.md): conditional requests with the last ETag and the checks
+of the grant list's shape and sizes. What it fetches goes as bytes to
+:class:`~agent.trust.TrustHolder`, which verifies (the same checks as for the
+file that device management drops in place: signatures, rollback, scope,
+expiry), stores, and hands the result to capture; this module verifies and
+stores nothing itself, and does not decide what the policy or grants mean.
 
 A refused policy leaves the last good one in place and is reported as a
 problem in words; a collector that cannot be reached is not a problem for
@@ -19,15 +20,10 @@ import base64
 import binascii
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from agent.local_state import LocalState
 from agent.remote import CollectorClient, CollectorError
+from agent.trust import COLLECTOR, TrustHolder
 from policies.envelope import MAX_GRANT_BYTES
-from policies.errors import PolicyError
-from policies.model import SignerSet
-from policies.store import accept_policy_bytes
-from policies.verify import DeviceScope
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +40,18 @@ class SyncResult:
 
 
 class PolicySync:
-    """Keeps the trust store and the stored grants in step with the collector."""
+    """Keeps what the trust holder holds in step with the collector."""
 
-    def __init__(
-        self,
-        remote: CollectorClient,
-        local: LocalState,
-        trusted: SignerSet,
-        device: DeviceScope,
-    ) -> None:
+    def __init__(self, remote: CollectorClient, trust: TrustHolder) -> None:
         self._remote = remote
-        self._local = local
-        self._trusted = trusted
-        self._device = device
+        self._trust = trust
         self._policy_etag: str | None = None
         self._grants_etag: str | None = None
 
     def sync(self, now: float) -> SyncResult:
         """One round: policy, then grants. Never raises for network or bad data."""
         policy_changed, problem = self._sync_policy(now)
-        grants_changed, grants_problem = self._sync_grants()
+        grants_changed, grants_problem = self._sync_grants(now)
         return SyncResult(policy_changed, grants_changed, problem or grants_problem)
 
     def _get(self, path: str, etag: str | None) -> tuple[int, bytes, str | None]:
@@ -80,28 +68,12 @@ class PolicySync:
             return False, None
         if status != 200:
             return False, f"the collector answered the policy request with HTTP {status}"
-        held = self._local.trust.load()
-        before = None if held is None else held.state
-        try:
-            _, state = accept_policy_bytes(
-                body,
-                self._local.trust,
-                self._trusted,
-                self._device,
-                datetime.fromtimestamp(now, UTC),
-            )
-        except PolicyError as exc:
-            log.warning("policy from the collector refused (%s)", type(exc).__name__)
-            # Keep asking: a fixed policy may replace this one under a new ETag.
-            self._policy_etag = etag
-            return False, f"the collector's policy was refused ({exc.label}): {exc}"
+        offer = self._trust.offer_policy(body, now, COLLECTOR)
+        # After a refusal too: a fixed policy may replace this one under a new ETag.
         self._policy_etag = etag
-        changed = state != before
-        if changed:
-            log.info("policy version %d received from the collector", state.version)
-        return changed, None
+        return offer.changed, offer.problem
 
-    def _sync_grants(self) -> tuple[bool, str | None]:
+    def _sync_grants(self, now: float) -> tuple[bool, str | None]:
         try:
             response = self._remote.request(
                 "GET",
@@ -127,8 +99,4 @@ class PolicySync:
         except (ValueError, KeyError, TypeError, binascii.Error) as exc:
             return False, f"the collector's grant list is malformed: {exc}"
         self._grants_etag = response.headers.get("ETag")
-        if sorted(grants) == sorted(self._local.grants()):
-            return False, None
-        self._local.save_grants(grants)
-        log.info("%d exemption grants received from the collector", len(grants))
-        return True, None
+        return self._trust.offer_grants(grants, now), None

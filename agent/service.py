@@ -3,9 +3,13 @@ and the local control API.
 
 This module owns the composition of one agent process and the two small
 threads it adds: ``overt-sync`` (policy and grants from the collector) and
-the uploader's ``overt-upload``; the control server runs its own. It holds no
-capture rule (``agent.app`` and ``agent.pipeline``), no storage format
-(``agent.sinks``) and no wire format (``agent.control``, ``agent.remote``).
+the uploader's ``overt-upload``; the control server runs its own. It opens
+the state directory once (one :class:`~agent.local_state.LocalState`) and
+builds the one :class:`~agent.trust.TrustHolder`, shared by policy sync and
+capture: what sync fetches reaches capture through the holder, in memory.
+It holds no capture rule (``agent.capture`` and ``agent.pipeline``), no
+trust decision (``agent.trust``), no storage format (``agent.sinks``) and no
+wire format (``agent.control``, ``agent.remote``).
 
 What runs depends on what the state directory holds:
 
@@ -49,6 +53,7 @@ from agent.sources.input import InputHooks
 from agent.sources.power import ConditionsProbe
 from agent.sources.screen import ScreenGrabber
 from agent.sources.window import WindowProbe
+from agent.trust import TrustHolder
 from overt.wire.batch import Batch
 from policies.model import Policy
 
@@ -100,14 +105,19 @@ class AgentService:
         http: httpx.Client | None = None,
         sink: Sink | None = None,
         settings: ServiceSettings | None = None,
+        local: LocalState | None = None,
     ) -> None:
         """``http`` is the client for the collector (built from the enrollment when
         None); ``sink`` replaces sealing and the spool (``--sink DIR`` for
-        inspection); ``socket_path`` None runs without a control socket."""
+        inspection); ``socket_path`` None runs without a control socket;
+        ``local`` is the state directory if the caller opened it already."""
         self._config = config
         self._clock = config.clock
         self._settings = settings or ServiceSettings()
-        self._local = LocalState(config.state_dir)
+        self._local = local if local is not None else LocalState(config.state_dir)
+        self.trust = TrustHolder(
+            self._local.trust, self._local, config.trusted, config.device, self._clock
+        )
         self.spool = Spool(config.state_dir)
         key = self._local.device_key()
         self._sealing = SealingSink(self.spool, key, self._clock)
@@ -124,7 +134,7 @@ class AgentService:
                 self._owns_http = True
             self._http: httpx.Client | None = http
             self.remote = CollectorClient(http, enrollment.device_id, key, self._clock)
-            self._sync = PolicySync(self.remote, self._local, config.trusted, config.device)
+            self._sync = PolicySync(self.remote, self.trust)
         else:
             self._http = None
         wake = self._wake_uploader
@@ -137,6 +147,8 @@ class AgentService:
             sink=sink if sink is not None else _WakingSink(self._sealing, wake),
             canary=canary,
             on_policy=self._on_policy,
+            local=self._local,
+            trust=self.trust,
         )
         if self._http is not None and enrollment is not None:
             self.uploader = Uploader(
@@ -173,8 +185,8 @@ class AgentService:
             self.control.start()
         try:
             if self._sync is not None:
-                # Before capture starts, which then loads what was stored.
-                self._sync_once(apply=False)
+                # Before capture starts, which then takes up what the holder accepted.
+                self._sync_once()
             self.agent.start()
             if self.uploader is not None:
                 self.uploader.start()
@@ -241,17 +253,12 @@ class AgentService:
             self._sealing.configure_from_policy(policy)
         self._wake_uploader()
 
-    def _sync_once(self, apply: bool = True) -> None:
+    def _sync_once(self) -> None:
+        """One sync round; the trust holder hands what changed to capture."""
         assert self._sync is not None
         result = self._sync.sync(self._clock())
         if result.problem:
             log.warning("policy sync: %s", result.problem)
-        if not apply:
-            return
-        if result.policy_changed:
-            self.agent.reload_policy()
-        if result.grants_changed:
-            self.agent.reload_grants()
 
     def _sync_loop(self) -> None:
         while not self._stop.is_set():

@@ -360,7 +360,8 @@ def via_grab_worker(w: Window, settings: Screenshots, n: int, label: str) -> Cas
     (``EventQueue.wake``) ends when the frame is there; then ``take()``, then
     encodes. Timed from the request to the encoded bytes.
     """
-    from agent.app import _IDLE_WAKE_S, _GrabWorker
+    from agent.app import _IDLE_WAKE_S
+    from agent.grab_worker import GrabWorker as _GrabWorker
 
     case = Case(label)
     queue = EventQueue()

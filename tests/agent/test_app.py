@@ -268,6 +268,30 @@ def test_a_tampered_policy_dropped_in_place_is_refused_and_the_last_good_stays(
     assert status.reason is Reason.CAPTURING
 
 
+def test_a_dropped_policy_reaches_capture_verified_once_and_in_memory(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agent.trust
+    import policies.store
+
+    verified: list[int] = []
+    real = policies.store.verify_policy
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        verified.append(1)
+        return real(*args, **kwargs)
+
+    def no_second_look(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the stored policy was verified again")
+
+    monkeypatch.setattr(policies.store, "verify_policy", counting)
+    monkeypatch.setattr(agent.trust, "verify_policy", no_second_look)
+    rig.drop_policy(version=2, apps=[dict(rig.doc["apps"][0], capture={"keystrokes": "timing"})])
+    wait(lambda: rig.agent.status().policy_version == 2)
+    assert verified == [1]
+    assert rig.agent.policy is rig.agent.trust.in_force.policy
+
+
 def test_consent_declined_at_runtime_removes_the_hooks_and_accepting_brings_them_back(
     rig: Rig, tmp_path: Path
 ) -> None:
@@ -319,7 +343,7 @@ def test_status_names_the_focused_app_and_whether_it_is_allowed(rig: Rig) -> Non
     assert status.current_app_allowed
 
 
-def test_a_stored_grant_is_verified_and_an_approved_exemption_stops_capture(
+def test_a_received_grant_is_verified_and_an_approved_exemption_stops_capture(
     rig: Rig, tmp_path: Path
 ) -> None:
     from policies.model import Category, Grant
@@ -332,7 +356,6 @@ def test_a_stored_grant_is_verified_and_an_approved_exemption_stops_capture(
     rig.drop_policy(version=2, apps=apps, grant_signers=[signer])
     wait(lambda: rig.agent.status().policy_version == 2)
     now = datetime.now(UTC)
-    local = LocalState(tmp_path / "state")
 
     def grant(category: Category, key: Ed25519PrivateKey) -> bytes:
         return sign_grant(
@@ -350,15 +373,18 @@ def test_a_stored_grant_is_verified_and_an_approved_exemption_stops_capture(
 
     # A grant by a key the policy does not list, and one for a category the
     # listed key may not grant: neither applies.
-    local.save_grants([grant(Category.SENSITIVE, rig.key), grant(Category.OTHER, admin)])
-    rig.agent.reload_grants()
+    trust = rig.agent.trust
+    assert trust.offer_grants(
+        [grant(Category.SENSITIVE, rig.key), grant(Category.OTHER, admin)], rig.clock()
+    )
     assert rig.agent.status().reason is Reason.CAPTURING
-    local.save_grants([grant(Category.SENSITIVE, admin)])
-    rig.agent.reload_grants()
+    assert trust.offer_grants([grant(Category.SENSITIVE, admin)], rig.clock())
     status = rig.agent.status()
     assert status.reason is Reason.EXEMPT
     assert not status.hooks_installed
     assert [g.category for g in status.grants] == [Category.SENSITIVE]
+    # Stored as received, for the next start to verify again.
+    assert len(LocalState(tmp_path / "state").grants()) == 1
 
 
 # -- where input and pixels go (the probe's answers) --------------------------

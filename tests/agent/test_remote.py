@@ -21,6 +21,7 @@ import pytest
 from agent.local_state import LocalState, LocalStateError
 from agent.policy_sync import PolicySync
 from agent.remote import CollectorClient, CollectorError, EnrollmentError, enroll
+from agent.trust import TrustHolder
 from overt.wire.sealed import ed25519_from_b64
 from overt.wire.signature import verify_request
 from policies.keys import generate_private_key, public_key_model
@@ -195,10 +196,14 @@ class FakeCollector:
         return httpx.Response(200, json=body)
 
 
+def holder(local: LocalState) -> TrustHolder:
+    return TrustHolder(local.trust, local, TRUSTED, DEVICE, clock)
+
+
 def make_sync(tmp_path: Path, collector: FakeCollector) -> tuple[PolicySync, LocalState]:
     local = LocalState(tmp_path)
     remote = CollectorClient(transport(collector), local.device_id(), local.device_key(), clock)
-    return PolicySync(remote, local, TRUSTED, DEVICE), local
+    return PolicySync(remote, holder(local)), local
 
 
 def test_a_new_policy_is_verified_and_stored_then_not_fetched_again(tmp_path: Path) -> None:
@@ -257,7 +262,7 @@ def test_a_malformed_grant_list_changes_nothing(tmp_path: Path) -> None:
         return httpx.Response(404)
 
     remote = CollectorClient(transport(handler), local.device_id(), local.device_key(), clock)
-    result = PolicySync(remote, local, TRUSTED, DEVICE).sync(clock())
+    result = PolicySync(remote, holder(local)).sync(clock())
     assert result.problem
     assert "malformed" in result.problem
     assert local.grants() == [b"old"]
@@ -270,6 +275,6 @@ def test_an_unreachable_collector_is_a_problem_not_a_crash(tmp_path: Path) -> No
         raise httpx.ConnectTimeout("slow", request=request)
 
     remote = CollectorClient(transport(handler), local.device_id(), local.device_key(), clock)
-    result = PolicySync(remote, local, TRUSTED, DEVICE).sync(clock())
+    result = PolicySync(remote, holder(local)).sync(clock())
     assert result.problem
     assert "cannot be reached" in result.problem
