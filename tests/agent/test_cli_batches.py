@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageChops
 
-from agent import cli
+from agent import cli, cli_batches
 from agent.events import FocusChange, Frame, MouseButton, Rect
 from agent.pipeline.batcher import Batcher
 from agent.pipeline.screens import EncodedFrame, FrameEncoder
@@ -217,7 +217,7 @@ def test_every_json_key_is_documented_in_the_help(capture: Capture, tmp_path: Pa
     keys |= set(lines(batches(sink, "--json").stdout)[0]["counts"])
     help_text = batches("--help").stdout
     assert sorted(k for k in keys if k not in help_text) == []
-    assert set(cli.RECORD_KINDS.values()) <= set(help_text.split())
+    assert set(cli_batches.RECORD_KINDS.values()) <= set(help_text.split())
 
 
 def test_frames_are_pngs_of_the_keyframe_and_of_the_delta_applied_on_it(
