@@ -1,22 +1,22 @@
 """The running agent as a control target: what ``overt status|pause|…`` reaches.
 
 This module owns :class:`AgentControlTarget`, the adapter from the capture
-:class:`~agent.app.Agent` to :class:`agent.control.ControlTarget`, and the
-shape of the JSON objects it answers with (``docs/CONTROL.md``). It decides
-no capture rule itself: pause lengths are clamped by the agent's pause state,
-consent is judged by ``agent.pipeline.consent``, and the notice is
-``agent.notice``.
+:class:`~agent.app.Agent` to :class:`agent.control.ControlTarget`: it reads
+the agent and its parts and answers with the result models of
+``overt.wire.control_results``. It decides no capture rule itself: pause
+lengths are clamped by the agent's pause state, consent is judged by
+``agent.pipeline.consent``, and the notice is ``agent.notice``.
 
-What the Agent offers today is used directly (status, pause, resume). The
-rest is injected through :class:`ControlParts`, one optional part per
-concern, so that consent at run time, the spool, the uploader and the
-collector client can be connected as they arrive; a command whose part is
-missing is refused with ``ControlError("unavailable", …)`` and changes
-nothing, and a status member whose part is missing is ``null``. Parts may
-raise :class:`~agent.control.ControlError` to refuse; any other exception
-becomes an ``internal`` answer at the server. A part that answers with an
-object of the wrong shape is an ``internal`` error too (logged by key name),
-never passed on to the tray.
+What the Agent offers is used directly (status, pause, resume). The rest is
+injected through :class:`ControlParts`, one optional part per concern (the
+spool, the uploader, the collector client, consent at run time); a command
+whose part is missing is refused with ``ControlError("unavailable", …)`` and
+changes nothing, and a status member whose part is missing is ``null``.
+Parts may raise :class:`~agent.control.ControlError` to refuse; any other
+exception becomes an ``internal`` answer at the server. A part that answers
+with an object its result model does not accept is an ``internal`` error
+too (logged by the field's name, never its value), never passed on to the
+tray.
 
 The policy in force comes from the ``policy`` callable (the Agent's own);
 it is used only when its version is the one the Agent's status reports.
@@ -25,17 +25,37 @@ it is used only when its version is the one the Agent's status reports.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from agent.control import MAX_EXEMPTION_DAYS, ControlError, JSONObject, exemption_too_long
+from pydantic import BaseModel, ValidationError
+
+from agent.control import ControlError
 from agent.local_state import LocalStateError
 from agent.notice import consent_changes, consent_needed, consent_notice
 from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import Reason
 from agent.pipeline.pause import DEFAULT_MAX_MINUTES
+from overt.wire.control import MAX_EXEMPTION_DAYS, exemption_too_long
+from overt.wire.control_results import (
+    REASON_TEXT,
+    ConsentOffer,
+    ConsentOnRecord,
+    CurrentApp,
+    DiscardReport,
+    ExemptionInForce,
+    ExemptionRequestSent,
+    LedgerReport,
+    PolicySummary,
+    RequestedExemptions,
+    SpoolSummary,
+    Status,
+    StatusCounts,
+    UploadSummary,
+)
+from overt.wire.notice import CaptureNotice
 from policies.model import Policy
 
 if TYPE_CHECKING:
@@ -44,41 +64,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+M = TypeVar("M", bound=BaseModel)
+
 _NO_COLLECTOR = (
     "Exemption requests go through the collector, and this agent is not connected to one."
 )
 
-#: The sentence shown for each reason (``reason_text`` of the status object).
-REASON_TEXT: dict[Reason, str] = {
-    Reason.CAPTURING: "Capturing in allow-listed apps",
-    Reason.NO_POLICY: "No capture policy is installed, so nothing is captured",
-    Reason.POLICY_EXPIRED: "The capture policy has expired; nothing is captured until IT "
-    "sends a new one",
-    Reason.NO_CONSENT: "Waiting for your consent to the capture notice",
-    Reason.CONSENT_DECLINED: "You declined the capture notice, so nothing is captured",
-    Reason.CONSENT_OUTDATED: "The policy now captures more than you agreed to; nothing is "
-    "captured until you answer the new notice",
-    Reason.SELF_TEST_FAILED: "The privacy filter self-test failed, so nothing is captured",
-    Reason.PAUSED: "Paused by you",
-    Reason.EXEMPT: "You are exempt from capture",
-    Reason.SPOOL_FULL: "Capture is stopped because captured batches cannot be stored",
-    Reason.NO_WINDOW: "No window has focus",
-    Reason.NOT_ALLOWED: "This app is not on the allow-list",
-    Reason.NEVER_CAPTURED: "This app is never captured",
-    Reason.TITLE_SKIPPED: "This window is excluded by a title rule",
-}
-
 
 # ------------------------------------------------------------ the injected parts
-
-
-@dataclass(frozen=True, slots=True)
-class CurrentApp:
-    """The app that has focus, by its policy name (or a generic label), and
-    whether it is captured."""
-
-    name: str
-    allowed: bool
 
 
 class RunningAgent(Protocol):
@@ -91,32 +84,22 @@ class RunningAgent(Protocol):
     def resume(self) -> None: ...
 
 
-#: The keys each wire-shaped part must answer with (docs/CONTROL.md).
-SPOOL_KEYS = ("batches", "bytes", "budget", "held", "ready", "dead", "quarantined")
-UPLOAD_KEYS = ("state", "why", "last_success_ms", "today_bytes", "daily_budget")
-DISCARD_KEYS = ("batches_deleted", "events_dropped", "erasure_requested", "erasure_range")
-EXEMPTION_REQUEST_KEYS = ("request_id", "status")
-EXEMPTION_LIST_KEYS = ("requests",)
-LEDGER_KEYS = ("batches", "daily")
-
-
 @dataclass(frozen=True)
 class ControlParts:
     """The agent's parts besides the Agent object; None means "not in this agent".
 
-    The parts that answer with a JSON object answer with exactly the object
-    docs/CONTROL.md gives for it (``Spool.stats(now).to_dict()``,
-    ``UploadStatus.to_dict()``, ``Ledger.report(…)`` and the collector's
-    exemption answers have those shapes); the adapter checks the keys and
-    passes the object on.
+    The parts answer with the JSON object of their result model
+    (``Spool.stats(now).to_dict()``, ``UploadStatus.to_dict()``,
+    ``Ledger.report(…)`` and the collector's exemption answers have those
+    shapes); the adapter reads it with the model and answers with that.
     """
 
     #: Record an answer to the notice durably (``LocalState.save_consent``)
     #: and apply it to capture at once: the Agent's method for it.
     apply_consent: Callable[[ConsentRecord], None] | None = None
-    #: The status object's ``spool`` member.
+    #: The status object's ``spool`` member (``SpoolSummary``).
     spool_state: Callable[[], Mapping[str, Any]] | None = None
-    #: The status object's ``upload`` member.
+    #: The status object's ``upload`` member (``UploadSummary``).
     upload_state: Callable[[], Mapping[str, Any]] | None = None
     #: ``discard`` (minutes) -> its result: spool, pipeline buffers, erasure request.
     discard: Callable[[int], Mapping[str, Any]] | None = None
@@ -128,16 +111,15 @@ class ControlParts:
     ledger: Callable[[int], Mapping[str, Any]] | None = None
 
 
-def _checked(part: str, value: object, keys: Sequence[str]) -> JSONObject:
-    """A part's answer as a dict, if it has the keys of its wire shape."""
-    if not isinstance(value, Mapping):
-        log.error("control part %s answered with %s, not an object", part, type(value).__name__)
-        raise ControlError("internal", f"the agent's {part} gave a malformed answer")
-    missing = [key for key in keys if key not in value]
-    if missing:
-        log.error("control part %s answered without %s", part, missing[0])
-        raise ControlError("internal", f"the agent's {part} gave a malformed answer")
-    return dict(value)
+def _checked(part: str, value: object, model: type[M]) -> M:
+    """A part's answer read with its model; ``internal`` if the model refuses it."""
+    try:
+        return model.model_validate(dict(value) if isinstance(value, Mapping) else value)
+    except ValidationError as exc:
+        where = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "its answer"
+        # The field's name only: the value may be anything, even content.
+        log.error("control part %s answered with a malformed %s", part, where)
+        raise ControlError("internal", f"the agent's {part} gave a malformed answer") from None
 
 
 # ------------------------------------------------------------ the adapter
@@ -147,9 +129,7 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
+def _utc(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -178,101 +158,97 @@ class AgentControlTarget:
 
     # ------------------------------------------------------------ commands
 
-    def status(self) -> JSONObject:
+    def status(self) -> Status:
         agent_status = self._agent.status()
         now = self._clock()
         policy = self._policy_in_force(agent_status.policy_version)
         parts = self._parts
-        current = (
-            None
-            if agent_status.current_app is None
-            else CurrentApp(agent_status.current_app, agent_status.current_app_allowed)
-        )
-        exemptions = [
-            {"category": g.category.value, "expires": _iso(g.expires)}
-            for g in agent_status.grants
-            if now < g.expires.timestamp()
-        ]
         spool = upload = None
         if parts.spool_state is not None:
-            spool = _checked("spool", parts.spool_state(), SPOOL_KEYS)
+            spool = _checked("spool", parts.spool_state(), SpoolSummary)
         if parts.upload_state is not None:
-            upload = _checked("uploader", parts.upload_state(), UPLOAD_KEYS)
+            upload = _checked("uploader", parts.upload_state(), UploadSummary)
         reason = agent_status.reason
-        return {
-            "capturing": agent_status.capturing,
-            "reason": reason.value,
-            "reason_text": REASON_TEXT.get(reason, reason.value),
-            "problem": agent_status.problem,
-            "current_app": (
-                None if current is None else {"name": current.name, "allowed": current.allowed}
+        return Status(
+            capturing=agent_status.capturing,
+            reason=reason.value,
+            reason_text=REASON_TEXT.get(reason.value, reason.value),
+            problem=agent_status.problem,
+            current_app=(
+                None
+                if agent_status.current_app is None
+                else CurrentApp(
+                    name=agent_status.current_app, allowed=agent_status.current_app_allowed
+                )
             ),
-            "paused_until_ms": (
+            paused_until_ms=(
                 None if agent_status.paused_until is None else _ms(agent_status.paused_until)
             ),
-            "pause_max_minutes": (
-                DEFAULT_MAX_MINUTES if policy is None else policy.pause.max_minutes
+            pause_max_minutes=DEFAULT_MAX_MINUTES if policy is None else policy.pause.max_minutes,
+            policy=self._policy_summary(agent_status.policy_version, policy),
+            consent_needed=self._consent_needed(reason, policy),
+            exemptions=tuple(
+                ExemptionInForce(category=g.category.value, expires=_utc(g.expires))
+                for g in agent_status.grants
+                if now < g.expires.timestamp()
             ),
-            "policy": self._policy_summary(agent_status.policy_version, policy),
-            "consent_needed": self._consent_needed(reason, policy),
-            "exemptions": exemptions,
-            "spool": spool,
-            "upload": upload,
-            "counts": {
-                "batches_written": agent_status.batches_written,
-                "batches_held": agent_status.batches_held,
-                "events_seen": agent_status.events_seen,
-                "events_lost": agent_status.events_lost,
-            },
-            "now_ms": _ms(now),
-        }
+            spool=spool,
+            upload=upload,
+            counts=StatusCounts(
+                batches_written=agent_status.batches_written,
+                batches_held=agent_status.batches_held,
+                events_seen=agent_status.events_seen,
+                events_lost=agent_status.events_lost,
+            ),
+            now_ms=_ms(now),
+        )
 
-    def pause(self, minutes: int | None) -> JSONObject:
+    def pause(self, minutes: int | None) -> Status:
         self._agent.pause(None if minutes is None else float(minutes))
         log.info("paused through the control API")
         return self.status()
 
-    def resume(self) -> JSONObject:
+    def resume(self) -> Status:
         self._agent.resume()
         log.info("resumed through the control API")
         return self.status()
 
-    def discard(self, minutes: int) -> JSONObject:
+    def discard(self, minutes: int) -> DiscardReport:
         discard = self._parts.discard
         if discard is None:
             raise ControlError(
                 "unavailable",
                 "This agent keeps no spool to discard from yet. Nothing was discarded.",
             )
-        result = _checked("spool", discard(minutes), DISCARD_KEYS)
+        result = _checked("spool", discard(minutes), DiscardReport)
         log.info("discarded the last %d minutes", minutes)
         return result
 
-    def consent_show(self) -> JSONObject:
+    def consent_show(self) -> ConsentOffer:
         policy = self._require_policy()
         record = self._record()
         previous = None
         if record is not None:
-            previous = {
-                "accepted": record.accepted,
-                "policy_version": record.policy_version,
-                "at_ms": _ms(record.at),
-            }
-        return {
-            "policy_version": policy.version,
-            "needed": consent_needed(record, policy),
-            "widening": consent_changes(record, policy),
-            "previous": previous,
-            "notice": consent_notice(policy),
-        }
+            previous = ConsentOnRecord(
+                accepted=record.accepted, policy_version=record.policy_version, at_ms=_ms(record.at)
+            )
+        return ConsentOffer(
+            policy_version=policy.version,
+            needed=consent_needed(record, policy),
+            widening=tuple(consent_changes(record, policy)),
+            previous=previous,
+            notice=_checked("notice", consent_notice(policy), CaptureNotice),
+        )
 
-    def consent_accept(self, policy_version: int) -> JSONObject:
+    def consent_accept(self, policy_version: int) -> Status:
         return self._answer(policy_version, accepted=True)
 
-    def consent_decline(self, policy_version: int) -> JSONObject:
+    def consent_decline(self, policy_version: int) -> Status:
         return self._answer(policy_version, accepted=False)
 
-    def exemption_request(self, category: str, reason: str, duration_days: int) -> JSONObject:
+    def exemption_request(
+        self, category: str, reason: str, duration_days: int
+    ) -> ExemptionRequestSent:
         request = self._parts.request_exemption
         if request is None:
             raise ControlError("unavailable", _NO_COLLECTOR)
@@ -280,24 +256,22 @@ class AgentControlTarget:
             # The server refuses it first; this guards other callers.
             raise ControlError("bad_request", exemption_too_long(duration_days))
         result = _checked(
-            "collector client",
-            request(category, reason, duration_days),
-            EXEMPTION_REQUEST_KEYS,
+            "collector client", request(category, reason, duration_days), ExemptionRequestSent
         )
         log.info("exemption request sent")
         return result
 
-    def exemption_list(self) -> JSONObject:
+    def exemption_list(self) -> RequestedExemptions:
         listing = self._parts.list_exemptions
         if listing is None:
             raise ControlError("unavailable", _NO_COLLECTOR)
-        return _checked("collector client", listing(), EXEMPTION_LIST_KEYS)
+        return _checked("collector client", listing(), RequestedExemptions)
 
-    def ledger(self, days: int) -> JSONObject:
+    def ledger(self, days: int) -> LedgerReport:
         ledger = self._parts.ledger
         if ledger is None:
             raise ControlError("unavailable", "This agent keeps no ledger yet: it has no spool.")
-        return _checked("ledger", ledger(days), LEDGER_KEYS)
+        return _checked("ledger", ledger(days), LedgerReport)
 
     # ------------------------------------------------------------ internals
 
@@ -325,16 +299,16 @@ class AgentControlTarget:
             raise ControlError("unavailable", f"Your consent record cannot be read: {exc}") from exc
 
     @staticmethod
-    def _policy_summary(version: int | None, policy: Policy | None) -> JSONObject | None:
+    def _policy_summary(version: int | None, policy: Policy | None) -> PolicySummary | None:
         if version is None:
             return None
         if policy is None:
-            return {"version": version, "expires": None, "organisation": None}
-        return {
-            "version": policy.version,
-            "expires": _iso(policy.expires),
-            "organisation": policy.notice.organisation,
-        }
+            return PolicySummary(version=version, expires=None, organisation=None)
+        return PolicySummary(
+            version=policy.version,
+            expires=_utc(policy.expires),
+            organisation=policy.notice.organisation,
+        )
 
     def _consent_needed(self, reason: Reason, policy: Policy | None) -> bool:
         if reason in (Reason.NO_CONSENT, Reason.CONSENT_OUTDATED):
@@ -347,7 +321,7 @@ class AgentControlTarget:
             log.warning("the consent record cannot be read")
             return True
 
-    def _answer(self, policy_version: int, *, accepted: bool) -> JSONObject:
+    def _answer(self, policy_version: int, *, accepted: bool) -> Status:
         policy = self._require_policy()
         if policy_version != policy.version:
             raise ControlError(

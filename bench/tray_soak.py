@@ -154,12 +154,12 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             if tray.poll() is not None:
                 raise SystemExit(f"the tray exited with {tray.returncode}:\n{desktop.log_of(tray)}")
             try:
-                return bool(client.status()["consent_needed"])
+                return client.status().consent_needed
             except ControlError:
                 return False
 
         harness.wait_for(consent_asked, 60, interval=0.2, what="the agent to ask for consent")
-        client.consent_accept(int(client.consent_show()["policy_version"]))
+        client.consent_accept(client.consent_show().policy_version)
         agent = agent_pid(tray.pid)
         report["rss_kib_start"] = rss_kib(tray.pid)
         schedule = Schedule(client)

@@ -1,43 +1,38 @@
 """What the tray asks of the agent: one method per control command, typed.
 
 :class:`AgentApi` is the only door from ``ui`` to the agent. Every method is a
-blocking call that returns a parsed value from :mod:`ui.model` or raises one
-of :mod:`ui.errors`: ``AgentUnreachable`` (no agent, or one that does not
+blocking call that returns a result model of ``overt.wire.control_results``
+(the control API's one definition of its answers) or raises one of
+:mod:`ui.errors`: ``AgentUnreachable`` (no agent, or one that does not
 answer), ``AgentRefused`` (the agent said no, with its code and words) or
-``BadReply`` (an answer of the wrong shape). Widgets and the presentation
-core depend on this Protocol only, so they are tested with a fake.
-:class:`ControlAgentApi` implements it over ``agent.control.ControlClient``
-(the Unix-socket client of docs/CONTROL.md) and is where that module's
-exceptions are wrapped.
+``BadReply`` (an answer its model does not accept). Widgets and the
+presentation core depend on this Protocol only, so they are tested with a
+fake. :class:`ControlAgentApi` implements it over
+``agent.control.client.ControlClient`` (the Unix-socket client of
+docs/CONTROL.md) and is where that module's exceptions are wrapped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from agent.control import (
+from agent.control.client import ControlClient, default_socket_path
+from agent.control.errors import (
     AgentNotRunning,
-    ControlClient,
     ControlError,
     ControlProtocolError,
-    default_socket_path,
+    UnexpectedAnswer,
 )
-from ui.errors import AgentRefused, AgentUnreachable
-from ui.model import (
-    AgentStatus,
+from overt.wire.control_results import (
     ConsentOffer,
-    DiscardResult,
-    ExemptionRequest,
-    Ledger,
-    parse_consent_offer,
-    parse_discard,
-    parse_exemption_list,
-    parse_exemption_submitted,
-    parse_ledger,
-    parse_status,
+    DiscardReport,
+    LedgerReport,
+    RequestedExemption,
+    Status,
 )
+from ui.errors import AgentRefused, AgentUnreachable, BadReply
 
 T = TypeVar("T")
 
@@ -45,32 +40,32 @@ T = TypeVar("T")
 class AgentApi(Protocol):
     """The control commands the tray uses (docs/CONTROL.md)."""
 
-    def status(self) -> AgentStatus: ...
+    def status(self) -> Status: ...
 
-    def pause(self, minutes: int | None) -> AgentStatus: ...
+    def pause(self, minutes: int | None) -> Status: ...
 
-    def resume(self) -> AgentStatus: ...
+    def resume(self) -> Status: ...
 
-    def discard(self, minutes: int) -> DiscardResult: ...
+    def discard(self, minutes: int) -> DiscardReport: ...
 
     def consent_show(self) -> ConsentOffer: ...
 
-    def consent_accept(self, policy_version: int) -> AgentStatus: ...
+    def consent_accept(self, policy_version: int) -> Status: ...
 
-    def consent_decline(self, policy_version: int) -> AgentStatus: ...
+    def consent_decline(self, policy_version: int) -> Status: ...
 
     def exemption_request(self, category: str, reason: str, duration_days: int) -> str: ...
 
-    def exemption_list(self) -> tuple[ExemptionRequest, ...]: ...
+    def exemption_list(self) -> tuple[RequestedExemption, ...]: ...
 
-    def ledger(self, days: int) -> Ledger: ...
+    def ledger(self, days: int) -> LedgerReport: ...
 
 
 class ControlAgentApi:
     """:class:`AgentApi` over the agent's Unix-socket control client.
 
     ``socket_path`` None means the control API's default path for this user
-    (``agent.control.default_socket_path``). Each call opens its own
+    (``agent.control.client.default_socket_path``). Each call opens its own
     connection, so one instance may be used from several threads. ``client``
     replaces the socket client (tests hand in one that answers in-process).
     """
@@ -89,47 +84,48 @@ class ControlAgentApi:
         self.socket_path = socket_path if socket_path is not None else default_socket_path()
         self._client = ControlClient(self.socket_path, timeout=timeout)
 
-    def _call(self, command: str, parse: Callable[[Any], T], *args: Any) -> T:
+    @staticmethod
+    def _call(call: Callable[[], T]) -> T:
         try:
-            result = getattr(self._client, command)(*args)
+            return call()
         except AgentNotRunning as exc:
             raise AgentUnreachable(exc.message) from exc
+        except UnexpectedAnswer as exc:
+            raise BadReply(exc.message) from exc
         except ControlProtocolError as exc:
             # A wedged agent captures no less than a healthy one, but the
             # tray cannot tell the person anything true about it.
             raise AgentUnreachable(f"the agent is not answering: {exc.message}") from exc
         except ControlError as exc:
             raise AgentRefused(exc.code, exc.message) from exc
-        return parse(result)
 
-    def status(self) -> AgentStatus:
-        return self._call("status", parse_status)
+    def status(self) -> Status:
+        return self._call(self._client.status)
 
-    def pause(self, minutes: int | None) -> AgentStatus:
-        return self._call("pause", parse_status, minutes)
+    def pause(self, minutes: int | None) -> Status:
+        return self._call(lambda: self._client.pause(minutes))
 
-    def resume(self) -> AgentStatus:
-        return self._call("resume", parse_status)
+    def resume(self) -> Status:
+        return self._call(self._client.resume)
 
-    def discard(self, minutes: int) -> DiscardResult:
-        return self._call("discard", parse_discard, minutes)
+    def discard(self, minutes: int) -> DiscardReport:
+        return self._call(lambda: self._client.discard(minutes))
 
     def consent_show(self) -> ConsentOffer:
-        return self._call("consent_show", parse_consent_offer)
+        return self._call(self._client.consent_show)
 
-    def consent_accept(self, policy_version: int) -> AgentStatus:
-        return self._call("consent_accept", parse_status, policy_version)
+    def consent_accept(self, policy_version: int) -> Status:
+        return self._call(lambda: self._client.consent_accept(policy_version))
 
-    def consent_decline(self, policy_version: int) -> AgentStatus:
-        return self._call("consent_decline", parse_status, policy_version)
+    def consent_decline(self, policy_version: int) -> Status:
+        return self._call(lambda: self._client.consent_decline(policy_version))
 
     def exemption_request(self, category: str, reason: str, duration_days: int) -> str:
-        return self._call(
-            "exemption_request", parse_exemption_submitted, category, reason, duration_days
-        )
+        sent = self._call(lambda: self._client.exemption_request(category, reason, duration_days))
+        return sent.request_id
 
-    def exemption_list(self) -> tuple[ExemptionRequest, ...]:
-        return self._call("exemption_list", parse_exemption_list)
+    def exemption_list(self) -> tuple[RequestedExemption, ...]:
+        return self._call(self._client.exemption_list).requests
 
-    def ledger(self, days: int) -> Ledger:
-        return self._call("ledger", parse_ledger, days)
+    def ledger(self, days: int) -> LedgerReport:
+        return self._call(lambda: self._client.ledger(days))

@@ -35,6 +35,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from overt.wire.control import MAX_REASON_CHARS
+from overt.wire.control_results import (
+    ConsentOffer,
+    LedgerReport,
+    RequestedExemption,
+    Status,
+)
 from ui.agent_api import AgentApi
 from ui.budget_chart import BudgetChart
 from ui.calls import CallRunner
@@ -43,13 +50,11 @@ from ui.exemption_view import (
     CATEGORIES,
     DEFAULT_DAYS,
     MAX_DAYS,
-    MAX_REASON_CHARS,
     MIN_DAYS,
     check_request,
     request_rows,
 )
 from ui.ledger_view import budget_days, ledger_rows, ledger_summary
-from ui.model import AgentStatus, ConsentOffer, ExemptionRequest, Ledger
 from ui.notice_text import notice_html
 from ui.presentation import human_bytes
 
@@ -149,7 +154,7 @@ class ConsentDialog(QDialog):
         for button in (self.accept_button, self.decline_button):
             button.setEnabled(not busy)
 
-    def _recorded(self, status: AgentStatus) -> None:
+    def _recorded(self, status: Status) -> None:
         log.info("consent answer recorded for policy version %d", self.offer.policy_version)
         self.answered.emit(status)
         self.done(QDialog.DialogCode.Accepted)
@@ -217,7 +222,7 @@ class CapturedDialog(QDialog):
         close.rejected.connect(self.reject)
         layout.addWidget(close)
         self.resize(900, 620)
-        self.ledger: Ledger | None = None
+        self.ledger: LedgerReport | None = None
         self.load_policy()
         self.load_ledger()
 
@@ -239,7 +244,7 @@ class CapturedDialog(QDialog):
     def _policy_failed(self, error: TrayError) -> None:
         self.policy_text.setHtml(f"<p>The policy cannot be shown. {failure_text(error)}</p>")
 
-    def _show_ledger(self, ledger: Ledger) -> None:
+    def _show_ledger(self, ledger: LedgerReport) -> None:
         self.ledger = ledger
         self.summary.setText(ledger_summary(ledger, self.selected_days))
         days = budget_days(ledger)
@@ -335,7 +340,7 @@ class ExemptionDialog(QDialog):
     def load_requests(self) -> None:
         self._runner.run(self._api.exemption_list, self._show_requests, self._list_failed)
 
-    def _show_requests(self, requests: tuple[ExemptionRequest, ...]) -> None:
+    def _show_requests(self, requests: tuple[RequestedExemption, ...]) -> None:
         self.requests.clear()
         rows = request_rows(requests)
         for row in rows:

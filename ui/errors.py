@@ -10,13 +10,13 @@
     │                         control API's: bad_request, not_allowed,
     │                         unavailable, internal, ...; ``message`` is for a
     │                         person)
-    ├── BadReply              the agent answered something that does not match
-    │                         docs/CONTROL.md (wrong type, missing field)
+    ├── BadReply              the agent answered something its result model
+    │                         (overt.wire.control_results) does not accept
     ├── LaunchError           the agent could not be started
     └── AutostartError        an autostart file cannot be generated or written
 
-Foreign exceptions (``agent.control``'s ``AgentNotRunning`` and
-``ControlError``, ``OSError``, ``ValueError`` from parsing) are wrapped where
+Foreign exceptions (``agent.control.errors``' ``AgentNotRunning``,
+``UnexpectedAnswer`` and ``ControlError``, ``OSError``) are wrapped where
 they enter ``ui``, with the original as ``__cause__``.
 """
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.control import MAX_EXEMPTION_DAYS
-from ui.model import ExemptionRequest
+from overt.wire.control import MAX_EXEMPTION_DAYS, MAX_REASON_CHARS
+from overt.wire.control_results import RequestedExemption
 
 #: (wire value, label) in the order the form offers them. The wire values
-#: are ``policies.model.Category``'s (a test holds them equal).
+#: are the control API's categories (a test holds them equal).
 CATEGORIES = (
     ("bandwidth", "Limited bandwidth (metered or slow internet at home)"),
     ("sensitive", "I handle sensitive information"),
@@ -30,8 +30,7 @@ SHORT_LABELS = {
     "other": "Other",
 }
 
-MAX_REASON_CHARS = 2000
-#: The control API's limit, which is the collector's.
+#: The control API's limits, which are the collector's; the form's default.
 MIN_DAYS, MAX_DAYS, DEFAULT_DAYS = 1, MAX_EXEMPTION_DAYS, 30
 
 _STATUS_WORDS = {
@@ -77,7 +76,7 @@ def check_request(category: str, reason: str, duration_days: int) -> RequestDraf
     return RequestDraft(category, text, duration_days)
 
 
-def _status(request: ExemptionRequest) -> str:
+def _status(request: RequestedExemption) -> str:
     words = _STATUS_WORDS.get(request.status, request.status)
     if request.status == "approved" and request.grant_expires:
         words += f" until {request.grant_expires[:10]}"
@@ -88,7 +87,7 @@ def _status(request: ExemptionRequest) -> str:
     return words
 
 
-def request_rows(requests: tuple[ExemptionRequest, ...]) -> list[RequestRow]:
+def request_rows(requests: tuple[RequestedExemption, ...]) -> list[RequestRow]:
     """Earlier requests, the undecided ones first, in the order the agent sent them."""
     ordered = sorted(requests, key=lambda r: r.status != "pending")
     return [

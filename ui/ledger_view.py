@@ -1,6 +1,6 @@
 """The ledger in words and numbers, for the "What is captured" dialog (no Qt).
 
-Owns turning a :class:`~ui.model.Ledger` into what the dialog shows: one
+Owns turning a :class:`~overt.wire.control_results.LedgerReport` into what the dialog shows: one
 :class:`LedgerRow` per batch (newest first) with its time range, apps, counts
 per signal and fate in plain words; one :class:`BudgetDay` per day for the
 upload chart; and a one-line summary. It does not draw anything
@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from ui.model import Ledger, LedgerBatch
+from overt.wire.control_results import LedgerBatch, LedgerReport
 from ui.presentation import human_bytes
 
 #: Signal names of the batch header (overt/wire/batch.py), in the order
@@ -101,7 +101,7 @@ def _when(batch: LedgerBatch, tz: tzinfo | None) -> str:
     return f"{text} to {end.strftime('%a %d %b %H:%M')}"
 
 
-def ledger_rows(ledger: Ledger, tz: tzinfo | None = None) -> list[LedgerRow]:
+def ledger_rows(ledger: LedgerReport, tz: tzinfo | None = None) -> list[LedgerRow]:
     """One row per batch, newest first."""
     batches = sorted(ledger.batches, key=lambda b: (b.start_ms, b.seq), reverse=True)
     return [
@@ -118,7 +118,7 @@ def ledger_rows(ledger: Ledger, tz: tzinfo | None = None) -> list[LedgerRow]:
     ]
 
 
-def budget_days(ledger: Ledger) -> list[BudgetDay]:
+def budget_days(ledger: LedgerReport) -> list[BudgetDay]:
     """The chart's bars, oldest day first."""
     out = []
     for d in sorted(ledger.daily, key=lambda d: d.day):
@@ -130,11 +130,11 @@ def budget_days(ledger: Ledger) -> list[BudgetDay]:
     return out
 
 
-def ledger_summary(ledger: Ledger, days: int) -> str:
+def ledger_summary(ledger: LedgerReport, days: int) -> str:
     """A sentence: how many batches, and what became of them."""
     if not ledger.batches:
         return f"Nothing was captured on this machine in the last {days} days."
-    states = Counter(b.state for b in ledger.batches)
+    states: Counter[str] = Counter(b.state for b in ledger.batches)
     uploaded = sum(b.bytes for b in ledger.batches if b.state == "uploaded")
     n = len(ledger.batches)
     parts = []

@@ -2,7 +2,7 @@
 
 This module owns, without Qt and without a clock of its own:
 
-- :func:`present`: an :class:`~ui.model.AgentStatus` (or :class:`Unreachable`
+- :func:`present`: a :class:`~overt.wire.control_results.Status` (or :class:`Unreachable`
   when no agent answers) becomes a :class:`TrayView` — which icon, the
   tooltip, the headline sentence, and the menu entries with their labels and
   whether each is enabled;
@@ -14,6 +14,9 @@ This module owns, without Qt and without a clock of its own:
   needed);
 - :func:`next_poll_ms`: when to ask the agent again, so the countdown and
   the announcements happen on time;
+- the headline, for the tray (:func:`headline`) and for the terminal
+  (:func:`terminal_headline`, what ``overt status`` and the other commands
+  print first), so that what capture is doing is worded in one place;
 - small wording helpers (:func:`human_bytes`, :func:`minutes_phrase`).
 
 Time comes only from the agent's ``now_ms`` in each status, so every answer
@@ -40,7 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from enum import StrEnum
 
-from ui.model import AgentStatus
+from overt.wire.control_results import Status
 
 #: Shorter pause choices offered below the policy's maximum.
 SHORTER_PAUSES = (5, 15, 30, 60)
@@ -73,7 +76,7 @@ class Unreachable:
     can_start: bool = False
 
 
-AgentState = AgentStatus | Unreachable
+AgentState = Status | Unreachable
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +189,7 @@ _ARMED = {"not_allowed", "never_captured", "title_skipped", "no_window"}
 _CONSENT_REASONS = {"no_consent", "consent_outdated"}
 
 
-def headline(status: AgentStatus, tz: tzinfo | None = None) -> str:
+def headline(status: Status, tz: tzinfo | None = None) -> str:
     """The one sentence that says whether capture is on, and why not."""
     reason = status.reason
     if status.paused or reason == "paused":
@@ -219,7 +222,25 @@ def headline(status: AgentStatus, tz: tzinfo | None = None) -> str:
     return f"Not capturing: {words}"
 
 
-def icon_for(status: AgentStatus) -> IconKind:
+def terminal_headline(status: Status, tz: tzinfo | None = None) -> str:
+    """The same, as ``overt status`` prints it: a full sentence that names the
+    app in front, and the agent's own words for why capture is off."""
+    if status.reason == "paused" and status.paused:
+        assert status.paused_until_ms is not None
+        left = minutes_left(status.pause_remaining_ms)
+        until = _clock(status.paused_until_ms, tz)
+        return f"Paused for {left} more {'minute' if left == 1 else 'minutes'} (until {until})."
+    if status.capturing:
+        app = status.current_app
+        if app is None:
+            return "Capturing in allow-listed apps."
+        if app.allowed:
+            return f"Capturing in {app.name} (allowed)."
+        return f"Capture is on, but not in {app.name}: it is not an allow-listed app."
+    return f"Not capturing: {status.reason_text or status.reason}."
+
+
+def icon_for(status: Status) -> IconKind:
     if status.paused or status.reason == "paused":
         return IconKind.PAUSED
     if status.reason == "capturing" or (status.capturing and status.reason not in _ARMED):
@@ -231,7 +252,7 @@ def icon_for(status: AgentStatus) -> IconKind:
     return IconKind.BLOCKED
 
 
-def details(status: AgentStatus) -> list[str]:
+def details(status: Status) -> list[str]:
     """Secondary lines for the tooltip: the app in front, uploads, the policy."""
     lines = []
     if status.reason == "capturing" and status.current_app is not None:
@@ -269,7 +290,7 @@ def pause_choices(max_minutes: int) -> tuple[int, ...]:
 
 
 def _menu(state: AgentState, head: str) -> tuple[MenuEntry, ...]:
-    running = isinstance(state, AgentStatus)
+    running = isinstance(state, Status)
     entries = [MenuEntry("status", head, enabled=False), MenuEntry("-1")]
     if isinstance(state, Unreachable):
         if state.can_start:
@@ -341,7 +362,7 @@ class ResumeAnnouncer:
         self._warned = False
 
     def observe(self, state: AgentState) -> list[Notification]:
-        if not isinstance(state, AgentStatus):
+        if not isinstance(state, Status):
             return []  # no agent: the pause may still be running there
         until: int | None = state.paused_until_ms
         if state.paused and until is not None:
@@ -384,7 +405,7 @@ class ConsentPrompter:
         self._prompted: set[int] = set()
 
     def observe(self, state: AgentState) -> bool:
-        if not isinstance(state, AgentStatus) or not state.consent_needed:
+        if not isinstance(state, Status) or not state.consent_needed:
             return False
         version = state.policy.version if state.policy is not None else 0
         if version in self._prompted:
@@ -401,7 +422,7 @@ def next_poll_ms(
     At most ``interval_ms``; sooner when a pause is about to reach its
     warning point or its end, so both announcements are on time.
     """
-    if not isinstance(state, AgentStatus) or not state.paused:
+    if not isinstance(state, Status) or not state.paused:
         return interval_ms
     remaining = state.pause_remaining_ms
     candidates = [interval_ms, remaining + 100]

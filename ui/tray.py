@@ -39,13 +39,13 @@ from PySide6.QtWidgets import (
     QWidgetAction,
 )
 
+from overt.wire.control_results import ConsentOffer, DiscardReport, Status
 from ui.agent_api import AgentApi
 from ui.calls import CallRunner
 from ui.dialogs import CapturedDialog, ConsentDialog, ExemptionDialog, failure_text
 from ui.errors import AgentUnreachable, LaunchError, TrayError
 from ui.icons import tray_icon
 from ui.launcher import AgentLauncher
-from ui.model import AgentStatus, ConsentOffer, DiscardResult
 from ui.presentation import (
     RESUME_WARNING_MS,
     AgentState,
@@ -111,7 +111,7 @@ def _rect(x: int, y: int, w: int, h: int) -> list[int]:
     return [x, y, w, h]
 
 
-def discard_message(minutes: int, result: DiscardResult) -> str:
+def discard_message(minutes: int, result: DiscardReport) -> str:
     """What a discard did, in one or two sentences."""
     if not result.batches_deleted and not result.events_dropped:
         text = f"Nothing captured in the last {minutes} minutes was waiting on this computer."
@@ -248,7 +248,7 @@ class TrayController(QObject):
         self._in_flight = True
         self._runner.run(self._api.status, self._status_arrived, self._status_failed)
 
-    def _status_arrived(self, status: AgentStatus) -> None:
+    def _status_arrived(self, status: Status) -> None:
         self._in_flight = False
         self.apply(status)
 
@@ -436,10 +436,10 @@ class TrayController(QObject):
         else:
             log.warning("unknown menu entry %s", command)
 
-    def _send(self, call: Callable[[], AgentStatus], doing: str) -> None:
+    def _send(self, call: Callable[[], Status], doing: str) -> None:
         self._runner.run(call, self.apply, lambda error: self._failed(error, doing))
 
-    def _discarded(self, minutes: int, result: DiscardResult) -> None:
+    def _discarded(self, minutes: int, result: DiscardReport) -> None:
         self.notify(Notification("Discarded", discard_message(minutes, result)))
         self.refresh()
 
@@ -484,7 +484,7 @@ class TrayController(QObject):
             return
         if existing is not None:
             existing.close()
-        declined = isinstance(self.state, AgentStatus) and self.state.reason == "consent_declined"
+        declined = isinstance(self.state, Status) and self.state.reason == "consent_declined"
         dialog = ConsentDialog(offer, self._api, self._runner, declined_before=declined)
         dialog.answered.connect(self.apply)
         self._open("consent", lambda: dialog)

@@ -11,9 +11,11 @@ each with one parser that validates once:
 - ``frames``: screenshot images and delta-frame reassembly;
 - ``sealed``: the sealed batch (format 1: signed, encrypted to the dataset key);
 - ``signature``: the signature of a device's HTTP request (version 1);
-- ``control``: the messages of the agent's local control API;
+- ``control``: the messages of the agent's local control API (version 1),
+  with ``control_results`` (each command's result) and ``notice`` (the
+  capture notice it carries, format 1);
 - ``errors``: the errors of the parsers.
 
 docs/FORMATS.md specifies the bytes of all but the control messages
-(docs/CONTROL.md).
+(docs/CONTROL.md, generated from the models by tools/control_doc.py).
 """

@@ -1,7 +1,10 @@
 """The control API over a real Unix socket in a temporary directory.
 
 A fake target records what reached it, so every test can also say what did
-*not* reach the agent (a refused request never calls the target).
+*not* reach the agent (a refused request never calls the target). It
+answers each call with a result model that carries the call itself
+(:func:`answer_for`), so a test can tell that the answer it got is the
+answer to its own request.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from typing import Any
 import pytest
 
 from agent.control import (
-    MAX_REQUEST_BYTES,
     AgentAlreadyRunning,
     AgentNotRunning,
     ControlClient,
@@ -30,12 +32,65 @@ from agent.control import (
     ControlSetupError,
     default_socket_path,
 )
+from agent.notice import consent_notice
+from overt.wire.control import MAX_REQUEST_BYTES
+from overt.wire.control_results import (
+    ConsentOffer,
+    DiscardReport,
+    ExemptionRequestSent,
+    LedgerDay,
+    LedgerReport,
+    RequestedExemptions,
+    Result,
+    Status,
+)
+from policies.verify import parse_policy_payload
 
-STATUS = {"capturing": True, "reason": "capturing", "now_ms": 1_795_000_000_000}
+ROOT = Path(__file__).resolve().parents[2]
+NOTICE = consent_notice(parse_policy_payload((ROOT / "policies/examples/office.json").read_bytes()))
+
+STATUS: dict[str, Any] = {
+    "capturing": True,
+    "reason": "capturing",
+    "reason_text": "Capturing in allow-listed apps",
+    "problem": None,
+    "current_app": None,
+    "paused_until_ms": None,
+    "pause_max_minutes": 30,
+    "policy": None,
+    "consent_needed": False,
+    "exemptions": [],
+    "spool": None,
+    "upload": None,
+    "counts": {"batches_written": 0, "batches_held": 0, "events_seen": 0, "events_lost": 0},
+    "now_ms": 1_795_000_000_000,
+}
+
+
+def answer_for(name: str, *args: Any) -> Result:
+    """The result a FakeTarget gives for one call: the call is in its words."""
+    said = f"{name} {list(args)}"
+    if name == "discard":
+        return DiscardReport(
+            batches_deleted=args[0], events_dropped=0, erasure_requested=False, erasure_range=None
+        )
+    if name == "consent_show":
+        return ConsentOffer.model_validate(
+            {"policy_version": 3, "needed": True, "widening": [said], "previous": None,
+             "notice": NOTICE}
+        )  # fmt: skip
+    if name == "exemption_request":
+        return ExemptionRequestSent(request_id=said, status="pending")
+    if name == "exemption_list":
+        return RequestedExemptions(requests=())
+    if name == "ledger":
+        day = LedgerDay(day="2026-11-22", bytes_uploaded=args[0], budget=1)
+        return LedgerReport(batches=(), daily=(day,))
+    return Status.model_validate({**STATUS, "reason_text": said})
 
 
 class FakeTarget:
-    """Answers every command with what it was called with; can be told to fail."""
+    """Answers every command with :func:`answer_for` its call; can be told to fail."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
@@ -51,7 +106,7 @@ class FakeTarget:
             raise self.fail
         if self.answer is not None:
             return self.answer
-        return {"called": name, "args": list(args)}
+        return answer_for(name, *args)
 
     def status(self) -> Any:
         return self._done("status")
@@ -190,13 +245,13 @@ def test_every_command_reaches_the_target_and_returns_its_result(
 ) -> None:
     result = call(client)
     assert target.calls == [(method, args)]
-    assert result == {"called": method, "args": list(args)}
+    assert result == answer_for(method, *args)
 
 
 def test_several_requests_share_one_connection(raw: Raw, target: FakeTarget) -> None:
     raw.send(b'{"v":1,"cmd":"status"}\n{"v":1,"cmd":"ledger","args":{"days":2}}\n')
-    assert raw.line() == {"ok": True, "result": {"called": "status", "args": []}}
-    assert raw.line() == {"ok": True, "result": {"called": "ledger", "args": [2]}}
+    assert raw.line() == {"ok": True, "result": answer_for("status").model_dump(mode="json")}
+    assert raw.line() == {"ok": True, "result": answer_for("ledger", 2).model_dump(mode="json")}
     assert raw.ask(b'{"v":1,"cmd":"resume","args":null}')["ok"] is True
     assert [name for name, _ in target.calls] == ["status", "ledger", "resume"]
 
@@ -255,7 +310,7 @@ def test_stop_removes_the_socket_and_clients_then_find_no_agent(
     assert caught.value.why == "no socket"
     # The same path can be served again.
     with ControlServer(target, sock_path):
-        assert ControlClient(sock_path).status()["called"] == "status"
+        assert ControlClient(sock_path).status() == answer_for("status")
 
 
 def test_stop_closes_idle_connections(server: ControlServer, raw: Raw) -> None:
@@ -276,7 +331,7 @@ def test_a_stale_socket_is_replaced(target: FakeTarget, sock_path: Path) -> None
     assert caught.value.why == "nothing listening"
 
     with ControlServer(target, sock_path):
-        assert ControlClient(sock_path).status()["called"] == "status"
+        assert ControlClient(sock_path).status() == answer_for("status")
 
 
 def test_a_second_server_on_the_same_path_is_refused_and_the_first_keeps_serving(
@@ -287,7 +342,7 @@ def test_a_second_server_on_the_same_path_is_refused_and_the_first_keeps_serving
         second.start()
     second.stop()  # a no-op: it never started
     assert server.path.exists()
-    assert ControlClient(server.path).status()["called"] == "status"
+    assert ControlClient(server.path).status() == answer_for("status")
     assert target.calls == [("status", ())]
 
 
@@ -432,7 +487,7 @@ def test_an_oversized_line_is_refused_and_closed_while_others_are_served(
     assert answer["error"] == "bad_request"
     assert "longer than" in answer["message"]
     raw.assert_closed_by_peer()
-    assert ControlClient(server.path).status()["called"] == "status"
+    assert ControlClient(server.path).status() == answer_for("status")
     assert target.calls == [("status", ())]
 
 
@@ -449,7 +504,7 @@ def test_a_slow_client_does_not_block_another(
     server: ControlServer, raw: Raw, target: FakeTarget
 ) -> None:
     raw.send(b'{"v":1,"cmd":"sta')  # ...and nothing more for now
-    assert ControlClient(server.path).status()["called"] == "status"
+    assert ControlClient(server.path).status() == answer_for("status")
     raw.send(b'tus"}\n')
     assert raw.line()["ok"] is True
     assert target.calls == [("status", ()), ("status", ())]
@@ -459,14 +514,14 @@ def test_a_command_the_agent_is_slow_to_carry_out_does_not_block_another(
     server: ControlServer, target: FakeTarget
 ) -> None:
     target.hold = threading.Event()
-    answers: list[dict[str, Any]] = []
+    answers: list[Result] = []
     pausing = threading.Thread(target=lambda: answers.append(ControlClient(server.path).pause(5)))
     pausing.start()
     assert target.holding.wait(5)
-    assert ControlClient(server.path).status()["called"] == "status"
+    assert ControlClient(server.path).status() == answer_for("status")
     target.hold.set()
     pausing.join(5)
-    assert answers == [{"called": "pause", "args": [5]}]
+    assert answers == [answer_for("pause", 5)]
 
 
 def test_a_client_that_never_finishes_its_line_is_disconnected(
@@ -479,7 +534,7 @@ def test_a_client_that_never_finishes_its_line_is_disconnected(
             slow.assert_closed_by_peer()
         finally:
             slow.close()
-        assert ControlClient(sock_path).status()["called"] == "status"
+        assert ControlClient(sock_path).status() == answer_for("status")
     assert target.calls == [("status", ())]
 
 
@@ -502,20 +557,37 @@ def test_an_exception_in_the_agent_is_internal_and_leaks_nothing(
     assert "hunter2" not in caplog.text
     # The server goes on serving.
     target.fail = None
-    assert client.status()["called"] == "status"
+    assert client.status() == answer_for("status")
 
 
 @pytest.mark.parametrize(
     "answer",
-    [["not", "an", "object"], {"when": {1, 2}}, {"x": float("nan")}],
-    ids=["a list", "a set inside", "NaN inside"],
+    [["not", "an", "object"], dict(STATUS), answer_for("discard", 5)],
+    ids=["a list", "its object, not its model", "another command's result"],
 )
-def test_an_answer_that_is_not_a_json_object_becomes_internal(
+def test_an_answer_that_is_not_the_commands_result_model_becomes_internal(
     client: ControlClient, target: FakeTarget, answer: Any
 ) -> None:
     target.answer = answer
     with pytest.raises(ControlError) as caught:
         client.status()
+    assert caught.value.code == "internal"
+
+
+def test_a_result_json_cannot_carry_becomes_internal(
+    client: ControlClient, target: FakeTarget
+) -> None:
+    offer = answer_for("consent_show")
+    assert isinstance(offer, ConsentOffer)
+    app = offer.notice.apps[0]
+    assert app.screenshots is not None
+    shots = app.screenshots.model_copy(update={"min_interval_seconds": float("nan")})
+    notice = offer.notice.model_copy(
+        update={"apps": (app.model_copy(update={"screenshots": shots}), *offer.notice.apps[1:])}
+    )
+    target.answer = offer.model_copy(update={"notice": notice})
+    with pytest.raises(ControlError) as caught:
+        client.consent_show()
     assert caught.value.code == "internal"
 
 

@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 from agent.control import ControlClient, ControlServer
-from tests.agent.test_control import FakeTarget
+from overt.wire.control_results import Result
+from tests.agent.test_control import FakeTarget, answer_for
 
 ROOT = Path(__file__).resolve().parents[2]
 STATUS = b'{"v":1,"cmd":"status"}\n'
@@ -122,7 +123,7 @@ def test_idle_connections_beyond_the_limit_push_out_the_oldest_and_status_answer
         idle = [connect(sock_path) for _ in range(40)]
         try:
             wait(lambda: server.open_connections() == 8, what="the limit to be reached")
-            assert ControlClient(sock_path).status()["called"] == "status"
+            assert ControlClient(sock_path).status() == answer_for("status")
             assert server.open_connections() <= 8
             # The oldest were told why before they were closed; the newest stay open.
             pushed_out = read_line(idle[0])
@@ -158,14 +159,14 @@ def test_a_newcomer_when_every_connection_is_busy_is_answered_busy_and_the_clien
         assert answer["error"] == "busy"
         refused.close()
 
-        answers: list[dict[str, Any]] = []
+        answers: list[Result] = []
         asking = threading.Thread(target=lambda: answers.append(ControlClient(sock_path).status()))
         asking.start()
         time.sleep(0.3)  # the client is turned away, and asks again
         assert answers == []
         target.hold.set()
         asking.join(5)
-        assert answers == [{"called": "status", "args": []}]
+        assert answers == [answer_for("status")]
         for sock in pausing:
             assert read_line(sock) is not None
             sock.close()
@@ -180,8 +181,8 @@ def test_slow_commands_leave_a_thread_free_for_pause_and_status(sock_path: Path)
         wait(lambda: target.in_ledger == 2, what="two ledger calls to start")
         client = ControlClient(sock_path, timeout=2.0)
         # Both answers come while the two ledger calls are still held.
-        assert client.pause(5)["called"] == "pause"
-        assert client.status()["called"] == "status"
+        assert client.pause(5) == answer_for("pause", 5)
+        assert client.status() == answer_for("status")
         assert target.in_ledger == 2  # the others wait their turn
         target.release.set()
         for sock in slow:
@@ -209,7 +210,7 @@ def test_threads_do_not_grow_with_connections(sock_path: Path) -> None:
         for sock in held:
             sock.close()
         assert most == before
-        assert ControlClient(sock_path).status()["called"] == "status"
+        assert ControlClient(sock_path).status() == answer_for("status")
 
 
 # ------------------------------------------------------------ no descriptor left
@@ -257,7 +258,7 @@ def test_accept_survives_running_out_of_descriptors(
             sock.close()
         assert server.open_connections() == 0
         # Descriptors are back: the same server answers again.
-        assert ControlClient(sock_path).status()["called"] == "status"
+        assert ControlClient(sock_path).status() == answer_for("status")
     assert "cannot accept connections (EMFILE)" in caplog.text
     assert target.calls == [("status", ())]
 

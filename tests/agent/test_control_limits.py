@@ -4,6 +4,8 @@ everywhere: an exemption longer than the collector's limit never leaves the agen
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +14,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agent.control import MAX_EXEMPTION_DAYS, ControlClient, ControlError, ControlServer
+from agent.control import ControlClient, ControlError, ControlServer
 from agent.control_target import AgentControlTarget, ControlParts
 from collector.schemas import ExemptionIn
+from overt.wire.control import MAX_EXEMPTION_DAYS, encode_request
 from tests.agent.test_control import FakeTarget
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,10 +39,20 @@ def test_an_exemption_over_the_limit_is_refused_in_words_and_never_reaches_the_a
     target = FakeTarget()
     with ControlServer(target, tmp_path / "run" / "agent.sock") as server:
         client = ControlClient(server.path)
+        # The client refuses it with the server's own check, in the same words...
         with pytest.raises(ControlError) as refused:
             client.exemption_request("bandwidth", "metered line", MAX_EXEMPTION_DAYS + 1)
         assert refused.value.code == "bad_request"
         assert "at most 365 days, not 366" in refused.value.message
+        # ...and the server refuses it from a client that did not check.
+        args = {"category": "bandwidth", "reason": "metered line", "duration_days": 366}
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+            raw.settimeout(5)
+            raw.connect(os.fspath(server.path))
+            raw.sendall(encode_request("exemption.request", args))
+            answer = json.loads(raw.makefile("rb").readline())
+        assert answer["error"] == "bad_request"
+        assert answer["message"] == refused.value.message
         assert target.calls == []
         client.exemption_request("bandwidth", "metered line", MAX_EXEMPTION_DAYS)
         assert target.calls == [("exemption_request", ("bandwidth", "metered line", 365))]

@@ -36,6 +36,15 @@ from agent.policy_source import load_policy
 from agent.sinks.memory import MemorySink
 from agent.sources._fake import FakeCanary, FakeInputHooks, FakeScreenGrabber, FakeWindowProbe
 from agent.sources.canary import CANARY_CLASS, Canary
+from overt.wire.control_results import (
+    REASON_TEXT,
+    ConsentOnRecord,
+    CurrentApp,
+    ExemptionInForce,
+    ExemptionRequestSent,
+    PolicySummary,
+    RequestedExemptions,
+)
 from policies.keys import generate_private_key, public_key_model
 from policies.model import Category, Grant, Policy, SignerSet
 from policies.store import accept_policy_bytes
@@ -142,7 +151,7 @@ def test_status_reports_what_the_agent_says_and_null_for_parts_it_lacks(
     setup: Setup, policy: Policy
 ) -> None:
     setup.local.save_consent(ConsentRecord.accept(policy, setup.clock()))
-    status = setup.target().status()
+    status = setup.target().status().model_dump(mode="json")
     assert status == {
         "capturing": True,
         "reason": "capturing",
@@ -175,10 +184,10 @@ def test_status_while_paused_carries_the_resume_time_and_the_policy_maximum(
         capturing=False, reason=Reason.PAUSED, paused_until=resumes
     )
     status = setup.target().status()
-    assert status["reason"] == "paused"
-    assert status["reason_text"] == "Paused by you"
-    assert status["paused_until_ms"] == round(resumes * 1000)
-    assert status["pause_max_minutes"] == 20
+    assert status.reason == "paused"
+    assert status.reason_text == "Paused by you"
+    assert status.paused_until_ms == round(resumes * 1000)
+    assert status.pause_max_minutes == 20
 
 
 def test_status_without_a_policy_says_why_and_asks_no_consent(setup: Setup) -> None:
@@ -189,16 +198,16 @@ def test_status_without_a_policy_says_why_and_asks_no_consent(setup: Setup) -> N
         problem="no policy has been installed",
     )
     status = setup.target().status()
-    assert status["policy"] is None
-    assert status["problem"] == "no policy has been installed"
-    assert status["reason_text"].startswith("No capture policy")
-    assert status["consent_needed"] is False
-    assert status["pause_max_minutes"] == 30
+    assert status.policy is None
+    assert status.problem == "no policy has been installed"
+    assert status.reason_text.startswith("No capture policy")
+    assert status.consent_needed is False
+    assert status.pause_max_minutes == 30
 
 
 def test_status_asks_for_consent_when_none_is_on_record(setup: Setup, policy: Policy) -> None:
     setup.agent.status_value = agent_status(capturing=False, reason=Reason.NO_CONSENT)
-    assert setup.target().status()["consent_needed"] is True
+    assert setup.target().status().consent_needed is True
 
 
 def test_status_passes_on_the_parts_it_is_given(setup: Setup, policy: Policy) -> None:
@@ -228,27 +237,47 @@ def test_status_passes_on_the_parts_it_is_given(setup: Setup, policy: Policy) ->
         upload_state=lambda: upload,
     )
     status = setup.target(parts).status()
-    assert status["current_app"] == {"name": "LibreOffice Writer", "allowed": True}
+    assert status.current_app == CurrentApp(name="LibreOffice Writer", allowed=True)
     # The expired battery grant is not in force any more.
-    assert status["exemptions"] == [
-        {
-            "category": "bandwidth",
-            "expires": (NOW + timedelta(days=3)).isoformat().replace("+00:00", "Z"),
-        }
-    ]
-    assert status["spool"] == spool
-    assert status["upload"] == upload
+    assert status.exemptions == (
+        ExemptionInForce(
+            category="bandwidth",
+            expires=(NOW + timedelta(days=3)).isoformat().replace("+00:00", "Z"),
+        ),
+    )
+    assert status.spool is not None
+    assert status.spool.model_dump() == spool
+    assert status.upload is not None
+    assert status.upload.model_dump() == upload
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"batches": 4, "secret": "keep out"},
+        {"batches": "keep out", "bytes": 1, "budget": 1, "held": 0, "ready": 0, "dead": 0,
+         "quarantined": 0},
+        ["keep out"],
+    ],
+    ids=["missing fields", "a wrong type", "not an object"],
+)  # fmt: skip
 def test_a_part_answering_with_the_wrong_shape_is_an_internal_error(
-    setup: Setup, policy: Policy, caplog: pytest.LogCaptureFixture
+    setup: Setup, policy: Policy, caplog: pytest.LogCaptureFixture, answer: Any
 ) -> None:
-    parts = ControlParts(spool_state=lambda: {"batches": 4, "secret": "keep out"})
+    parts = ControlParts(spool_state=lambda: answer)
     with pytest.raises(ControlError) as caught:
         setup.target(parts).status()
     assert caught.value.code == "internal"
+    assert caught.value.__cause__ is None
     assert "keep out" not in caught.value.message
     assert "keep out" not in caplog.text
+
+
+def test_every_reason_of_the_agent_has_its_sentence_on_the_wire(setup: Setup) -> None:
+    assert set(REASON_TEXT) == {reason.value for reason in Reason}
+    for reason in Reason:
+        setup.agent.status_value = agent_status(reason=reason)
+        assert setup.target().status().reason_text == REASON_TEXT[reason.value]
 
 
 # ------------------------------------------------------------------ pause
@@ -256,7 +285,7 @@ def test_a_part_answering_with_the_wrong_shape_is_an_internal_error(
 
 def test_pause_and_resume_go_to_the_agent(setup: Setup, policy: Policy) -> None:
     target = setup.target()
-    assert target.pause(None)["reason"] == "capturing"  # the fake agent's status
+    assert target.pause(None).reason == "capturing"  # the fake agent's status
     target.pause(12)
     target.resume()
     assert setup.agent.calls == [("pause", None), ("pause", 12.0), ("resume", None)]
@@ -267,11 +296,11 @@ def test_pause_and_resume_go_to_the_agent(setup: Setup, policy: Policy) -> None:
 
 def test_consent_show_gives_the_notice_of_the_policy_in_force(setup: Setup, policy: Policy) -> None:
     shown = setup.target().consent_show()
-    assert shown["policy_version"] == 1
-    assert shown["needed"] is True
-    assert shown["widening"] == []
-    assert shown["previous"] is None
-    assert shown["notice"] == consent_notice(policy)
+    assert shown.policy_version == 1
+    assert shown.needed is True
+    assert shown.widening == ()
+    assert shown.previous is None
+    assert shown.notice.model_dump(mode="json") == consent_notice(policy)
 
 
 def test_consent_show_lists_what_a_wider_policy_adds(setup: Setup) -> None:
@@ -285,15 +314,13 @@ def test_consent_show_lists_what_a_wider_policy_adds(setup: Setup) -> None:
         capturing=False, reason=Reason.CONSENT_OUTDATED, policy_version=2
     )
     shown = setup.target().consent_show()
-    assert shown["policy_version"] == 2
-    assert shown["needed"] is True
+    assert shown.policy_version == 2
+    assert shown.needed is True
     added = "app names and window positions in apps matching window class 'chat'"
-    assert added in shown["widening"]
-    assert shown["previous"] == {
-        "accepted": True,
-        "policy_version": 1,
-        "at_ms": round((setup.clock() - 3600) * 1000),
-    }
+    assert added in shown.widening
+    assert shown.previous == ConsentOnRecord(
+        accepted=True, policy_version=1, at_ms=round((setup.clock() - 3600) * 1000)
+    )
 
 
 def test_consent_show_refuses_without_a_policy(setup: Setup) -> None:
@@ -402,13 +429,12 @@ def test_commands_reach_their_parts_and_answer_with_their_objects(
         ledger=report,
     )
     target = setup.target(parts)
-    assert target.discard(10) == discarded
-    assert target.exemption_request("battery", "on the train", 14) == {
-        "request_id": "r-1",
-        "status": "pending",
-    }
-    assert target.exemption_list() == {"requests": []}
-    assert target.ledger(3) == ledger
+    assert target.discard(10).model_dump(mode="json") == discarded
+    assert target.exemption_request("battery", "on the train", 14) == ExemptionRequestSent(
+        request_id="r-1", status="pending"
+    )
+    assert target.exemption_list() == RequestedExemptions(requests=())
+    assert target.ledger(3).model_dump(mode="json") == ledger
     assert seen == [
         ("discard", 10),
         ("request", ("battery", "on the train", 14)),
@@ -419,7 +445,7 @@ def test_commands_reach_their_parts_and_answer_with_their_objects(
 def test_a_policy_other_than_the_agents_is_not_shown(setup: Setup, policy: Policy) -> None:
     setup.agent.status_value = agent_status(policy_version=7)
     status = setup.target().status()
-    assert status["policy"] == {"version": 7, "expires": None, "organisation": None}
+    assert status.policy == PolicySummary(version=7, expires=None, organisation=None)
     with pytest.raises(ControlError):
         setup.target().consent_show()
 
@@ -560,29 +586,29 @@ def running(tmp_path: Path) -> Iterator[Running]:
 
 def test_the_real_agent_pauses_clamps_and_resumes_through_the_socket(running: Running) -> None:
     status = running.client.status()
-    assert status["capturing"] is True
-    assert status["policy"]["organisation"] == "Example Corp (test)"
-    assert status["consent_needed"] is False
+    assert status.capturing is True
+    assert status.policy is not None
+    assert status.policy.organisation == "Example Corp (test)"
+    assert status.consent_needed is False
 
     paused = running.client.pause(600)  # more than the policy's 30 minutes
-    assert paused["reason"] == "paused"
-    assert paused["paused_until_ms"] - paused["now_ms"] <= 30 * 60_000
-    assert paused["paused_until_ms"] - paused["now_ms"] > 29 * 60_000
+    assert paused.reason == "paused"
+    assert 29 * 60_000 < paused.pause_remaining_ms <= 30 * 60_000
     assert running.agent.status().reason is Reason.PAUSED
     assert not running.hooks.installed
 
     resumed = running.client.resume()
-    assert resumed["paused_until_ms"] is None
+    assert resumed.paused_until_ms is None
     wait(lambda: running.hooks.installed)
-    assert running.client.status()["reason"] == "capturing"
+    assert running.client.status().reason == "capturing"
 
 
 def test_the_real_agent_shows_its_notice_but_cannot_take_consent_yet(running: Running) -> None:
     shown = running.client.consent_show()
-    assert shown["needed"] is False
-    assert shown["notice"]["apps"][0]["name"] == "Overt test work app"
+    assert shown.needed is False
+    assert shown.notice.apps[0].name == "Overt test work app"
     with pytest.raises(ControlError) as caught:
-        running.client.consent_decline(shown["policy_version"])
+        running.client.consent_decline(shown.policy_version)
     assert caught.value.code == "unavailable"
     assert running.agent.status().reason is Reason.CAPTURING
 

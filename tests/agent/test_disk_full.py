@@ -286,7 +286,9 @@ def test_consent_given_on_a_full_disk_is_refused_in_words_and_changes_nothing(
         try:
             fill(state / "filler")
             client = ControlClient(rig.socket)
-            version = client.status()["policy"]["version"]
+            policy = client.status().policy
+            assert policy is not None
+            version = policy.version
             with pytest.raises(ControlError) as refused:
                 client.consent_decline(version)
             assert refused.value.code == "unavailable"

@@ -345,7 +345,7 @@ def test_consent_windows_and_quit(desktop: Desktop, tray: RunningTray, agent_end
     tray.click(tray.open_menu(), "quit")
     tray.exited_cleanly(10)
     # The tray did not start this agent, so quitting leaves it running.
-    assert ControlClient(agent_end.socket, timeout=2).status()["reason"] == "capturing"
+    assert ControlClient(agent_end.socket, timeout=2).status().reason == "capturing"
     assert "stopping the agent" not in tray.log
 
 
@@ -444,17 +444,17 @@ def test_the_tray_starts_the_real_agent_and_quit_stops_it(
             notice = window(desktop, "Overt — capture notice")
             tray.shot("real-agent-notice")
             client = ControlClient(socket, timeout=5)
-            assert client.status()["consent_needed"] is True
+            assert client.status().consent_needed is True
             desktop.xdotool("windowactivate", "--sync", notice)
             desktop.xdotool("key", "alt+a")
-            wait_for(lambda: client.status()["consent_needed"] is False, 15,
+            wait_for(lambda: client.status().consent_needed is False, 15,
                      what="the real agent to record the consent")  # fmt: skip
 
             entries = tray.open_menu()
             pauses = [k for k in entries if k.startswith("pause:")]
             longest = max(pauses, key=lambda k: int(k.partition(":")[2]))
             tray.click(entries, longest)
-            wait_for(lambda: client.status()["reason"] == "paused", 10,
+            wait_for(lambda: client.status().reason == "paused", 10,
                      what="the real agent to pause")  # fmt: skip
             wait_for(lambda: is_amber(tray.icon_colour()), 10, what="an amber icon")
             tray.shot("real-agent-paused")

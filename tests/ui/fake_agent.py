@@ -1,15 +1,15 @@
 """A stateful stand-in for the agent behind the control API, for the tray's tests.
 
-``FakeAgent`` implements ``agent.control.ControlTarget``: it returns the JSON
-objects of docs/CONTROL.md and keeps just enough state (pause, consent, a
+``FakeAgent`` implements ``agent.control.ControlTarget``: it answers with the
+result models of ``overt.wire.control_results`` and keeps just enough state (pause, consent, a
 ledger, exemption requests) for a test to see that a click changed what the
 agent does. Its clock is a callable returning epoch milliseconds, so unit
 tests move time by hand and the real-tray test uses the wall clock.
 
 ``InProcessClient`` is a ``ControlClient`` that answers through
-``agent.control.handle_request`` — the server's own validation — without a
-socket, so ``ControlAgentApi(client=...)`` runs its real wrapping and
-parsing in unit tests.
+``agent.control.handle_request`` — the server's own parsing and encoding —
+without a socket, so ``ControlAgentApi(client=...)`` runs its real wrapping
+and reading in unit tests.
 """
 
 from __future__ import annotations
@@ -25,10 +25,18 @@ from agent.control import (
     ControlClient,
     ControlError,
     ControlTarget,
-    encode_request,
     handle_request,
 )
 from agent.notice import consent_notice
+from overt.wire.control import encode_request
+from overt.wire.control_results import (
+    ConsentOffer,
+    DiscardReport,
+    ExemptionRequestSent,
+    LedgerReport,
+    RequestedExemptions,
+    Status,
+)
 from policies.verify import parse_policy_payload
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
@@ -129,6 +137,7 @@ class FakeAgent:
             "capturing": reason == "capturing",
             "reason": reason,
             "reason_text": f"(agent words for {reason})",
+            "problem": None,
             "current_app": None
             if self.current_app is None
             else {"name": self.current_app[0], "allowed": self.current_app[1]},
@@ -157,6 +166,7 @@ class FakeAgent:
                 "today_bytes": 654_321,
                 "daily_budget": 50 << 20,
             },
+            "counts": {"batches_written": 0, "batches_held": 0, "events_seen": 0, "events_lost": 0},
             "now_ms": self.now_ms,
         }
 
@@ -165,24 +175,24 @@ class FakeAgent:
     def _record(self, name: str, *args: Any) -> None:
         self.calls.append((name, args))
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> Status:
         with self.lock:
-            return self._status()
+            return Status.model_validate(self._status())
 
-    def pause(self, minutes: int | None) -> dict[str, Any]:
+    def pause(self, minutes: int | None) -> Status:
         with self.lock:
             self._record("pause", minutes)
             length = min(minutes or self.pause_max_minutes, self.pause_max_minutes)
             self.paused_until_ms = self.now_ms + length * MINUTE_MS
-            return self._status()
+            return Status.model_validate(self._status())
 
-    def resume(self) -> dict[str, Any]:
+    def resume(self) -> Status:
         with self.lock:
             self._record("resume")
             self.paused_until_ms = None
-            return self._status()
+            return Status.model_validate(self._status())
 
-    def discard(self, minutes: int) -> dict[str, Any]:
+    def discard(self, minutes: int) -> DiscardReport:
         with self.lock:
             self._record("discard", minutes)
             since = self.now_ms - minutes * MINUTE_MS
@@ -191,37 +201,42 @@ class FakeAgent:
             for batch in hit:
                 if batch.state != "uploaded":
                     batch.state = "discarded"
-            return {
-                "batches_deleted": len(hit) - len(uploaded),
-                "events_dropped": 7,
-                "erasure_requested": bool(uploaded),
-                "erasure_range": [since, self.now_ms] if uploaded else None,
-            }
+            return DiscardReport(
+                batches_deleted=len(hit) - len(uploaded),
+                events_dropped=7,
+                erasure_requested=bool(uploaded),
+                erasure_range=(since, self.now_ms) if uploaded else None,
+            )
 
-    def consent_show(self) -> dict[str, Any]:
+    def consent_show(self) -> ConsentOffer:
         with self.lock:
-            return {
-                "policy_version": self.policy_version,
-                "needed": self.consent is None,
-                "widening": list(self.widening),
-                "notice": self.notice,
-            }
+            return ConsentOffer.model_validate(
+                {
+                    "policy_version": self.policy_version,
+                    "needed": self.consent is None,
+                    "widening": list(self.widening),
+                    "previous": None,
+                    "notice": self.notice,
+                }
+            )
 
-    def _answer(self, policy_version: int, answer: str) -> dict[str, Any]:
+    def _answer(self, policy_version: int, answer: str) -> Status:
         with self.lock:
             self._record(f"consent_{answer}", policy_version)
             if policy_version != self.policy_version:
                 raise ControlError("not_allowed", "that is not the policy in force")
             self.consent = "accepted" if answer == "accept" else "declined"
-            return self._status()
+            return Status.model_validate(self._status())
 
-    def consent_accept(self, policy_version: int) -> dict[str, Any]:
+    def consent_accept(self, policy_version: int) -> Status:
         return self._answer(policy_version, "accept")
 
-    def consent_decline(self, policy_version: int) -> dict[str, Any]:
+    def consent_decline(self, policy_version: int) -> Status:
         return self._answer(policy_version, "decline")
 
-    def exemption_request(self, category: str, reason: str, duration_days: int) -> dict[str, Any]:
+    def exemption_request(
+        self, category: str, reason: str, duration_days: int
+    ) -> ExemptionRequestSent:
         with self.lock:
             self._record("exemption_request", category, reason, duration_days)
             if not self.exemptions_available:
@@ -239,16 +254,16 @@ class FakeAgent:
                     "grant_expires": None,
                 }
             )
-            return {"request_id": request_id, "status": "pending"}
+            return ExemptionRequestSent(request_id=request_id, status="pending")
 
-    def exemption_list(self) -> dict[str, Any]:
+    def exemption_list(self) -> RequestedExemptions:
         with self.lock:
             self._record("exemption_list")
             if not self.exemptions_available:
                 raise ControlError("unavailable", "this agent has no collector to ask")
-            return {"requests": [dict(r) for r in self.requests]}
+            return RequestedExemptions.model_validate({"requests": self.requests})
 
-    def ledger(self, days: int) -> dict[str, Any]:
+    def ledger(self, days: int) -> LedgerReport:
         with self.lock:
             self._record("ledger", days)
             since = self.now_ms - days * DAY_MS
@@ -263,7 +278,7 @@ class FakeAgent:
                     if b.uploaded_at_ms is not None and _day(b.uploaded_at_ms) == day
                 )
                 daily.append({"day": day, "bytes_uploaded": sent, "budget": 50 << 20})
-            return {"batches": batches, "daily": daily}
+            return LedgerReport.model_validate({"batches": batches, "daily": daily})
 
 
 def _day(ms: int) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agent.control import ControlServer
-from tests.ui.fake_agent import FakeAgent, ManualClock, sample_batches
+from tests.ui.fake_agent import FakeAgent, InProcessClient, ManualClock, sample_batches
 from ui.agent_api import ControlAgentApi
 from ui.errors import AgentRefused, AgentUnreachable, BadReply
 
@@ -47,7 +47,7 @@ def test_every_command_round_trips(api: ControlAgentApi, agent: FakeAgent) -> No
     assert api.discard(15).batches_deleted == 2
     offer = api.consent_show()
     assert offer.policy_version == 3
-    assert offer.notice["organisation"] == "Example Corp"
+    assert offer.notice.organisation == "Example Corp"
     assert api.consent_decline(3).reason == "consent_declined"
     assert api.consent_accept(3).reason == "capturing"
     request_id = api.exemption_request("bandwidth", "metered line", 30)
@@ -82,15 +82,31 @@ def test_no_agent_is_unreachable(socket_dir: Path) -> None:
         api.status()
 
 
-def test_a_wrong_answer_is_a_bad_reply(
+class OddAgent(InProcessClient):
+    """An agent of another version: its status answer is not this version's."""
+
+    def call(self, cmd: str, args: Any = None) -> dict[str, Any]:
+        answer = super().call(cmd, args)
+        return {**answer, "capturing": "yes"} if cmd == "status" else answer
+
+
+def test_a_wrong_answer_is_a_bad_reply_naming_the_field(agent: FakeAgent) -> None:
+    api = ControlAgentApi(client=OddAgent(agent))
+    with pytest.raises(BadReply, match=r"status\.capturing"):
+        api.status()
+    assert api.discard(5).batches_deleted >= 0  # the other answers still read
+
+
+def test_the_agents_refusal_of_a_wrong_answer_from_its_own_parts_is_a_refusal(
     api: ControlAgentApi, agent: FakeAgent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def odd() -> dict[str, Any]:
         return {"capturing": "yes"}
 
     monkeypatch.setattr(agent, "status", odd)
-    with pytest.raises(BadReply, match=r"status\.capturing"):
+    with pytest.raises(AgentRefused) as refused:
         api.status()
+    assert refused.value.code == "internal"
 
 
 def test_an_agent_that_never_answers_is_unreachable_not_a_hang(socket_dir: Path) -> None:

@@ -19,9 +19,18 @@ import pytest
 from agent.control import ControlError, ControlServer
 from agent.notice import consent_notice
 from overt.cli import main as overt_main
+from overt.wire.control_results import (
+    ConsentOffer,
+    DiscardReport,
+    ExemptionRequestSent,
+    LedgerReport,
+    RequestedExemptions,
+    Status,
+)
 from policies.verify import parse_policy_payload
+from tests.agent.test_control import OneShotServer
 from ui import control_cli
-from ui.control_cli import clock_time, local_moment
+from ui.cli_text import clock_time, local_moment
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW_MS = 1_795_000_000_000
@@ -63,6 +72,7 @@ def status_object(**changes: Any) -> dict[str, Any]:
             "last_success_ms": NOW_MS - 20 * MIN,
             "today_bytes": 654_321,
             "daily_budget": 50 * 2**20,
+            "next_attempt_ms": None,
         },
         "counts": {"batches_written": 4, "batches_held": 0, "events_seen": 10, "events_lost": 0},
         "now_ms": NOW_MS,
@@ -72,7 +82,8 @@ def status_object(**changes: Any) -> dict[str, Any]:
 
 
 class FakeAgent:
-    """A control target with canned answers; records every call."""
+    """A control target with canned answers (kept as the JSON objects the
+    tests compare ``--json`` with, answered as their models); records every call."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
@@ -93,60 +104,66 @@ class FakeAgent:
         if self.refuse is not None:
             raise self.refuse
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> Status:
         self._call("status")
-        return self.status_value
+        return Status.model_validate(self.status_value)
 
-    def pause(self, minutes: int | None) -> dict[str, Any]:
+    def pause(self, minutes: int | None) -> Status:
         self._call("pause", minutes)
         length = min(minutes or 30, 30)
-        return status_object(
+        return _status(
             capturing=False,
             reason="paused",
             reason_text="Paused by you",
             paused_until_ms=NOW_MS + length * MIN,
         )
 
-    def resume(self) -> dict[str, Any]:
+    def resume(self) -> Status:
         self._call("resume")
-        return status_object()
+        return _status()
 
-    def discard(self, minutes: int) -> dict[str, Any]:
+    def discard(self, minutes: int) -> DiscardReport:
         self._call("discard", minutes)
-        return {
-            "batches_deleted": 3,
-            "events_dropped": 41,
-            "erasure_requested": True,
-            "erasure_range": [NOW_MS - 90 * MIN, NOW_MS - 80 * MIN],
-        }
+        return DiscardReport(
+            batches_deleted=3,
+            events_dropped=41,
+            erasure_requested=True,
+            erasure_range=(NOW_MS - 90 * MIN, NOW_MS - 80 * MIN),
+        )
 
-    def consent_show(self) -> dict[str, Any]:
+    def consent_show(self) -> ConsentOffer:
         self._call("consent_show")
-        return self.shown
+        return ConsentOffer.model_validate(self.shown)
 
-    def consent_accept(self, policy_version: int) -> dict[str, Any]:
+    def consent_accept(self, policy_version: int) -> Status:
         self._call("consent_accept", policy_version)
-        return status_object()
+        return _status()
 
-    def consent_decline(self, policy_version: int) -> dict[str, Any]:
+    def consent_decline(self, policy_version: int) -> Status:
         self._call("consent_decline", policy_version)
-        return status_object(
+        return _status(
             capturing=False,
             reason="consent_declined",
             reason_text="You declined the capture notice, so nothing is captured",
         )
 
-    def exemption_request(self, category: str, reason: str, duration_days: int) -> dict[str, Any]:
+    def exemption_request(
+        self, category: str, reason: str, duration_days: int
+    ) -> ExemptionRequestSent:
         self._call("exemption_request", category, reason, duration_days)
-        return {"request_id": "req-7", "status": "pending"}
+        return ExemptionRequestSent(request_id="req-7", status="pending")
 
-    def exemption_list(self) -> dict[str, Any]:
+    def exemption_list(self) -> RequestedExemptions:
         self._call("exemption_list")
-        return {"requests": self.requests}
+        return RequestedExemptions.model_validate({"requests": self.requests})
 
-    def ledger(self, days: int) -> dict[str, Any]:
+    def ledger(self, days: int) -> LedgerReport:
         self._call("ledger", days)
-        return self.ledger_value
+        return LedgerReport.model_validate(self.ledger_value)
+
+
+def _status(**changes: Any) -> Status:
+    return Status.model_validate(status_object(**changes))
 
 
 @pytest.fixture
@@ -218,7 +235,6 @@ def test_status_says_why_nothing_is_captured_and_what_the_agent_does_not_report(
         reason_text="Waiting for your consent to the capture notice",
         consent_needed=True,
         current_app=None,
-        exemptions=None,
         spool=None,
         upload=None,
         problem=None,
@@ -227,7 +243,7 @@ def test_status_says_why_nothing_is_captured_and_what_the_agent_does_not_report(
     lines = out.splitlines()
     assert lines[0] == "Not capturing: Waiting for your consent to the capture notice."
     assert "Your answer to the capture notice is needed: run `overt consent`." in lines
-    assert "Exemptions: not reported by this agent." in lines
+    assert "Exemptions: none." in lines
     assert "Spool: not reported by this agent." in lines
     assert "Upload: not reported by this agent." in lines
 
@@ -329,14 +345,27 @@ def test_usage_errors_exit_2_and_reach_no_agent(
 
 
 def test_an_answer_of_an_unexpected_shape_is_one_line_not_a_traceback(
-    capsys: pytest.CaptureFixture[str], sock: str, fake: FakeAgent
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    fake.status_value = status_object(spool={"batches": 4})
-    code, out, err = run(capsys, "status", "--socket", sock)
+    # An agent of another version: its status has a spool of another shape.
+    odd = status_object(spool={"batches": 4})
+    reply = json.dumps({"ok": True, "result": odd}).encode() + b"\n"
+    path = tmp_path / "odd" / "agent.sock"
+    agent = OneShotServer(path, reply)
+    try:
+        code, out, err = run(capsys, "status", "--socket", str(path))
+    finally:
+        agent.close()
     assert (code, out) == (1, "")
     assert err.startswith("overt status: the agent's answer is not what this version")
+    assert "status.spool.bytes" in err
     assert err.count("\n") == 1
-    code, out, _ = run(capsys, "status", "--socket", sock, "--json")
+    path.unlink()
+    agent = OneShotServer(path, reply)
+    try:
+        code, out, _ = run(capsys, "status", "--socket", str(path), "--json")
+    finally:
+        agent.close()
     assert code == 0
     assert json.loads(out)["spool"] == {"batches": 4}
 
@@ -515,7 +544,7 @@ def test_a_stale_notice_is_refused_by_the_agent(
 ) -> None:
     original = fake.consent_accept
 
-    def refuse(policy_version: int) -> dict[str, Any]:
+    def refuse(policy_version: int) -> Status:
         original(policy_version)
         raise ControlError("not_allowed", "The notice you answered is for policy version 3.")
 
@@ -572,6 +601,7 @@ def test_exemption_list_is_a_table(
             "decided_at": "2026-11-20T10:00:00Z",
             "decision_reason": None,
             "grant_expires": "2026-12-04T10:00:00Z",
+            "created_at": "2026-11-19T10:00:00Z",
         },
         {
             "request_id": "req-9",
@@ -582,6 +612,7 @@ def test_exemption_list_is_a_table(
             "decided_at": None,
             "decision_reason": None,
             "grant_expires": None,
+            "created_at": "2026-11-21T10:00:00Z",
         },
     ]
     code, out, _ = run(capsys, "exemption", "list", "--socket", sock)

@@ -11,13 +11,13 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QTreeWidget
 from pytestqt.qtbot import QtBot
 
+from overt.wire.control_results import Status
 from tests.ui.fake_agent import sample_batches
 from tests.ui.qt_support import AgentStack, agent_stack, save_screenshot
 from ui.budget_chart import OVER, BudgetChart
 from ui.calls import InlineRunner
 from ui.dialogs import CapturedDialog, ConsentDialog, ExemptionDialog
 from ui.ledger_view import BudgetDay
-from ui.model import AgentStatus
 
 
 def row(tree: QTreeWidget, index: int) -> list[str]:
@@ -64,7 +64,7 @@ def test_accept_records_the_answer_with_the_policy_version(qtbot: QtBot) -> None
         dialog.accept_button.click()
     assert stack.agent.calls == [("consent_accept", (3,))]
     status = answered.args[0]
-    assert isinstance(status, AgentStatus)
+    assert isinstance(status, Status)
     assert status.reason == "capturing"
     assert not dialog.isVisible()
 

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import pytest
 
-from agent import control
-from policies.model import Category
+from overt.wire import control
+from overt.wire.control_results import CATEGORIES as WIRE_CATEGORIES
+from overt.wire.control_results import RequestedExemption
 from ui.exemption_view import (
     CATEGORIES,
     MAX_DAYS,
-    MAX_REASON_CHARS,
     check_request,
     request_rows,
 )
-from ui.model import ExemptionRequest
 
 
-def test_the_form_offers_exactly_the_policy_categories() -> None:
-    assert [value for value, _ in CATEGORIES] == [c.value for c in Category]
+def test_the_form_offers_exactly_the_control_apis_categories() -> None:
+    assert [value for value, _ in CATEGORIES] == list(WIRE_CATEGORIES)
 
 
 def test_the_form_limits_are_the_control_apis() -> None:
-    assert MAX_REASON_CHARS == control.MAX_REASON_CHARS
     assert MAX_DAYS == control.MAX_EXEMPTION_DAYS
+    check_request("battery", "x" * control.MAX_REASON_CHARS, 30)
+    with pytest.raises(ValueError, match="characters long"):
+        check_request("battery", "x" * (control.MAX_REASON_CHARS + 1), 30)
 
 
 def test_a_good_request_is_trimmed() -> None:
@@ -39,7 +40,7 @@ def test_a_good_request_is_trimmed() -> None:
     [
         ("holiday", "x", 3, "Choose why"),
         ("other", "   ", 3, "Say in a few words"),
-        ("other", "x" * (MAX_REASON_CHARS + 1), 3, "keep it under"),
+        ("other", "x" * (control.MAX_REASON_CHARS + 1), 3, "keep it under"),
         ("other", "x", 0, "between 1 and"),
         ("other", "x", MAX_DAYS + 1, "between 1 and"),
     ],
@@ -51,14 +52,14 @@ def test_a_bad_request_is_refused_in_words(
         check_request(category, reason, days)
 
 
-def _request(status: str, **kw: object) -> ExemptionRequest:
+def _request(status: str, **kw: object) -> RequestedExemption:
     base: dict[str, object] = {
         "request_id": f"r-{status}", "category": "bandwidth", "reason": "metered home line",
         "duration_days": 30, "status": status, "decided_at": None, "decision_reason": None,
         "grant_expires": None,
     }  # fmt: skip
     base.update(kw)
-    return ExemptionRequest(**base)  # type: ignore[arg-type]
+    return RequestedExemption.model_validate(base)
 
 
 def test_rows_say_what_became_of_each_request_pending_first() -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC
 
+from overt.wire.control_results import LedgerReport
 from tests.ui.fake_agent import FakeAgent, ManualClock, sample_batches
 from ui.ledger_view import budget_days, ledger_rows, ledger_summary, signal_summary
-from ui.model import Ledger, parse_ledger
 
 
-def _ledger() -> Ledger:
+def _ledger() -> LedgerReport:
     clock = ManualClock()
-    return parse_ledger(FakeAgent(clock=clock, batches=sample_batches(clock.now_ms)).ledger(7))
+    return FakeAgent(clock=clock, batches=sample_batches(clock.now_ms)).ledger(7)
 
 
 def test_rows_are_newest_first_with_apps_signals_and_fate() -> None:
@@ -47,6 +47,6 @@ def test_summary_counts_batches_by_fate() -> None:
         "12 batches in the last 7 days: 10 uploaded (133 MiB), "
         "2 still on this machine (you can discard them)."
     )
-    assert ledger_summary(Ledger((), ()), 1) == (
+    assert ledger_summary(LedgerReport(batches=(), daily=()), 1) == (
         "Nothing was captured on this machine in the last 1 days."
     )

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from overt.wire.control_results import Status
 from tests.ui.fake_agent import MINUTE_MS, T0_MS, FakeAgent, ManualClock
-from ui.model import AgentStatus, parse_status
 from ui.presentation import (
     ConsentPrompter,
     IconKind,
@@ -22,13 +22,13 @@ from ui.presentation import (
 )
 
 
-def status(**changes: Any) -> AgentStatus:
-    doc = FakeAgent().status()
+def status(**changes: Any) -> Status:
+    doc = FakeAgent().status().model_dump(mode="json")
     doc.update(changes)
-    return parse_status(doc)
+    return Status.model_validate(doc)
 
 
-def paused(left_ms: int, now_ms: int = T0_MS) -> AgentStatus:
+def paused(left_ms: int, now_ms: int = T0_MS) -> Status:
     return status(reason="paused", capturing=False, paused_until_ms=now_ms + left_ms,
                   now_ms=now_ms)  # fmt: skip
 
@@ -167,9 +167,9 @@ def test_tooltip_details_uploads_and_policy() -> None:
 
 
 def test_upload_waiting_says_why() -> None:
-    doc = FakeAgent().status()
+    doc = FakeAgent().status().model_dump(mode="json")
     doc["upload"].update(state="waiting", why="on battery")
-    assert "Upload waiting: on battery" in present(parse_status(doc)).tooltip
+    assert "Upload waiting: on battery" in present(Status.model_validate(doc)).tooltip
 
 
 # -- announcements --------------------------------------------------------------
@@ -234,9 +234,13 @@ def test_consent_prompt_once_per_policy_version() -> None:
     assert prompter.observe(status()) is False
     assert prompter.observe(needed) is True
     assert prompter.observe(needed) is False
-    newer = dict(FakeAgent().status(), consent_needed=True, reason="consent_outdated")
+    newer = dict(
+        FakeAgent().status().model_dump(mode="json"),
+        consent_needed=True,
+        reason="consent_outdated",
+    )
     newer["policy"] = dict(newer["policy"], version=4)
-    assert prompter.observe(parse_status(newer)) is True
+    assert prompter.observe(Status.model_validate(newer)) is True
     assert prompter.observe(Unreachable()) is False
 
 
@@ -266,6 +270,6 @@ def test_minutes_phrase() -> None:
 def test_a_manual_clock_agent_pause_is_clamped_to_the_policy() -> None:
     clock = ManualClock()
     agent = FakeAgent(clock=clock, pause_max_minutes=20)
-    s = parse_status(agent.pause(30))
+    s = agent.pause(30)
     assert s.pause_remaining_ms == 20 * MINUTE_MS
     assert present(s, UTC).headline.startswith("Paused — resumes in 20 min")
