@@ -5,7 +5,7 @@ Run:  .venv/bin/python bench/screenshot.py [--iterations N]
 Target: median at most 30 ms at 1080p from trigger to encoded bytes.
 
 What is timed is the path the agent runs for one screenshot request
-(``_GrabWorker._grab`` on the grab thread, then ``FrameEncoder.encode`` via
+(``GrabWorker._grab`` on the grab thread, then ``FrameEncoder.encode`` via
 ``Pipeline.feed_frame`` on the pipeline thread), called here back to back on
 one thread:
 
@@ -34,7 +34,7 @@ Also measured in the same run:
   (Pillow defaults), and the ratio to the keyframe path;
 - where the time goes: each stage's median, and Pillow's steps on the same
   frame alone (``frombytes``, the downscale, the WebP/JPEG encode);
-- (i) through the agent's own thread hand-off: ``agent.app._GrabWorker`` and
+- (i) through the agent's own thread hand-off: ``agent.grab_worker.GrabWorker`` and
   a pipeline thread looping as ``Agent._run`` does (``queue.get`` with the
   20 ms timeout while a grab is busy, then ``take``), with no input events.
 
@@ -156,7 +156,7 @@ def request(
     window_id: int,
     case: Case,
 ) -> None:
-    """One screenshot request, as ``_GrabWorker._grab`` + ``FrameEncoder.encode`` run it."""
+    """One screenshot request, as ``GrabWorker._grab`` + ``FrameEncoder.encode`` run it."""
     pc = time.perf_counter
     t0 = pc()
     window = probe.active()

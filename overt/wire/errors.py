@@ -9,8 +9,10 @@ Exceptions::
      ├── HeaderFormatError a batch header that is not a valid format-1 header
      ├── ImageError        (frames) an image blob that is not a well-formed
      │                     image of the formats a batch may hold
-     └── FrameError        (frames) an image or a frame whose size is not what
-                           its record says
+     ├── FrameError        (frames) an image or a frame whose size is not what
+     │                     its record says
+     └── ControlFormatError  (control) a control API line that is not a
+                           valid request or answer
 """
 
 from __future__ import annotations
