@@ -61,16 +61,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tests.desktop as harness
 from agent.events import Rect, WindowInfo, subtract
-from agent.pipeline.occlusion import keep_visible
-from agent.pipeline.screens import (
+from agent.pipeline.codecs import (
     LATENCY_TARGET_MS,
     WEBP,
     Codec,
-    FrameEncoder,
     encode_image,
     frame_budget_ms,
     looks_like_screen,
 )
+from agent.pipeline.occlusion import keep_visible
+from agent.pipeline.screens import FrameEncoder
 from agent.sources._mss import MssScreenGrabber
 from agent.sources._xorg import XorgWindowProbe
 from agent.sources.input import EventQueue

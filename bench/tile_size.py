@@ -38,7 +38,8 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.events import Frame, Rect
-from agent.pipeline.screens import Codec, CodecChooser, FrameEncoder, encode_image
+from agent.pipeline.codecs import Codec, CodecChooser, encode_image
+from agent.pipeline.screens import FrameEncoder
 from bench._machine import machine
 from overt.wire.records import ScreenshotKind
 from policies.model import Screenshots

@@ -62,15 +62,7 @@ from overt.wire.frames import image_id, tile_runs
 from overt.wire.records import ScreenshotKind, ScreenshotRecord, to_ms
 from policies.model import Screenshots
 
-# The codec names are re-exported: callers configure a FrameEncoder with them.
-from .codecs import LATENCY_TARGET_MS as LATENCY_TARGET_MS
-from .codecs import SCREEN_COLOURS as SCREEN_COLOURS
-from .codecs import WEBP as WEBP
-from .codecs import Codec as Codec
-from .codecs import CodecChooser as CodecChooser
-from .codecs import encode_image as encode_image
-from .codecs import frame_budget_ms as frame_budget_ms
-from .codecs import looks_like_screen as looks_like_screen
+from .codecs import CodecChooser
 
 
 class Trigger(StrEnum):

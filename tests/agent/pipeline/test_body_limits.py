@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from agent.config import AgentConfig
 from agent.pipeline.batcher import Batcher
-from agent.pipeline.screens import Codec, FrameEncoder, encode_image
+from agent.pipeline.codecs import Codec, encode_image
+from agent.pipeline.screens import FrameEncoder
 from overt.wire.batch import Batch
 from overt.wire.body import (
     DERIVED_FROM_BATCH_AGE_S,

@@ -20,9 +20,10 @@ from PIL import Image, ImageDraw
 
 from agent.events import AppIdentity, Frame, Rect, SourceEvent, WindowInfo
 from agent.pipeline.batcher import Batcher
+from agent.pipeline.codecs import Codec, CodecChooser, encode_image
 from agent.pipeline.decision import Decision, Reason
 from agent.pipeline.pipeline import Action, BatchReady, Pipeline
-from agent.pipeline.screens import Codec, CodecChooser, FrameEncoder, GrabRequest, encode_image
+from agent.pipeline.screens import FrameEncoder, GrabRequest
 from collector.export.opening import UnopenedBatch
 from overt.wire.batch import Batch, BatchHeader, count_signals
 from overt.wire.body import encode_body
