@@ -90,6 +90,8 @@ class Rig:
     doc: dict[str, Any]
     canaries: list[FakeCanary]
     grabber: FakeScreenGrabber
+    #: How many events the test has accounted for so far (see ``settle``).
+    accounted: int = 0
 
     def drop_policy(self, *, tamper: bool = False, **changes: Any) -> None:
         """Replace the policy file, as device management would (or an attacker)."""
@@ -404,14 +406,17 @@ def seen(rig: Rig) -> int:
 
 
 def settle(rig: Rig, events: int) -> None:
-    """Wait until the pipeline thread has taken ``events`` more events than now."""
-    target = seen(rig) + events
+    """Wait until the pipeline thread has taken the ``events`` caused since the
+    last wait. Counted from what the test accounted for, not from what has been
+    handled when this is called: the pipeline may already have taken some."""
+    rig.accounted += events
+    target = rig.accounted
     wait(lambda: seen(rig) >= target)
 
 
 def started(rig: Rig) -> None:
     """Wait for the two focus changes of the rig's start to be handled."""
-    wait(lambda: seen(rig) >= 2)
+    settle(rig, 2)
 
 
 def records(rig: Rig) -> list[Record]:
