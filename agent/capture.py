@@ -55,8 +55,8 @@ from agent.pipeline.decision import (
     DecisionEngine,
     Reason,
     capture_status,
-    digest_paths,
 )
+from agent.pipeline.matching import digest_paths
 from agent.pipeline.pause import PauseState
 from agent.pipeline.pipeline import Action, BatchReady, Pipeline
 from agent.pipeline.screens import GrabRequest

@@ -62,7 +62,6 @@ from policies.model import (
 
 from .consent import ConsentRecord, SurfaceItem, surface_covers
 from .matching import CompiledPolicy, first_rule, identity_keys
-from .matching import digest_paths as digest_paths  # the agent's one import for the gate
 from .pause import DEFAULT_MAX_MINUTES, RUNNING, PauseState
 
 
