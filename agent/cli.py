@@ -36,7 +36,7 @@ from agent.control import ControlError
 from agent.local_state import LocalState, LocalStateError
 from agent.pipeline.consent import ConsentRecord, capture_surface, surface_widening
 from agent.policy_source import load_policy
-from agent.remote import CollectorError
+from agent.remote import RemoteError
 from agent.sinks.base import SinkError
 from agent.sources.errors import SourceError
 from overt.wire.errors import FormatError
@@ -348,7 +348,7 @@ def main(argv: Sequence[str], prog: str = "overt agent") -> int:
         LocalStateError,
         FormatError,
         SinkError,
-        CollectorError,
+        RemoteError,
         ControlError,
         OSError,
     ) as exc:

@@ -21,7 +21,7 @@ import binascii
 import logging
 from dataclasses import dataclass
 
-from agent.remote import CollectorClient, CollectorError
+from agent.remote import CollectorClient, RemoteError
 from agent.trust import COLLECTOR, TrustHolder
 from policies.envelope import MAX_GRANT_BYTES
 
@@ -62,7 +62,7 @@ class PolicySync:
     def _sync_policy(self, now: float) -> tuple[bool, str | None]:
         try:
             status, body, etag = self._get("/v1/policy", self._policy_etag)
-        except CollectorError as exc:
+        except RemoteError as exc:
             return False, str(exc)
         if status in (304, 404):
             return False, None
@@ -80,7 +80,7 @@ class PolicySync:
                 "/v1/grants",
                 headers={"If-None-Match": self._grants_etag} if self._grants_etag else None,
             )
-        except CollectorError as exc:
+        except RemoteError as exc:
             return False, str(exc)
         if response.status_code == 304:
             return False, None

@@ -9,7 +9,7 @@ these calls are made by a person (through the tray or the CLI) who is told
 at once when the collector cannot be reached. Batch upload, with its backoff
 and dead-lettering, is ``agent.sinks.upload``.
 
-Errors: :class:`CollectorError` (with the HTTP status, or None when the
+Errors: :class:`RemoteError` (with the HTTP status, or None when the
 collector could not be reached); :class:`EnrollmentError` for enrollment.
 """
 
@@ -32,7 +32,7 @@ from policies.keys import raw_public_bytes
 log = logging.getLogger(__name__)
 
 
-class CollectorError(Exception):
+class RemoteError(Exception):
     """The collector refused a request or could not be reached."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
@@ -40,7 +40,7 @@ class CollectorError(Exception):
         self.status = status
 
 
-class EnrollmentError(CollectorError):
+class EnrollmentError(RemoteError):
     """Enrollment was refused (bad, used or expired token; device id taken)."""
 
 
@@ -83,7 +83,7 @@ class CollectorClient:
         content_type: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """Send one request signed with the device key; transport errors → CollectorError."""
+        """Send one request signed with the device key; transport errors → RemoteError."""
         signed = self._signer.headers(method, path, body, int(self._clock() * 1000))
         all_headers = {**(headers or {}), **signed}
         if content_type is not None:
@@ -91,7 +91,7 @@ class CollectorClient:
         try:
             return self._client.request(method, path, content=body, headers=all_headers)
         except httpx.HTTPError as exc:
-            raise CollectorError(
+            raise RemoteError(
                 f"the collector at {self.base_url} cannot be reached: {type(exc).__name__}"
             ) from exc
 
@@ -100,16 +100,16 @@ class CollectorClient:
         content_type = None if doc is None else "application/json"
         response = self.request(method, path, body=body, content_type=content_type)
         if response.status_code >= 400:
-            raise CollectorError(
+            raise RemoteError(
                 f"the collector refused {method} {path}: {_detail(response)}",
                 response.status_code,
             )
         try:
             result = response.json()
         except ValueError as exc:
-            raise CollectorError(f"the collector answered {path} with no JSON") from exc
+            raise RemoteError(f"the collector answered {path} with no JSON") from exc
         if not isinstance(result, dict):
-            raise CollectorError(f"the collector answered {path} with unexpected JSON")
+            raise RemoteError(f"the collector answered {path} with unexpected JSON")
         return result
 
     def request_exemption(self, category: str, reason: str, duration_days: int) -> dict[str, Any]:
@@ -119,7 +119,7 @@ class CollectorClient:
     def exemptions(self) -> list[dict[str, Any]]:
         requests = self._json("GET", "/v1/exemptions").get("requests")
         if not isinstance(requests, list):
-            raise CollectorError("the collector's exemption list is malformed")
+            raise RemoteError("the collector's exemption list is malformed")
         return [r for r in requests if isinstance(r, dict)]
 
     def record_consent(self, policy_version: int, accepted: bool, at: float) -> None:

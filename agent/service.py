@@ -43,7 +43,7 @@ from agent.local_state import LocalState, LocalStateError
 from agent.pipeline.consent import ConsentRecord
 from agent.pipeline.decision import daily_upload_budget
 from agent.policy_sync import PolicySync
-from agent.remote import CollectorClient, CollectorError
+from agent.remote import CollectorClient, RemoteError
 from agent.sinks.base import Sink
 from agent.sinks.sealing import SealingSink
 from agent.sinks.spool import Spool
@@ -321,7 +321,7 @@ class AgentService:
         def send() -> None:
             try:
                 remote.record_consent(applied.policy_version, applied.accepted, applied.at)
-            except CollectorError as exc:
+            except RemoteError as exc:
                 # The answer is in force locally; the collector's audit copy is
                 # best effort and the next answer is sent again.
                 log.warning("consent record not sent to the collector: %s", exc)
@@ -346,7 +346,7 @@ class AgentService:
         assert self.remote is not None
         try:
             answer = self.remote.request_exemption(category, reason, days)
-        except CollectorError as exc:
+        except RemoteError as exc:
             raise ControlError("unavailable", str(exc)) from exc
         # Look for the decision often for a while: an approval applies at once.
         self._pending_until = self._clock() + self._settings.pending_window_s
@@ -357,7 +357,7 @@ class AgentService:
         assert self.remote is not None
         try:
             requests = self.remote.exemptions()
-        except CollectorError as exc:
+        except RemoteError as exc:
             raise ControlError("unavailable", str(exc)) from exc
         if any(r.get("status") == "pending" for r in requests):
             self._pending_until = max(

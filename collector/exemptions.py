@@ -27,8 +27,8 @@ from collector.policy_desk import signed_policy
 from collector.store.protocols import ExemptionStore, PolicyStore
 from collector.store.records import (
     AuditEvent,
-    Decision,
     DeviceRecord,
+    ExemptionDecision,
     ExemptionRecord,
     ExemptionStatus,
     GrantRecord,
@@ -178,7 +178,7 @@ class Exemptions:
             envelope=envelope,
         )
         self._store.decide_exemption(
-            Decision(request_id, ExemptionStatus.APPROVED, now_ms, actor, "", record),
+            ExemptionDecision(request_id, ExemptionStatus.APPROVED, now_ms, actor, "", record),
             AuditEvent(
                 now_ms,
                 actor,
@@ -224,7 +224,7 @@ class Exemptions:
         self.get_exemption(request_id)
         now_ms = self.now_ms()
         decided = self._store.decide_exemption(
-            Decision(request_id, ExemptionStatus.DENIED, now_ms, actor, reason),
+            ExemptionDecision(request_id, ExemptionStatus.DENIED, now_ms, actor, reason),
             AuditEvent(now_ms, actor, "exemption.denied", request_id, {"reason": reason}),
         )
         logger.info("exemption request %s denied", request_id)

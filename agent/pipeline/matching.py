@@ -111,7 +111,7 @@ def digest_paths(policy: Policy) -> frozenset[str]:
     )
 
 
-class TitleRule(NamedTuple):
+class CompiledTitleRule(NamedTuple):
     regex: re.Pattern[str]
     action: str
     pattern: str
@@ -121,7 +121,7 @@ class TitleRule(NamedTuple):
 class CompiledApp:
     id: str
     capture: CaptureSettings
-    title_rules: tuple[TitleRule, ...]
+    title_rules: tuple[CompiledTitleRule, ...]
     #: For a rule that lists exe_paths and other values: those values, one of
     #: which must match too. None when nothing narrows the rule.
     narrow: frozenset[IdentityKey] | None
@@ -171,7 +171,9 @@ class CompiledPolicy:
 
 
 def _compile_app(rule: AppRule, narrow: frozenset[IdentityKey] | None) -> CompiledApp:
-    rules = tuple(TitleRule(re.compile(r.pattern), r.action, r.pattern) for r in rule.title_rules)
+    rules = tuple(
+        CompiledTitleRule(re.compile(r.pattern), r.action, r.pattern) for r in rule.title_rules
+    )
     return CompiledApp(rule.id, rule.capture, rules, narrow)
 
 

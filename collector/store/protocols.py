@@ -46,9 +46,9 @@ from collector.store.records import (
     AuditEvent,
     BatchOutcome,
     BatchWrite,
-    Decision,
     DeviceRecord,
     EnrollmentTokenRecord,
+    ExemptionDecision,
     ExemptionRecord,
     ExemptionStatus,
     GrantRecord,
@@ -201,7 +201,7 @@ class ExemptionStore(Protocol):
         """Requests, newest first, optionally filtered."""
         ...
 
-    def decide_exemption(self, decision: Decision, audit: AuditEvent) -> ExemptionRecord:
+    def decide_exemption(self, decision: ExemptionDecision, audit: AuditEvent) -> ExemptionRecord:
         """Approve or deny a pending request (storing its grant), in one transaction.
 
         Raises :class:`~collector.errors.NotFoundError` or

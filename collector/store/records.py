@@ -198,7 +198,7 @@ class GrantRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class ExemptionDecision:
     """An admin's answer to a pending request; approvals carry their grant."""
 
     request_id: str

@@ -20,7 +20,7 @@ import pytest
 
 from agent.local_state import LocalState, LocalStateError
 from agent.policy_sync import PolicySync
-from agent.remote import CollectorClient, CollectorError, EnrollmentError, enroll
+from agent.remote import CollectorClient, EnrollmentError, RemoteError, enroll
 from agent.trust import TrustHolder
 from overt.wire.sealed import ed25519_from_b64
 from overt.wire.signature import verify_request
@@ -168,7 +168,7 @@ def test_a_refusal_carries_the_status_and_the_collectors_words(tmp_path: Path) -
     local = LocalState(tmp_path)
     client = transport(lambda _: httpx.Response(422, json={"detail": "unknown category"}))
     remote = CollectorClient(client, local.device_id(), local.device_key(), clock)
-    with pytest.raises(CollectorError, match="unknown category") as caught:
+    with pytest.raises(RemoteError, match="unknown category") as caught:
         remote.request_exemption("nope", "x", 1)
     assert caught.value.status == 422
 

@@ -34,8 +34,8 @@ from collector.store.records import (
     AdminUserRecord,
     AuditEvent,
     BatchOutcome,
-    Decision,
     EnrollmentTokenRecord,
+    ExemptionDecision,
     ExemptionRecord,
     ExemptionStatus,
     GrantRecord,
@@ -394,7 +394,7 @@ def test_exemption_requests_are_listed_newest_first_and_filtered(store: Storage)
     store.add_exemption(_request("r-1", at=1), _event())
     store.add_exemption(_request("r-2", "dev-2", at=2), _event())
     store.decide_exemption(
-        Decision("r-1", ExemptionStatus.DENIED, 5, "admin:alice", "no"), _event()
+        ExemptionDecision("r-1", ExemptionStatus.DENIED, 5, "admin:alice", "no"), _event()
     )
     assert [r.request_id for r in store.list_exemptions()] == ["r-2", "r-1"]
     assert [r.request_id for r in store.list_exemptions(status=ExemptionStatus.PENDING)] == ["r-2"]
@@ -405,7 +405,7 @@ def test_exemption_requests_are_listed_newest_first_and_filtered(store: Storage)
 def test_approval_stores_the_grant_with_the_decision(store: Storage) -> None:
     store.add_exemption(_request(), _event())
     decided = store.decide_exemption(
-        Decision("r-1", ExemptionStatus.APPROVED, 5, "admin:alice", "", _grant()),
+        ExemptionDecision("r-1", ExemptionStatus.APPROVED, 5, "admin:alice", "", _grant()),
         _event("exemption.approved", "r-1"),
     )
     assert (decided.status, decided.grant_id, decided.grant_expires_ms) == (
@@ -420,15 +420,18 @@ def test_approval_stores_the_grant_with_the_decision(store: Storage) -> None:
 
 def test_a_request_is_decided_once(store: Storage) -> None:
     store.add_exemption(_request(), _event())
-    store.decide_exemption(Decision("r-1", ExemptionStatus.DENIED, 5, "a", "no"), _event())
+    store.decide_exemption(ExemptionDecision("r-1", ExemptionStatus.DENIED, 5, "a", "no"), _event())
     with pytest.raises(AlreadyDecidedError):
         store.decide_exemption(
-            Decision("r-1", ExemptionStatus.APPROVED, 6, "a", "", _grant()), _event("second")
+            ExemptionDecision("r-1", ExemptionStatus.APPROVED, 6, "a", "", _grant()),
+            _event("second"),
         )
     assert store.grants_for_device("dev-1", 0) == []
     assert "second" not in [e.action for e in store.list_audit(10)]
     with pytest.raises(NotFoundError):
-        store.decide_exemption(Decision("r-9", ExemptionStatus.DENIED, 5, "a", "no"), _event())
+        store.decide_exemption(
+            ExemptionDecision("r-9", ExemptionStatus.DENIED, 5, "a", "no"), _event()
+        )
 
 
 # ------------------------------------------------------------------ audit

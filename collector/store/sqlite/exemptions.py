@@ -12,7 +12,7 @@ from typing import Any
 from collector.errors import AlreadyDecidedError, NotFoundError
 from collector.store.records import (
     AuditEvent,
-    Decision,
+    ExemptionDecision,
     ExemptionRecord,
     ExemptionStatus,
     GrantRecord,
@@ -95,7 +95,7 @@ class SQLiteExemptions(SQLiteEngine):
         )
         return [_exemption(r) for r in rows]
 
-    def decide_exemption(self, decision: Decision, audit: AuditEvent) -> ExemptionRecord:
+    def decide_exemption(self, decision: ExemptionDecision, audit: AuditEvent) -> ExemptionRecord:
         def apply(tx: Tx) -> ExemptionRecord:
             row = tx.conn.execute(
                 f"SELECT {_EXEMPTION_COLUMNS} FROM exemptions WHERE request_id = ?",  # noqa: S608 (constant column list)
