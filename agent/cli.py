@@ -40,16 +40,11 @@ from agent.remote import RemoteError
 from agent.sinks.base import SinkError
 from agent.sources.errors import SourceError
 from overt.wire.errors import FormatError
+from policies.cli_args import UsageError, trusted_signers
 from policies.errors import PolicyError
-from policies.keys import load_public_key, public_key_model
-from policies.model import SignerSet
 from policies.summary import describe
 
 log = logging.getLogger(__name__)
-
-
-class _UsageError(Exception):
-    """Arguments that parse but make no sense together (exit 2)."""
 
 
 class _NoPolicyError(Exception):
@@ -173,23 +168,19 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 
 def _config(args: argparse.Namespace, local: LocalState) -> AgentConfig:
-    keys = [public_key_model(load_public_key(path)) for path in args.trust]
-    if len({k.keyid for k in keys}) != len(keys):
-        raise _UsageError("the same --trust key was given twice")
-    if not 1 <= args.threshold <= len(keys):
-        raise _UsageError("--threshold must be between 1 and the number of --trust keys")
+    trusted = trusted_signers(args.trust, args.threshold)
     tenant, group = args.tenant, args.device_group
     if tenant is None or group is None:
         enrollment = local.enrollment()
         if enrollment is None:
-            raise _UsageError(
+            raise UsageError(
                 "this device is not enrolled: give --tenant and --device-group, "
                 "or enroll it first (overt agent enroll)"
             )
         tenant = tenant or enrollment.tenant
         group = group or enrollment.group
     return AgentConfig(
-        trusted=SignerSet(keys=tuple(keys), threshold=args.threshold),
+        trusted=trusted,
         tenant=tenant,
         device_group=group,
         state_dir=local.directory,
@@ -225,7 +216,7 @@ def _consent(args: argparse.Namespace) -> int:
         accepted = False
     else:
         if not sys.stdin.isatty():
-            raise _UsageError("no terminal to ask on: pass --accept or --decline")
+            raise UsageError("no terminal to ask on: pass --accept or --decline")
         reply = input("\nDo you agree to capture under this policy? [y/N] ")
         accepted = reply.strip().lower() in {"y", "yes"}
     record = (ConsentRecord.accept if accepted else ConsentRecord.decline)(policy, now)
@@ -262,7 +253,7 @@ def _run(args: argparse.Namespace) -> int:
     config = _config(args, local)
     if args.batch_seconds is not None:
         if not 1 <= args.batch_seconds <= 3600:
-            raise _UsageError("--batch-seconds must be between 1 and 3600")
+            raise UsageError("--batch-seconds must be between 1 and 3600")
         config = dataclasses.replace(config, batch_max_age_seconds=args.batch_seconds)
     stop = threading.Event()
 
@@ -334,7 +325,7 @@ def main(argv: Sequence[str], prog: str = "overt agent") -> int:
     command = f"{prog} {args.command}"
     try:
         return _HANDLERS[args.command](args)
-    except _UsageError as exc:
+    except UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"{command}: error: {exc}", file=sys.stderr)
         return 2

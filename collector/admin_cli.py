@@ -35,6 +35,7 @@ from typing import Any, TextIO
 import httpx
 
 from collector.errors import AdminClientError
+from policies.cli_args import UsageError
 from policies.envelope import MAX_POLICY_BYTES
 from policies.errors import PolicyError
 from policies.store import read_file_limited
@@ -42,10 +43,6 @@ from policies.store import read_file_limited
 TOKEN_ENV = "OVERT_ADMIN_TOKEN"  # noqa: S105 (a variable name, not a secret)
 URL_ENV = "OVERT_COLLECTOR_URL"
 _TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-
-
-class _UsageError(Exception):
-    """Arguments that parse but cannot be used (exit 2)."""
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -99,12 +96,12 @@ def _token(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
         try:
             text = args.token_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise _UsageError(f"cannot read the token file {args.token_file}: {exc}") from exc
+            raise UsageError(f"cannot read the token file {args.token_file}: {exc}") from exc
         token = text.strip().splitlines()[0] if text.strip() else ""
     else:
         token = environ.get(TOKEN_ENV, "").strip()
     if not token:
-        raise _UsageError(f"no admin token: give --token-file F or set {TOKEN_ENV}")
+        raise UsageError(f"no admin token: give --token-file F or set {TOKEN_ENV}")
     return token
 
 
@@ -267,9 +264,9 @@ def _request(args: argparse.Namespace, client: httpx.Client) -> Any:
         try:
             data = read_file_limited(args.file, MAX_POLICY_BYTES)
         except PolicyError as exc:
-            raise _UsageError(str(exc)) from exc
+            raise UsageError(str(exc)) from exc
         return _call(client, "PUT", "/v1/admin/policy", content=data)
-    raise _UsageError(f"unknown command {command}")
+    raise UsageError(f"unknown command {command}")
 
 
 def main(
@@ -288,7 +285,7 @@ def main(
         token = _token(args, environ)
         url = args.url or environ.get(URL_ENV, "")
         if client is None and not url:
-            raise _UsageError(f"no collector URL: give --url or set {URL_ENV}")
+            raise UsageError(f"no collector URL: give --url or set {URL_ENV}")
         headers = {"Authorization": f"Bearer {token}"}
         if client is None:
             with httpx.Client(base_url=url, headers=headers, timeout=_TIMEOUT) as own:
@@ -296,7 +293,7 @@ def main(
         else:
             client.headers.update(headers)
             answer = _request(args, client)
-    except _UsageError as exc:
+    except UsageError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     except AdminClientError as exc:

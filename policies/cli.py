@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from overt.files import atomic_write
+from policies.cli_args import UsageError, trusted_signers
 from policies.envelope import MAX_POLICY_BYTES, parse_envelope, strict_json
 from policies.errors import PolicyError
 from policies.keys import (
@@ -27,7 +28,7 @@ from policies.keys import (
     public_key_model,
     write_keypair,
 )
-from policies.model import POLICY_PAYLOAD_TYPE, Policy, SignerSet, policy_json_schema
+from policies.model import POLICY_PAYLOAD_TYPE, Policy, policy_json_schema
 from policies.store import TrustStore, accept_policy_file, read_file_limited
 from policies.summary import describe, identity_warnings
 from policies.verify import (
@@ -49,10 +50,6 @@ signer set are kept in DIR (created if needed), so a later run refuses an
 older version, or the same version with different content, and follows signer
 rotations. Without --state each run starts from the --trust keys alone.
 """
-
-
-class _UsageError(Exception):
-    """Arguments that parse but make no sense together (exit 2)."""
 
 
 def _timestamp(value: str) -> datetime:
@@ -171,17 +168,6 @@ def _add_trust_arguments(parser: argparse.ArgumentParser, *, required: bool) -> 
     )
 
 
-def _trusted(paths: Sequence[str], threshold: int) -> SignerSet:
-    keys = [public_key_model(load_public_key(path)) for path in paths]
-    if len({k.keyid for k in keys}) != len(keys):
-        raise _UsageError("the same --trust key was given twice")
-    if not 1 <= threshold <= len(keys):
-        raise _UsageError(
-            f"--threshold must be between 1 and the number of --trust keys ({len(keys)})"
-        )
-    return SignerSet(keys=tuple(keys), threshold=threshold)
-
-
 def _now(args: argparse.Namespace) -> datetime:
     now: datetime | None = args.now
     return now if now is not None else datetime.now(UTC)
@@ -204,7 +190,7 @@ def _pubkey(args: argparse.Namespace) -> int:
 def _sign(args: argparse.Namespace) -> int:
     source, out = Path(args.policy), Path(args.out)
     if out.exists() and source.exists() and out.samefile(source):
-        raise _UsageError("--out must not be the policy file itself")
+        raise UsageError("--out must not be the policy file itself")
     data = read_file_limited(source, MAX_POLICY_BYTES)
     try:
         policy = parse_policy_payload(data)
@@ -213,7 +199,7 @@ def _sign(args: argparse.Namespace) -> int:
     keys = [load_private_key(path) for path in args.key]
     keyids = [keyid_of(k) for k in keys]
     if len(set(keyids)) != len(keyids):
-        raise _UsageError("the same --key was given twice")
+        raise UsageError("the same --key was given twice")
     atomic_write(out, sign_policy(data, keys))
     print(
         f"signed policy version {policy.version} (expires {_when(policy.expires)}) with "
@@ -236,11 +222,11 @@ def _warn_identity(policy: Policy) -> None:
 def _stamp(args: argparse.Namespace) -> int:
     source, out = Path(args.policy), Path(args.out)
     if out.exists() and source.exists() and out.samefile(source):
-        raise _UsageError("--out must not be the policy file itself")
+        raise UsageError("--out must not be the policy file itself")
     if not 0 < args.valid_days <= 3650:
-        raise _UsageError("--valid-days must be more than 0 and at most 3650")
+        raise UsageError("--valid-days must be more than 0 and at most 3650")
     if args.version is not None and args.version < 1:
-        raise _UsageError("--version must be at least 1")
+        raise UsageError("--version must be at least 1")
     data = read_file_limited(source, MAX_POLICY_BYTES)
     document = strict_json(data, str(source))
     if not isinstance(document, dict) or "payloadType" in document:
@@ -261,7 +247,7 @@ def _stamp(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    trusted = _trusted(args.trust, args.threshold)
+    trusted = trusted_signers(args.trust, args.threshold)
     device = DeviceScope(tenant=args.tenant, group=args.device_group)
     now = _now(args)
     if args.state is not None:
@@ -303,7 +289,7 @@ def _show(args: argparse.Namespace) -> int:
     else:
         envelope = parse_envelope(data, MAX_POLICY_BYTES)
         if args.trust:
-            trusted = _trusted(args.trust, args.threshold)
+            trusted = trusted_signers(args.trust, args.threshold)
             valid = verify_signatures(envelope, trusted, "policy")
             header = [
                 f"Signature: OK ({len(valid)} distinct trusted key(s); {trusted.threshold} "
@@ -359,7 +345,7 @@ def main(argv: Sequence[str], prog: str = "overt policy") -> int:
     command = f"{prog} {args.command}"
     try:
         return _HANDLERS[args.command](args)
-    except _UsageError as exc:
+    except UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"{command}: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
