@@ -39,3 +39,27 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "rejected, as it should be" in result.stdout
     assert "bad signature" in result.stderr
     assert (tmp_path / "trust").is_dir()
+
+
+def _documents() -> list[Path]:
+    return [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_documents_link_only_to_files_inside_the_repository() -> None:
+    bad = []
+    for doc in _documents():
+        for target in re.findall(r"\]\(([^)#\s]+)[^)]*\)", doc.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+://", target):
+                continue
+            resolved = (doc.parent / target).resolve()
+            if not resolved.is_relative_to(ROOT) or not resolved.exists():
+                bad.append(f"{doc.relative_to(ROOT)}: {target}")
+    assert bad == []
+
+
+def test_the_readme_names_docs_that_exist() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`((?:docs/)?[A-Z]+\.md)`", text))
+    assert "docs/ARCHITECTURE.md" in text
+    missing = [n for n in named if not (ROOT / n).exists() and not (ROOT / "docs" / n).exists()]
+    assert missing == []
