@@ -22,10 +22,10 @@ from agent.pipeline.decision import (
     daily_upload_budget,
     decide,
     decide_window,
-    digest_paths,
     next_change,
     upload_allowed,
 )
+from agent.pipeline.matching import digest_paths
 from policies.model import (
     AppMatch,
     AppRule,
