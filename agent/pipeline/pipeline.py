@@ -236,13 +236,7 @@ class Pipeline:
 
     def drop_buffered(self) -> int:
         """Drop everything not yet emitted as a batch (pause). Returns records dropped."""
-        self._keys.reset()
-        self._mouse.reset()
-        self._scheduler.cancel()
-        self._encoder.force_keyframe()
-        self._window = None
-        self._batcher.context = None
-        self._capturing = False
+        self._forget_stages()
         n = self._batcher.drop()
         self._refresh_due()
         return n
@@ -255,6 +249,12 @@ class Pipeline:
         spans the time capture was off.
         """
         batches = self.flush(now)
+        self._forget_stages()
+        self._refresh_due()
+        return batches
+
+    def _forget_stages(self) -> None:
+        """Capture is off: no stage keeps anything that could extend into what comes next."""
         self._keys.reset()
         self._mouse.reset()
         self._scheduler.cancel()
@@ -262,8 +262,6 @@ class Pipeline:
         self._window = None
         self._batcher.context = None
         self._capturing = False
-        self._refresh_due()
-        return batches
 
     def pointer_hidden(self, at: float, now: float) -> list[Action]:
         """At ``at`` the pointer stopped being on the captured window's visible part."""

@@ -153,6 +153,8 @@ class _Tally:
 
 @dataclass(slots=True)
 class DatasetCounts:
+    """What a dataset holds so far, and the dataset keys its batches were sealed to."""
+
     batches: int = 0
     sealed_bytes: int = 0
     events: int = 0

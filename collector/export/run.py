@@ -34,7 +34,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from overt.files import fsync_directory
 
-from .dataset import DatasetWriter
+from .dataset import DatasetCounts, DatasetWriter
 from .errors import BatchRejected, OutputError
 from .layout import IMAGES, write_manifest
 from .opening import UnopenedBatch, open_batch
@@ -96,18 +96,11 @@ class Rejection:
 
 
 @dataclass(slots=True)
-class ExportSummary:
-    """What an export did. ``out`` is None when nothing was exported."""
+class ExportSummary(DatasetCounts):
+    """What an export did: the dataset's counts, where it went (``out`` is
+    None when nothing was exported) and the batches it rejected."""
 
     out: Path | None = None
-    batches: int = 0
-    sealed_bytes: int = 0
-    events: int = 0
-    actions: int = 0
-    actions_with_screenshot: int = 0
-    frames: int = 0
-    images: int = 0
-    sessions: int = 0
     rejected: list[Rejection] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -259,15 +252,8 @@ def _reject(
 
 
 def _fill(summary: ExportSummary, writer: DatasetWriter) -> None:
-    c = writer.counts
-    summary.batches = c.batches
-    summary.sealed_bytes = c.sealed_bytes
-    summary.events = c.events
-    summary.actions = c.actions
-    summary.actions_with_screenshot = c.actions_with_screenshot
-    summary.frames = c.frames
-    summary.images = c.images
-    summary.sessions = c.sessions
+    for counted in fields(DatasetCounts):
+        setattr(summary, counted.name, getattr(writer.counts, counted.name))
 
 
 def _write_manifest(
